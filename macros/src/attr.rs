@@ -1,0 +1,138 @@
+//! The options of `#[cached_query(...)]`, parsed with their spans.
+
+use proc_macro2::TokenStream;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, LitInt, LitStr, Path, Token};
+
+/// Every option the attribute accepts, in the order the docs list them.
+const KEYS: &[&str] = &["ttl", "name", "version", "skip", "cache", "crate"];
+
+/// The parsed arguments of one `#[cached_query(...)]`.
+#[derive(Default)]
+pub struct CachedQueryArgs {
+    /// Seconds; `None` means the cache's default TTL.
+    pub ttl: Option<u64>,
+    /// The stable name used in keys; `None` means the function's path.
+    pub name: Option<LitStr>,
+    /// Bumped when the cached type changes shape.
+    pub version: u32,
+    /// Parameters left out of the key.
+    pub skip: Vec<Ident>,
+    /// An expression of type `&QueryCache` used instead of the installed default.
+    pub cache: Option<Expr>,
+    /// Path of the runtime crate (`crate = "..."`), for renamed dependencies.
+    pub krate: Option<Path>,
+}
+
+impl CachedQueryArgs {
+    /// Parses the attribute's arguments, reporting every mistake at once.
+    pub fn parse(args: TokenStream) -> syn::Result<Self> {
+        let mut parsed = Self::default();
+        let mut seen: Vec<String> = Vec::new();
+        let mut errors: Option<syn::Error> = None;
+        let parser = syn::meta::parser(|meta| {
+            let key = meta.path.get_ident().map(Ident::to_string);
+            let result = match key.as_deref().filter(|k| KEYS.contains(k)) {
+                Some(key) if seen.iter().any(|s| s == key) => Err(syn::Error::new_spanned(
+                    &meta.path,
+                    format!("`{key}` is given more than once"),
+                )),
+                Some(key) => {
+                    seen.push(key.to_owned());
+                    parsed.parse_option(key, &meta)
+                }
+                None => Err(unknown(&meta.path)),
+            };
+            // Report the mistake, skip the rest of this option and go on with the next one,
+            // so that the user sees every error at once.
+            if let Err(err) = result {
+                push(&mut errors, err);
+                while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    meta.input.parse::<proc_macro2::TokenTree>()?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(err) = parser.parse2(args) {
+            push(&mut errors, err);
+        }
+        match errors {
+            Some(err) => Err(err),
+            None => Ok(parsed),
+        }
+    }
+
+    fn parse_option(&mut self, key: &str, meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+        match key {
+            "ttl" => {
+                let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
+                let secs: u64 = lit.base10_parse()?;
+                if secs == 0 {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "`ttl` must be greater than 0 seconds (leave it out to use the cache's default)",
+                    ));
+                }
+                self.ttl = Some(secs);
+            }
+            "name" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().trim().is_empty() {
+                    return Err(syn::Error::new_spanned(&lit, "`name` must not be empty"));
+                }
+                self.name = Some(lit);
+            }
+            "version" => {
+                let lit: LitInt = meta
+                    .value()?
+                    .parse()
+                    .map_err(|e| expected(e, "a version"))?;
+                self.version = lit.base10_parse()?;
+            }
+            "skip" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+                self.skip.extend(names);
+            }
+            "cache" => self.cache = Some(meta.value()?.parse()?),
+            "crate" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                self.krate =
+                    Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);
+            }
+            _ => unreachable!("keys are checked against KEYS before parsing"),
+        }
+        Ok(())
+    }
+}
+
+fn unknown(path: &Path) -> syn::Error {
+    let name = quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "");
+    syn::Error::new(
+        path.span(),
+        format!(
+            "unknown option `{name}`; expected one of: {}",
+            KEYS.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+fn expected(err: syn::Error, what: &str) -> syn::Error {
+    syn::Error::new(err.span(), format!("expected an integer literal ({what})"))
+}
+
+/// Adds `err` to the errors collected so far.
+pub fn push(errors: &mut Option<syn::Error>, err: syn::Error) {
+    match errors {
+        Some(all) => all.combine(err),
+        None => *errors = Some(err),
+    }
+}

@@ -1,0 +1,242 @@
+//! Code generation for `#[cached_query]`: checks the function, then rewrites it.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericParam, Generics, ItemFn, ReturnType, Type};
+
+use crate::attr::{CachedQueryArgs, push};
+use crate::params::{Param, mentions, params};
+
+/// Entry point: on any error the original item is emitted unchanged next to the errors, so
+/// that the rest of the crate (and the IDE) still sees the function.
+pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let err = syn::Error::new_spanned(
+                &item,
+                "#[cached_query] can only be applied to an `async fn`",
+            );
+            return with_error(item, err);
+        }
+    };
+    match expand(args, &func) {
+        Ok(tokens) => tokens,
+        Err(err) => with_error(func.into_token_stream(), err),
+    }
+}
+
+fn with_error(mut item: TokenStream, err: syn::Error) -> TokenStream {
+    item.extend(err.into_compile_error());
+    item
+}
+
+fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = None;
+    let args = CachedQueryArgs::parse(args).unwrap_or_else(|err| {
+        push(&mut errors, err);
+        CachedQueryArgs::default()
+    });
+    let sig = &func.sig;
+    if let Some(constness) = &sig.constness {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(constness, "#[cached_query] cannot be used on a `const fn`"),
+        );
+    }
+    if sig.asyncness.is_none() {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                sig.fn_token,
+                "#[cached_query] works on `async fn` only; make this function `async`",
+            ),
+        );
+    }
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)) => {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    ty,
+                    "#[cached_query] cannot cache an `impl Trait` return type; name the type",
+                ),
+            );
+            None
+        }
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    &sig.ident,
+                    "#[cached_query] needs a return type: the value to cache",
+                ),
+            );
+            None
+        }
+    };
+    let params = params(sig, &args.skip, args.cache.as_ref()).unwrap_or_else(|err| {
+        push(&mut errors, err);
+        Vec::new()
+    });
+    if let Some(err) = errors {
+        return Err(err);
+    }
+    let ret = ret.expect("a missing return type is reported above");
+    let generator = Gen::new(&args, func, &params);
+    let cached = generator.cached_fn(ret);
+    let invalidate = generator.invalidate_fn();
+    Ok(quote!(#cached #invalidate))
+}
+
+/// What both generated functions share.
+struct Gen<'a> {
+    args: &'a CachedQueryArgs,
+    func: &'a ItemFn,
+    /// The key parameters, and those the `cache = ...` expression uses.
+    params: &'a [Param<'a>],
+    /// `::cached_query::__private`, or the `crate = "..."` path's.
+    private: TokenStream,
+}
+
+impl<'a> Gen<'a> {
+    fn new(args: &'a CachedQueryArgs, func: &'a ItemFn, params: &'a [Param<'a>]) -> Self {
+        let krate = match &args.krate {
+            Some(path) => path.to_token_stream(),
+            None => quote!(::cached_query),
+        };
+        Gen {
+            args,
+            func,
+            params,
+            private: quote!(#krate::__private),
+        }
+    }
+
+    /// The user's function, its body run by the cache on a miss.
+    fn cached_fn(&self, ret: &Type) -> TokenStream {
+        let ItemFn {
+            attrs,
+            vis,
+            sig,
+            block,
+            ..
+        } = self.func;
+        let p = &self.private;
+        let call = self.call();
+        let adapter = quote_spanned! {ret.span()=>
+            { use #p::select::*; (&#p::Outcome::<#ret>::NEW).__cq_adapter() }
+        };
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #call
+                __cq_call.run(#adapter, async move #block).await
+            }
+        }
+    }
+
+    /// `<fn>_invalidate(<key parameters>)`: deletes the entry those arguments cached. It also
+    /// takes the parameters that the `cache = ...` expression uses.
+    fn invalidate_fn(&self) -> TokenStream {
+        let ItemFn {
+            attrs, vis, sig, ..
+        } = self.func;
+        let p = &self.private;
+        let name = format_ident!("{}_invalidate", sig.ident);
+        let doc = format!(
+            " Deletes the entry that `{}` cached for these arguments (generated by `#[cached_query]`).",
+            sig.ident
+        );
+        let cfgs = attrs.iter().filter(|a| a.path().is_ident("cfg"));
+        let receiver = sig.receiver().map(|_| quote!(&self,));
+        let params = self.params.iter().map(|k| {
+            let (ident, ty) = (k.ident, k.ty);
+            quote!(#ident: #ty)
+        });
+        let generics = self.invalidate_generics();
+        let where_clause = &generics.where_clause;
+        let call = self.call();
+        quote! {
+            #[doc = #doc]
+            #(#cfgs)*
+            #[allow(dead_code)]
+            #vis async fn #name #generics (#receiver #(#params),*)
+                -> ::core::result::Result<(), #p::CacheError> #where_clause
+            {
+                #call
+                __cq_call.invalidate().await
+            }
+        }
+    }
+
+    /// The statements that locate the function and hash its key: `__cq_call`.
+    fn call(&self) -> TokenStream {
+        let p = &self.private;
+        let fn_name = self.func.sig.ident.to_string();
+        let name = match &self.args.name {
+            Some(lit) => quote!(#p::Name::Given(#lit)),
+            None => quote!(#p::Name::Here(__cq_here, #fn_name)),
+        };
+        let here = self.args.name.is_none().then(|| {
+            quote!(
+                fn __cq_here() -> &'static str {
+                    ::core::any::type_name_of_val(&__cq_here)
+                }
+            )
+        });
+        let version = (self.args.version != 0).then(|| {
+            let v = self.args.version;
+            quote!(.version(#v))
+        });
+        let ttl = self.args.ttl.map(|secs| quote!(.ttl(#secs)));
+        let handle = match &self.args.cache {
+            Some(expr) => quote_spanned!(expr.span()=> #p::Handle::given(#expr)),
+            None => quote!(#p::Handle::installed()),
+        };
+        let parts = self.params.iter().filter(|k| k.in_key).map(|k| {
+            let ident = k.ident;
+            quote_spanned!(k.ty.span()=> #p::key_part(&#ident))
+        });
+        quote! {
+            #here
+            static __CQ_SPEC: #p::Spec = #p::Spec::new(#name)#version #ttl;
+            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle, &(#(#parts,)*));
+        }
+    }
+
+    /// The function's generics, less those no key parameter mentions (an executor's `E`,
+    /// say), which the invalidate function could not infer.
+    fn invalidate_generics(&self) -> Generics {
+        let mut generics = self.func.sig.generics.clone();
+        let (kept, dropped): (Vec<_>, Vec<_>) = generics.params.into_iter().partition(|param| {
+            let ident = param_ident(param);
+            self.params
+                .iter()
+                .any(|k| mentions(k.ty.to_token_stream(), ident))
+        });
+        generics.params = kept.into_iter().collect();
+        if let Some(where_clause) = &mut generics.where_clause {
+            let predicates = std::mem::take(&mut where_clause.predicates);
+            where_clause.predicates = predicates
+                .into_iter()
+                .filter(|pred| {
+                    !dropped
+                        .iter()
+                        .any(|d| mentions(pred.to_token_stream(), param_ident(d)))
+                })
+                .collect();
+        }
+        generics
+    }
+}
+
+fn param_ident(param: &GenericParam) -> &syn::Ident {
+    match param {
+        GenericParam::Lifetime(l) => &l.lifetime.ident,
+        GenericParam::Type(t) => &t.ident,
+        GenericParam::Const(c) => &c.ident,
+    }
+}

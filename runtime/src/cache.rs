@@ -1,0 +1,219 @@
+//! [`QueryCache`]: the handle every cached function talks to.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::CacheError;
+use crate::builder::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_TTL, QueryCacheBuilder};
+use crate::codec;
+use crate::key;
+use crate::stats::{CacheStats, Counters};
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
+use crate::warn::WarnLimiter;
+
+/// A cache of query results, in Redis or in this process. Cheap to clone (an `Arc`).
+///
+/// Make one with [`QueryCache::builder`] (or [`QueryCache::in_memory`]), then either
+/// [`install`](crate::install) it as the process-wide default or hand it to functions with
+/// `#[cached_query(cache = ...)]`.
+///
+/// Every operation is bounded by the builder's `timeout`. A failure seen by a cached function
+/// is never returned to its caller: the function runs its query instead, and the failure is
+/// counted in [`stats`](QueryCache::stats) and logged (at most one warning per 10 s).
+#[derive(Clone)]
+pub struct QueryCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    prefix: String,
+    default_ttl: Duration,
+    timeout: Duration,
+    counters: Counters,
+    warnings: WarnLimiter,
+}
+
+impl fmt::Debug for QueryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryCache")
+            .field("backend", &self.inner.store.describe())
+            .field("prefix", &self.inner.prefix)
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("timeout", &self.inner.timeout)
+            .finish()
+    }
+}
+
+impl QueryCache {
+    /// Starts configuring a cache.
+    pub fn builder() -> QueryCacheBuilder {
+        QueryCacheBuilder::default()
+    }
+
+    /// An in-process cache of at most `max_entries` entries, with the builder's defaults
+    /// (prefix `"cq"`, TTL 60 s). Same semantics as the Redis backend, no network.
+    pub fn in_memory(max_entries: u64) -> QueryCache {
+        QueryCache::new(
+            Store::Memory(MemoryStore::new(max_entries)),
+            DEFAULT_PREFIX.to_owned(),
+            DEFAULT_TTL,
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    pub(crate) fn new(
+        store: Store,
+        prefix: String,
+        default_ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
+        let inner = Inner {
+            store,
+            prefix,
+            default_ttl,
+            timeout,
+            counters: Counters::default(),
+            warnings: WarnLimiter::new(),
+        };
+        QueryCache {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The counters since this cache was built.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The namespace that starts every key of this cache.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The TTL of functions that set none.
+    pub fn default_ttl(&self) -> Duration {
+        self.inner.default_ttl
+    }
+
+    /// The key under which a function named `name` (see the `name` option), at `version`,
+    /// caches its result for `args`: the tuple of its key parameters in declaration order,
+    /// e.g. `&(id,)` for one parameter or `&()` for none.
+    pub fn key<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        version: u32,
+        args: &A,
+    ) -> Result<String, CacheError> {
+        let hash = key::hash_args(args).map_err(|e| CacheError::Encode(e.to_string()))?;
+        Ok(self.key_from(&key::head(name, version), hash))
+    }
+
+    pub(crate) fn key_from(&self, head: &str, hash: u128) -> String {
+        key::join(&self.inner.prefix, head, hash)
+    }
+
+    /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
+    /// reported as absent.
+    pub async fn get<T: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, CacheError> {
+        let bytes = self.bounded(self.inner.store.get(key)).await?;
+        Ok(bytes.and_then(|b| codec::decode(&b).ok()))
+    }
+
+    /// Encodes `value` and stores it under `key` for `ttl`.
+    pub async fn set<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let bytes = codec::encode(value)?;
+        self.bounded(self.inner.store.set(key, bytes, ttl)).await
+    }
+
+    /// Deletes the entry under `key` (the generated `<fn>_invalidate` functions call this).
+    pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
+        let result = self.bounded(self.inner.store.delete(key)).await;
+        match &result {
+            Ok(()) => Counters::bump(&self.inner.counters.invalidations),
+            Err(err) => self.failed("invalidate", key, err),
+        }
+        result
+    }
+
+    /// The hit path of a cached function: the decoded value under `key`, or `None` when the
+    /// function must run its query (absent, undecodable, or the cache failed).
+    pub(crate) async fn lookup<T: DeserializeOwned + 'static>(&self, key: &str) -> Option<T> {
+        let counters = &self.inner.counters;
+        match self.bounded(self.inner.store.get(key)).await {
+            Ok(Some(bytes)) => match codec::decode(&bytes) {
+                Ok(value) => {
+                    Counters::bump(&counters.hits);
+                    return Some(value);
+                }
+                Err(err) => {
+                    Counters::bump(&counters.decode_errors);
+                    Counters::bump(&counters.errors);
+                    tracing::debug!(key, %err, "cached_query: entry does not decode; running the query");
+                }
+            },
+            Ok(None) => {}
+            Err(err) => self.failed("get", key, &err),
+        }
+        Counters::bump(&counters.misses);
+        None
+    }
+
+    /// Stores a value a cached function just computed; failures are counted and logged.
+    pub(crate) async fn fill<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) {
+        let ttl = ttl.unwrap_or(self.inner.default_ttl);
+        let result = match codec::encode(value) {
+            Ok(bytes) => self.bounded(self.inner.store.set(key, bytes, ttl)).await,
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(()) => Counters::bump(&self.inner.counters.writes),
+            Err(err) => self.failed("set", key, &err),
+        }
+    }
+
+    /// Counts a cache failure that the caller answers without the cache, and logs it.
+    pub(crate) fn failed(&self, op: &str, key: &str, err: &CacheError) {
+        Counters::bump(&self.inner.counters.errors);
+        self.inner.warnings.warn(|suppressed| {
+            tracing::warn!(
+                backend = %self.inner.store.describe(),
+                op,
+                key,
+                %err,
+                suppressed,
+                "cached_query: cache operation failed; answering from the database"
+            );
+        });
+    }
+
+    /// Runs a store operation within the timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        match tokio::time::timeout(self.inner.timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(CacheError::Timeout(self.inner.timeout)),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The bytes stored under a key: a small envelope around a MessagePack payload.
+//!
+//! ```text
+//! b"CQ" | format version (1 byte) | shape fingerprint (8 bytes, LE) | payload
+//! ```
+//!
+//! The payload is MessagePack with structs as maps (field names included), so a changed
+//! field type or a missing required field fails to decode; the fingerprint (see `shape`)
+//! catches what serde would accept silently (an added `Option` field). Any mismatch, foreign
+//! or corrupt bytes, is a decode error, which the cache treats as a miss and overwrites.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::CacheError;
+use crate::shape::fingerprint;
+
+const MAGIC: &[u8; 2] = b"CQ";
+const FORMAT: u8 = 1;
+const HEADER: usize = MAGIC.len() + 1 + 8;
+
+/// Why stored bytes were not turned into a value.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    /// Not an envelope of this format (foreign, truncated, or written by another release).
+    Envelope,
+    /// Written for a type of another shape.
+    Shape,
+    /// The payload does not decode into the type.
+    Payload(rmp_serde::decode::Error),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Envelope => f.write_str("not a cached-query entry of this format"),
+            DecodeError::Shape => f.write_str("written for a type of another shape"),
+            DecodeError::Payload(err) => write!(f, "payload does not decode: {err}"),
+        }
+    }
+}
+
+/// Encodes `value` of type `T` into an envelope.
+pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
+    value: &T,
+) -> Result<Vec<u8>, CacheError> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(MAGIC);
+    buf.push(FORMAT);
+    buf.extend_from_slice(&fingerprint::<T>().to_le_bytes());
+    rmp_serde::encode::write_named(&mut buf, value)
+        .map_err(|e| CacheError::Encode(e.to_string()))?;
+    Ok(buf)
+}
+
+/// Decodes an envelope written by [`encode`] for the same type.
+pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < HEADER || &bytes[..2] != MAGIC || bytes[2] != FORMAT {
+        return Err(DecodeError::Envelope);
+    }
+    let stored = u64::from_le_bytes(bytes[3..HEADER].try_into().expect("8 bytes"));
+    if stored != fingerprint::<T>() {
+        return Err(DecodeError::Shape);
+    }
+    let mut payload = &bytes[HEADER..];
+    let value = rmp_serde::decode::from_read(&mut payload).map_err(DecodeError::Payload)?;
+    if !payload.is_empty() {
+        return Err(DecodeError::Envelope);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Row {
+        id: i64,
+        name: String,
+    }
+
+    #[test]
+    fn round_trip() {
+        let rows = vec![
+            Row {
+                id: 1,
+                name: "a".into(),
+            },
+            Row {
+                id: 2,
+                name: "b".into(),
+            },
+        ];
+        let bytes = encode(&rows).unwrap();
+        assert_eq!(decode::<Vec<Row>>(&bytes).unwrap(), rows);
+        assert_eq!(
+            decode::<Option<i64>>(&encode(&Some(5i64)).unwrap()).unwrap(),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn foreign_corrupt_and_mistyped_bytes_are_errors() {
+        let bytes = encode(&Row {
+            id: 1,
+            name: "a".into(),
+        })
+        .unwrap();
+        assert!(matches!(
+            decode::<Row>(b"hello"),
+            Err(DecodeError::Envelope)
+        ));
+        assert!(matches!(decode::<Row>(&[]), Err(DecodeError::Envelope)));
+        assert!(
+            decode::<Row>(&bytes[..bytes.len() - 1]).is_err(),
+            "truncated"
+        );
+        assert!(matches!(decode::<String>(&bytes), Err(DecodeError::Shape)));
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode::<Row>(&extra).is_err(), "trailing bytes");
+        let mut flipped = bytes;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let _ = decode::<Row>(&flipped); // must not panic, whatever it returns
+    }
+}

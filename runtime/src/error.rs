@@ -1,0 +1,26 @@
+//! The error type of every fallible cache operation.
+
+use std::time::Duration;
+
+/// Why a cache operation failed.
+///
+/// Cached functions never return this: a cache failure makes them run their query instead
+/// (fail-open). It is returned by [`QueryCache`](crate::QueryCache)'s own methods, by
+/// `build()`, and by the generated `<fn>_invalidate` functions. Its `Display` never contains
+/// a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The builder's configuration is unusable (a malformed Redis URL, say).
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+    /// Redis answered with an error, or the connection failed.
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The operation did not finish within the configured timeout.
+    #[error("cache operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// A value could not be encoded for the cache.
+    #[error("cannot encode the value for the cache: {0}")]
+    Encode(String),
+}

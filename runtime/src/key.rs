@@ -1,0 +1,94 @@
+//! Stable, unambiguous cache keys: `{prefix}:{name}:v{version}:{hash}`.
+//!
+//! `hash` is the 128-bit XXH3 of the key arguments encoded with postcard's wire format, fed
+//! straight into the hasher (no buffer). Both are specified byte for byte and independent of
+//! the platform, the process and the Rust version, unlike `std`'s `Hasher`s. The encoding is
+//! self-delimiting (strings and sequences carry their length, options and enums a tag), so
+//! `("a:b", "c")` and `("a", "b:c")` encode, and hash, differently. Argument values never
+//! appear in the key itself, so they cannot inject Redis syntax into it.
+
+use serde::Serialize;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Feeds postcard's output into an XXH3 hasher.
+struct HashFlavor(Xxh3);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = u128;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.update(&[data]);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<u128> {
+        Ok(self.0.digest128())
+    }
+}
+
+/// The 128-bit hash of the key arguments (a tuple of the key parameters, in order).
+pub(crate) fn hash_args<A: Serialize + ?Sized>(args: &A) -> Result<u128, postcard::Error> {
+    postcard::serialize_with_flavor(args, HashFlavor(Xxh3::new()))
+}
+
+/// `{name}:v{version}:`, the part of a key that is fixed per function.
+pub(crate) fn head(name: &str, version: u32) -> String {
+    format!("{name}:v{version}:")
+}
+
+/// Joins the parts into the key, with the hash in 32 lowercase hex digits.
+pub(crate) fn join(prefix: &str, head: &str, hash: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(prefix.len() + 1 + head.len() + 32);
+    key.push_str(prefix);
+    key.push(':');
+    key.push_str(head);
+    for shift in (0..32).rev() {
+        key.push(HEX[((hash >> (shift * 4)) & 0xf) as usize] as char);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<A: Serialize>(args: &A) -> String {
+        join("cq", &head("app::user_by_id", 0), hash_args(args).unwrap())
+    }
+
+    /// Pins the exact keys: changing them would orphan every entry users have cached.
+    #[test]
+    fn golden_keys() {
+        assert_eq!(
+            key(&(7i64,)),
+            "cq:app::user_by_id:v0:b463b2803e22d062efe50f8d11366410"
+        );
+        // XXH3-128 of no bytes at all: a function without key parameters.
+        assert_eq!(
+            key(&()),
+            "cq:app::user_by_id:v0:99aa06d3014798d86001c324468d497f"
+        );
+        assert_eq!(
+            key(&("alice", Some(3u32), vec![1u8, 2])),
+            "cq:app::user_by_id:v0:5c6512f7b963fcd65189a415aa4524c0"
+        );
+    }
+
+    #[test]
+    fn separators_inside_values_cannot_collide() {
+        assert_ne!(key(&("a:b", "c")), key(&("a", "b:c")));
+        assert_ne!(key(&("ab", "")), key(&("a", "b")));
+        assert_ne!(key(&(None::<u8>, 0u8)), key(&(Some(0u8), ())));
+        assert_eq!(
+            key(&("x", 1i64)),
+            key(&(&"x", &1i64)),
+            "references hash as their values"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Declarative caching of sqlx query results in Redis.
+//!
+//! Annotate a data-access function once; from then on its result is served from the cache
+//! (cache-aside: the key comes from the function's name and arguments; on a miss the query
+//! runs and its result is stored with a TTL):
+//!
+//! ```
+//! use cached_query::{cached_query, QueryCache};
+//!
+//! #[cached_query(ttl = 60)]
+//! async fn score(user_id: i64) -> Result<i64, std::io::Error> {
+//!     // a sqlx query in real code; `Err` results are never cached
+//!     Ok(user_id * 10)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cache = QueryCache::in_memory(10_000); // or QueryCache::builder().redis_url(..).build()
+//! cached_query::install(cache.clone());
+//!
+//! assert_eq!(score(7).await.unwrap(), 70); // miss: runs the body, stores 70
+//! assert_eq!(score(7).await.unwrap(), 70); // hit
+//! assert_eq!((cache.stats().misses, cache.stats().hits), (1, 1));
+//!
+//! score_invalidate(7).await.unwrap(); // generated next to `score`: deletes that entry
+//! # }
+//! ```
+//!
+//! The cache never makes a query fail: when Redis is down, slow or holds bytes that do not
+//! decode, the function runs its query and returns the database's answer, and the failure
+//! is counted in [`QueryCache::stats`] and logged with `tracing`. See the README for the key
+//! format, the codec and the exact rule for which parameters form the key.
+
+mod builder;
+mod cache;
+mod codec;
+mod error;
+mod key;
+mod shape;
+mod stats;
+mod store;
+mod warn;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+pub use builder::QueryCacheBuilder;
+pub use cache::QueryCache;
+pub use error::CacheError;
+pub use stats::CacheStats;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[doc(no_inline)]
+pub use sqlx;
+
+/// Caches the result of an `async fn` (see the [crate docs](crate) for an example).
+///
+/// ```ignore
+/// #[cached_query(ttl = 60, name = "users::by_id", version = 2, skip(trace_id))]
+/// async fn user_by_id(pool: &PgPool, id: i64, trace_id: Uuid) -> Result<Option<User>, sqlx::Error>
+/// ```
+///
+/// Options (all optional, each at most once):
+/// - `ttl = <seconds>`: how long an entry lives (> 0); default: the cache's `default_ttl`.
+/// - `name = "<string>"`: the stable name used in the key; default: the function's path
+///   (`my_crate::db::user_by_id`, or `my_crate::db::Repo::user_by_id` for a method).
+/// - `version = <integer>`: part of the key; bump it when the cached type changes meaning.
+/// - `skip(a, b)`: parameters left out of the key.
+/// - `cache = <expr>`: a `&QueryCache` to use instead of the [installed](install) default.
+/// - `crate = "<path>"`: the path of this crate, if the dependency was renamed.
+///
+/// The key is built from every parameter except `self`, `skip`ped ones and sqlx executors
+/// (`&PgPool`, `&Pool<_>`, `&mut PgConnection`, `&mut Transaction<'_, _>`,
+/// `impl Executor<'_>`, `impl Acquire<'_>`, a generic bounded by `Executor`/`Acquire`, ...).
+/// Key parameters must implement `serde::Serialize`.
+///
+/// A `Result<T, E>` return caches only `Ok(T)`; any other return type is cached as it is.
+/// The cached value must be `Serialize + DeserializeOwned + Send + 'static`.
+///
+/// Next to the function, the attribute generates `<fn>_invalidate(<key parameters>)`, an
+/// `async fn` with the same visibility that deletes that entry.
+#[doc(inline)]
+pub use cached_query_macros::cached_query;
+
+static INSTALLED: ArcSwapOption<QueryCache> = ArcSwapOption::const_empty();
+
+/// Makes `cache` the process-wide default of functions that name no `cache = ...`.
+/// A second call replaces the first.
+pub fn install(cache: QueryCache) {
+    INSTALLED.store(Some(Arc::new(cache)));
+}
+
+/// The cache [`install`]ed last, if any.
+pub fn installed() -> Option<QueryCache> {
+    INSTALLED.load().as_deref().cloned()
+}

@@ -1,0 +1,55 @@
+//! Where entries live: Redis, or an in-process map. Both take a key and opaque bytes; the
+//! cache above them does the encoding, the timeouts and the fail-open accounting.
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+use std::time::Duration;
+
+use crate::CacheError;
+
+/// The backend behind a [`QueryCache`](crate::QueryCache).
+pub(crate) enum Store {
+    Redis(redis::RedisStore),
+    Memory(memory::MemoryStore),
+}
+
+impl Store {
+    /// The value under `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        match self {
+            Store::Redis(s) => s.get(key).await,
+            Store::Memory(s) => Ok(s.get(key).await),
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.set(key, &value, ttl).await,
+            Store::Memory(s) => {
+                s.set(key, value, ttl).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.delete(key).await,
+            Store::Memory(s) => {
+                s.delete(key).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// A description for `Debug`, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Redis(s) => s.describe().to_owned(),
+            Store::Memory(s) => s.describe(),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The Redis backend: one multiplexed, self-reconnecting `ConnectionManager`.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::CacheError;
+
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    /// The URL with its password masked, for `Debug` and logs.
+    redacted: String,
+}
+
+impl RedisStore {
+    /// Validates `url` and prepares a connection that is made on first use, so that a Redis
+    /// that is down when the program starts only degrades the cache until it comes up.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, CacheError> {
+        let redacted = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| CacheError::Config(format!("invalid Redis URL `{redacted}`: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(RedisStore { conn, redacted })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
+    }
+
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis)
+            .exec_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL").arg(key).exec_async(&mut conn).await?;
+        Ok(())
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.redacted
+    }
+}
+
+/// `url` with the password (or a lone user-info part) replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "<unparsable url>".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://me:s3cret@host"), "redis://me:***@host");
+        assert_eq!(redact("rediss://s3cret@host"), "rediss://***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact("redis://a:p@ss@host"), "redis://a:***@host");
+        assert_eq!(redact("s3cret"), "<unparsable url>");
+    }
+}

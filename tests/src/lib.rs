@@ -1,0 +1,170 @@
+//! Shared helpers of the integration tests: real Postgres and Redis, and private
+//! `redis-server` processes for tests that break Redis.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cached_query::QueryCache;
+use sqlx::PgPool;
+
+/// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// `REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A pool on the test database.
+pub async fn pg() -> PgPool {
+    PgPool::connect(&database_url())
+        .await
+        .expect("Postgres at DATABASE_URL")
+}
+
+/// A fresh `users(id bigint, name text)` table named `table`, with rows `(1, "alice")`,
+/// `(2, "bob")`, `(3, "carol")`. Each test uses its own table, so tests run in parallel.
+pub async fn users_table(pool: &PgPool, table: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id bigint PRIMARY KEY, name text NOT NULL);
+         INSERT INTO {table} VALUES (1, 'alice'), (2, 'bob'), (3, 'carol');"
+    )))
+    .execute(pool)
+    .await
+    .expect("create test table");
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "cqtest:{test}:{}:{nanos}:{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A cache on the shared Redis, under a prefix of its own.
+pub async fn redis_cache(test: &str) -> QueryCache {
+    redis_cache_at(&redis_url(), test).await
+}
+
+/// A cache on the Redis at `url`, under a prefix of its own.
+pub async fn redis_cache_at(url: &str, test: &str) -> QueryCache {
+    QueryCache::builder()
+        .redis_url(url)
+        .prefix(unique_prefix(test))
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("build cache")
+}
+
+/// A plain connection to the Redis at `url`, to look at what the cache stored.
+pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable")
+}
+
+/// The keys under `prefix` in the Redis at `url`.
+pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
+    let mut conn = redis_conn(url).await;
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A port on loopback that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own on a free loopback port, killed on drop. Tests that
+/// stop, pause or restart Redis use one of these, never the shared server.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers.
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, and waits until it answers PING.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &std::env::temp_dir().to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server and waits until its port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn answers(&self) -> bool {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
