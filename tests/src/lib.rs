@@ -108,12 +108,17 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits until it answers.
     pub fn start() -> RedisServer {
-        let mut server = RedisServer {
-            port: free_port(),
-            child: None,
-        };
+        let mut server = RedisServer::unstarted();
         server.restart();
         server
+    }
+
+    /// A server on a free port that is not running yet (`restart` starts it).
+    pub fn unstarted() -> RedisServer {
+        RedisServer {
+            port: free_port(),
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
