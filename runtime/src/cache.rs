@@ -162,8 +162,7 @@ impl QueryCache {
                 }
                 Err(err) => {
                     Counters::bump(&counters.decode_errors);
-                    Counters::bump(&counters.errors);
-                    tracing::debug!(key, %err, "cached_query: entry does not decode; running the query");
+                    self.failed("decode", key, &CacheError::Decode(err.to_string()));
                 }
             },
             Ok(None) => {}

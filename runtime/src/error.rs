@@ -20,6 +20,9 @@ pub enum CacheError {
     /// The operation did not finish within the configured timeout.
     #[error("cache operation timed out after {0:?}")]
     Timeout(Duration),
+    /// An entry did not decode (written for a type of another shape, foreign or corrupt).
+    #[error("cannot decode the cached entry: {0}")]
+    Decode(String),
     /// A value could not be encoded for the cache.
     #[error("cannot encode the value for the cache: {0}")]
     Encode(String),
