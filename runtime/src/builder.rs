@@ -2,14 +2,25 @@
 
 use std::time::Duration;
 
+use crate::cache::Settings;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::{CacheError, QueryCache};
 
-pub(crate) const DEFAULT_PREFIX: &str = "cq";
-pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(60);
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prefix: "cq".to_owned(),
+            default_ttl: Duration::from_secs(60),
+            timeout: Duration::from_millis(50),
+            jitter: 0.1,
+            lock: false,
+            lock_wait: Duration::from_secs(1),
+            lock_lease: Duration::from_secs(5),
+        }
+    }
+}
 
 enum Backend {
     Redis(String),
@@ -31,22 +42,10 @@ enum Backend {
 /// # Ok(()) }
 /// ```
 #[must_use = "a builder does nothing until `build()` is called"]
+#[derive(Default)]
 pub struct QueryCacheBuilder {
     backend: Option<Backend>,
-    prefix: String,
-    default_ttl: Duration,
-    timeout: Duration,
-}
-
-impl Default for QueryCacheBuilder {
-    fn default() -> Self {
-        QueryCacheBuilder {
-            backend: None,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            default_ttl: DEFAULT_TTL,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
+    settings: Settings,
 }
 
 impl QueryCacheBuilder {
@@ -64,20 +63,49 @@ impl QueryCacheBuilder {
 
     /// The namespace that starts every key (default `"cq"`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
     /// The TTL of functions that set no `ttl` of their own (default 60 s).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.settings.default_ttl = ttl;
         self
     }
 
     /// The longest any single cache operation may take before the cache gives up on it and
     /// the query runs instead (default 50 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// Moves each entry's expiry by a random fraction of its TTL, up to `fraction` either way
+    /// (default 0.1, i.e. ±10 %), so that entries written together do not expire together.
+    /// `0.0` turns it off; a function's `jitter = ...` overrides it.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.settings.jitter = fraction;
+        self
+    }
+
+    /// Whether functions take a Redis lease before running their query on a miss, so that one
+    /// process runs it while the others wait for its result (default `false`; a function's
+    /// `lock = ...` overrides it).
+    pub fn lock(mut self, lock: bool) -> Self {
+        self.settings.lock = lock;
+        self
+    }
+
+    /// How long a caller waits for the process holding the lease before running the query
+    /// itself (default 1 s).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.settings.lock_wait = wait;
+        self
+    }
+
+    /// How long a lease lasts if its holder never releases it (a crashed process; default 5 s).
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.settings.lock_lease = lease;
         self
     }
 
@@ -85,21 +113,25 @@ impl QueryCacheBuilder {
     /// not when Redis is unreachable: the cache then starts degraded (every lookup runs the
     /// query) and connects by itself once Redis answers.
     pub async fn build(self) -> Result<QueryCache, CacheError> {
-        if self.prefix.is_empty() {
-            return Err(CacheError::Config("the prefix must not be empty".into()));
-        }
-        if self.default_ttl.is_zero() {
-            return Err(CacheError::Config(
-                "the default TTL must be greater than zero".into(),
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(CacheError::Config(
-                "the timeout must be greater than zero".into(),
-            ));
+        let s = &self.settings;
+        let problem = if s.prefix.is_empty() {
+            Some("the prefix must not be empty")
+        } else if s.default_ttl.is_zero() {
+            Some("the default TTL must be greater than zero")
+        } else if s.timeout.is_zero() {
+            Some("the timeout must be greater than zero")
+        } else if !(0.0..1.0).contains(&s.jitter) {
+            Some("the jitter must be a fraction in [0, 1)")
+        } else if s.lock_lease.is_zero() {
+            Some("the lock lease must be greater than zero")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(CacheError::Config(problem.into()));
         }
         let store = match self.backend {
-            Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, self.timeout)?),
+            Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout)?),
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {
                 return Err(CacheError::Config(
@@ -107,11 +139,6 @@ impl QueryCacheBuilder {
                 ));
             }
         };
-        Ok(QueryCache::new(
-            store,
-            self.prefix,
-            self.default_ttl,
-            self.timeout,
-        ))
+        Ok(QueryCache::new(store, self.settings))
     }
 }

@@ -9,9 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CacheError;
-use crate::builder::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_TTL, QueryCacheBuilder};
-use crate::codec;
+use crate::builder::QueryCacheBuilder;
+use crate::codec::{self, Meta};
+use crate::flight::Flights;
 use crate::key;
+use crate::lookup::now_ms;
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -31,13 +33,29 @@ pub struct QueryCache {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    prefix: String,
-    default_ttl: Duration,
-    timeout: Duration,
-    counters: Counters,
+pub(crate) struct Inner {
+    pub store: Store,
+    pub prefix: String,
+    pub default_ttl: Duration,
+    pub timeout: Duration,
+    pub jitter: f64,
+    pub lock: bool,
+    pub lock_wait: Duration,
+    pub lock_lease: Duration,
+    pub counters: Counters,
+    pub flights: Flights,
     warnings: WarnLimiter,
+}
+
+/// What the builder configures, besides the store.
+pub(crate) struct Settings {
+    pub prefix: String,
+    pub default_ttl: Duration,
+    pub timeout: Duration,
+    pub jitter: f64,
+    pub lock: bool,
+    pub lock_wait: Duration,
+    pub lock_lease: Duration,
 }
 
 impl fmt::Debug for QueryCache {
@@ -60,36 +78,40 @@ impl QueryCache {
     /// An in-process cache of at most `max_entries` entries, with the builder's defaults
     /// (prefix `"cq"`, TTL 60 s). Same semantics as the Redis backend, no network.
     pub fn in_memory(max_entries: u64) -> QueryCache {
-        QueryCache::new(
-            Store::Memory(MemoryStore::new(max_entries)),
-            DEFAULT_PREFIX.to_owned(),
-            DEFAULT_TTL,
-            DEFAULT_TIMEOUT,
-        )
+        QueryCache::new(Store::Memory(MemoryStore::new(max_entries)), Settings::default())
     }
 
-    pub(crate) fn new(
-        store: Store,
-        prefix: String,
-        default_ttl: Duration,
-        timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(store: Store, settings: Settings) -> Self {
+        let Settings { prefix, default_ttl, timeout, jitter, lock, lock_wait, lock_lease } = settings;
         let inner = Inner {
             store,
             prefix,
             default_ttl,
             timeout,
+            jitter,
+            lock,
+            lock_wait,
+            lock_lease,
             counters: Counters::default(),
+            flights: Flights::default(),
             warnings: WarnLimiter::new(),
         };
-        QueryCache {
-            inner: Arc::new(inner),
-        }
+        QueryCache { inner: Arc::new(inner) }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// The counters since this cache was built.
     pub fn stats(&self) -> CacheStats {
         self.inner.counters.snapshot()
+    }
+
+    /// How many keys this cache is looking up, computing or refreshing right now (its
+    /// single-flight map; entries leave it when their caller finishes or is dropped).
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.len()
     }
 
     /// The namespace that starts every key of this cache.
@@ -121,12 +143,9 @@ impl QueryCache {
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
     /// reported as absent.
-    pub async fn get<T: DeserializeOwned + 'static>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, CacheError> {
+    pub async fn get<T: DeserializeOwned + 'static>(&self, key: &str) -> Result<Option<T>, CacheError> {
         let bytes = self.bounded(self.inner.store.get(key)).await?;
-        Ok(bytes.and_then(|b| codec::decode(&b).ok()))
+        Ok(bytes.and_then(|b| codec::decode(&b).ok()).map(|(value, _)| value))
     }
 
     /// Encodes `value` and stores it under `key` for `ttl`.
@@ -136,8 +155,9 @@ impl QueryCache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        let bytes = codec::encode(value)?;
-        self.bounded(self.inner.store.set(key, bytes, ttl)).await
+        let meta = Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0 };
+        let bytes = codec::encode(value, meta)?;
+        self.bounded(self.inner.store.set(key, &bytes, ttl)).await
     }
 
     /// Deletes the entry under `key` (the generated `<fn>_invalidate` functions call this).
@@ -148,46 +168,6 @@ impl QueryCache {
             Err(err) => self.failed("invalidate", key, err),
         }
         result
-    }
-
-    /// The hit path of a cached function: the decoded value under `key`, or `None` when the
-    /// function must run its query (absent, undecodable, or the cache failed).
-    pub(crate) async fn lookup<T: DeserializeOwned + 'static>(&self, key: &str) -> Option<T> {
-        let counters = &self.inner.counters;
-        match self.bounded(self.inner.store.get(key)).await {
-            Ok(Some(bytes)) => match codec::decode(&bytes) {
-                Ok(value) => {
-                    Counters::bump(&counters.hits);
-                    return Some(value);
-                }
-                Err(err) => {
-                    Counters::bump(&counters.decode_errors);
-                    self.failed("decode", key, &CacheError::Decode(err.to_string()));
-                }
-            },
-            Ok(None) => {}
-            Err(err) => self.failed("get", key, &err),
-        }
-        Counters::bump(&counters.misses);
-        None
-    }
-
-    /// Stores a value a cached function just computed; failures are counted and logged.
-    pub(crate) async fn fill<T: Serialize + DeserializeOwned + 'static>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl: Option<Duration>,
-    ) {
-        let ttl = ttl.unwrap_or(self.inner.default_ttl);
-        let result = match codec::encode(value) {
-            Ok(bytes) => self.bounded(self.inner.store.set(key, bytes, ttl)).await,
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(()) => Counters::bump(&self.inner.counters.writes),
-            Err(err) => self.failed("set", key, &err),
-        }
     }
 
     /// Counts a cache failure that the caller answers without the cache, and logs it.
@@ -206,7 +186,7 @@ impl QueryCache {
     }
 
     /// Runs a store operation within the timeout.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {

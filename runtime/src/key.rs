@@ -65,15 +65,9 @@ mod tests {
     /// Pins the exact keys: changing them would orphan every entry users have cached.
     #[test]
     fn golden_keys() {
-        assert_eq!(
-            key(&(7i64,)),
-            "cq:app::user_by_id:v0:b463b2803e22d062efe50f8d11366410"
-        );
+        assert_eq!(key(&(7i64,)), "cq:app::user_by_id:v0:b463b2803e22d062efe50f8d11366410");
         // XXH3-128 of no bytes at all: a function without key parameters.
-        assert_eq!(
-            key(&()),
-            "cq:app::user_by_id:v0:99aa06d3014798d86001c324468d497f"
-        );
+        assert_eq!(key(&()), "cq:app::user_by_id:v0:99aa06d3014798d86001c324468d497f");
         assert_eq!(
             key(&("alice", Some(3u32), vec![1u8, 2])),
             "cq:app::user_by_id:v0:5c6512f7b963fcd65189a415aa4524c0"
@@ -85,10 +79,6 @@ mod tests {
         assert_ne!(key(&("a:b", "c")), key(&("a", "b:c")));
         assert_ne!(key(&("ab", "")), key(&("a", "b")));
         assert_ne!(key(&(None::<u8>, 0u8)), key(&(Some(0u8), ())));
-        assert_eq!(
-            key(&("x", 1i64)),
-            key(&(&"x", &1i64)),
-            "references hash as their values"
-        );
+        assert_eq!(key(&("x", 1i64)), key(&(&"x", &1i64)), "references hash as their values");
     }
 }

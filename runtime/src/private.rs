@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::CacheError;
 use crate::QueryCache;
+use crate::lookup::{Found, Policy};
 
 /// How a cached function is named in its keys.
 pub enum Name {
@@ -29,6 +30,11 @@ pub struct Spec {
     name: Name,
     version: u32,
     ttl: Option<Duration>,
+    stale: Duration,
+    fail_safe: bool,
+    jitter: Option<f64>,
+    early: bool,
+    lock: Option<bool>,
     /// `{name}:v{version}:`, computed on first use.
     head: OnceLock<String>,
 }
@@ -39,7 +45,50 @@ impl Spec {
             name,
             version: 0,
             ttl: None,
+            stale: Duration::ZERO,
+            fail_safe: true,
+            jitter: None,
+            early: false,
+            lock: None,
             head: OnceLock::new(),
+        }
+    }
+
+    pub const fn stale(mut self, secs: u64) -> Self {
+        self.stale = Duration::from_secs(secs);
+        self
+    }
+
+    pub const fn fail_safe(mut self, fail_safe: bool) -> Self {
+        self.fail_safe = fail_safe;
+        self
+    }
+
+    pub const fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = Some(fraction);
+        self
+    }
+
+    pub const fn early(mut self, early: bool) -> Self {
+        self.early = early;
+        self
+    }
+
+    pub const fn lock(mut self, lock: bool) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    fn policy(&self, cache: &QueryCache, refreshable: bool) -> Policy {
+        let inner = cache.inner();
+        Policy {
+            ttl: self.ttl.unwrap_or(inner.default_ttl),
+            stale: self.stale,
+            fail_safe: self.fail_safe,
+            jitter: self.jitter.unwrap_or(inner.jitter),
+            early: self.early,
+            lock: self.lock.unwrap_or(inner.lock),
+            refreshable,
         }
     }
 
@@ -68,8 +117,7 @@ impl Spec {
     }
 
     fn head(&self) -> &str {
-        self.head
-            .get_or_init(|| crate::key::head(&self.name(), self.version))
+        self.head.get_or_init(|| crate::key::head(&self.name(), self.version))
     }
 }
 
@@ -139,14 +187,35 @@ impl<'a> Call<'a> {
         let (Some(cache), Some(key)) = (self.handle.get(), self.key.as_deref()) else {
             return body.await;
         };
-        if let Some(value) = cache.lookup::<A::Value>(key).await {
-            return A::wrap(value);
+        let policy = self.spec.policy(cache, false);
+        match cache.find::<A::Value>(key, &policy).await {
+            Found::Value { value, .. } => A::wrap(value),
+            Found::Missing(leader) => cache.compute::<R, A, F>(key, &policy, leader, body).await,
         }
-        let result = body.await;
-        if let Some(value) = A::value(&result) {
-            cache.fill(key, value, self.spec.ttl).await;
+    }
+
+    /// As [`run`](Call::run), for functions with `stale` or `early`: their body owns what it
+    /// uses, so that it can refresh the entry in the background after the caller got its
+    /// (stale) value.
+    pub async fn run_refreshable<R, A, F>(self, _adapter: A, body: F) -> R
+    where
+        A: Adapter<R>,
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (Some(cache), Some(key)) = (self.handle.get(), self.key.as_deref()) else {
+            return body.await;
+        };
+        let policy = self.spec.policy(cache, true);
+        match cache.find::<A::Value>(key, &policy).await {
+            Found::Value { value, refresh } => {
+                if let Some(seen_fresh_until) = refresh {
+                    cache.spawn_refresh::<R, A, F>(key, policy, seen_fresh_until, body);
+                }
+                A::wrap(value)
+            }
+            Found::Missing(leader) => cache.compute::<R, A, F>(key, &policy, leader, body).await,
         }
-        result
     }
 
     /// Deletes the entry of this call's key.

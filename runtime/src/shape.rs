@@ -35,10 +35,7 @@ pub(crate) fn fingerprint<T: DeserializeOwned + 'static>() -> u64 {
 }
 
 fn trace<T: DeserializeOwned>() -> u64 {
-    let mut tracer = Tracer {
-        hash: Xxh3::new(),
-        depth: 0,
-    };
+    let mut tracer = Tracer { hash: Xxh3::new(), depth: 0 };
     // An error only means the type refused a sample value; what was recorded stands.
     let _ = T::deserialize(&mut tracer);
     tracer.hash.digest()
@@ -176,19 +173,13 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
         self.record("seq");
-        visitor.visit_seq(Elements {
-            tracer: self,
-            left: 1,
-        })
+        visitor.visit_seq(Elements { tracer: self, left: 1 })
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
         self.record("tuple");
         self.hash.update(&(len as u64).to_le_bytes());
-        visitor.visit_seq(Elements {
-            tracer: self,
-            left: len,
-        })
+        visitor.visit_seq(Elements { tracer: self, left: len })
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -203,10 +194,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
         self.record("map");
-        visitor.visit_map(Entries {
-            tracer: self,
-            left: 1,
-        })
+        visitor.visit_map(Entries { tracer: self, left: 1 })
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -217,10 +205,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
     ) -> Result<V::Value, Stop> {
         self.record(name);
         self.record_names(fields);
-        visitor.visit_seq(Elements {
-            tracer: self,
-            left: fields.len(),
-        })
+        visitor.visit_seq(Elements { tracer: self, left: fields.len() })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -232,10 +217,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
         self.record(name);
         self.record_names(variants);
         let first = variants.first().ok_or(Stop)?;
-        visitor.visit_enum(Variant {
-            tracer: self,
-            name: first,
-        })
+        visitor.visit_enum(Variant { tracer: self, name: first })
     }
 
     fn is_human_readable(&self) -> bool {
@@ -252,10 +234,7 @@ struct Elements<'a> {
 impl<'de> de::SeqAccess<'de> for Elements<'_> {
     type Error = Stop;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Stop> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -273,10 +252,7 @@ struct Entries<'a> {
 impl<'de> de::MapAccess<'de> for Entries<'_> {
     type Error = Stop;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Stop> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -299,10 +275,7 @@ impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     type Error = Stop;
     type Variant = &'a mut Tracer;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(
-        self,
-        seed: S,
-    ) -> Result<(S::Value, Self::Variant), Stop> {
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant), Stop> {
         let value = seed.deserialize(self.name.into_deserializer())?;
         Ok((value, self.tracer))
     }
@@ -391,15 +364,9 @@ mod tests {
         assert_eq!(v1, fingerprint::<v1::User>());
         assert_ne!(v1, fingerprint::<v2::User>(), "an added Option field");
         assert_ne!(v1, fingerprint::<v3::User>(), "a renamed field");
-        assert_ne!(
-            fingerprint::<Vec<v1::User>>(),
-            fingerprint::<Option<v1::User>>()
-        );
+        assert_ne!(fingerprint::<Vec<v1::User>>(), fingerprint::<Option<v1::User>>());
         assert_ne!(fingerprint::<i64>(), fingerprint::<String>());
-        assert_ne!(
-            fingerprint::<(i64, String)>(),
-            fingerprint::<(String, i64)>()
-        );
+        assert_ne!(fingerprint::<(i64, String)>(), fingerprint::<(String, i64)>());
     }
 
     #[test]

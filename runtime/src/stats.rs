@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters since it was built.
 ///
-/// Every lookup of a cached function counts once as a hit or a miss; `errors` counts cache
-/// failures (Redis unreachable, timeouts, undecodable entries) that were answered by running
-/// the query instead.
+/// Every lookup of a cached function counts once as a hit (answered without running the
+/// query) or a miss (ran it); `errors` counts cache failures (Redis unreachable, timeouts,
+/// undecodable entries) that were answered by running the query instead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
@@ -22,6 +22,17 @@ pub struct CacheStats {
     pub writes: u64,
     /// Entries deleted by `<fn>_invalidate` or [`QueryCache::invalidate`](crate::QueryCache::invalidate).
     pub invalidations: u64,
+    /// Hits that waited for another caller's lookup or query of the same key (single-flight).
+    pub coalesced: u64,
+    /// Hits served a stale value (past `ttl`, within `stale`), while it was refreshed or
+    /// because its refresh failed (fail-safe).
+    pub stale_served: u64,
+    /// Background refreshes that stored a new value.
+    pub refreshes: u64,
+    /// Background refreshes whose query failed.
+    pub refresh_errors: u64,
+    /// Misses answered by another process's query while it held the lease (`lock = true`).
+    pub lock_waits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +43,11 @@ pub(crate) struct Counters {
     pub decode_errors: AtomicU64,
     pub writes: AtomicU64,
     pub invalidations: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_errors: AtomicU64,
+    pub lock_waits: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +63,11 @@ impl Counters {
             decode_errors: self.decode_errors.load(Relaxed),
             writes: self.writes.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
+            refresh_errors: self.refresh_errors.load(Relaxed),
+            lock_waits: self.lock_waits.load(Relaxed),
         }
     }
 }

@@ -20,10 +20,7 @@ fn now_ms() -> u64 {
 
 impl WarnLimiter {
     pub const fn new() -> Self {
-        WarnLimiter {
-            next_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
+        WarnLimiter { next_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
     }
 
     /// Calls `log` with the number of warnings suppressed since the last one, or counts this

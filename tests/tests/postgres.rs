@@ -23,69 +23,35 @@ async fn user_by_id(
     id: i64,
 ) -> Result<Option<User>, sqlx::Error> {
     calls.fetch_add(1, SeqCst);
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, name FROM {table} WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, name FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 #[tokio::test]
 async fn miss_then_hit_runs_the_query_once() {
-    let (pool, cache, calls) = (
-        pg().await,
-        redis_cache("miss_then_hit").await,
-        AtomicUsize::new(0),
-    );
+    let (pool, cache, calls) = (pg().await, redis_cache("miss_then_hit").await, AtomicUsize::new(0));
     users_table(&pool, "t_miss_then_hit").await;
-    let alice = Some(User {
-        id: 1,
-        name: "alice".into(),
-    });
+    let alice = Some(User { id: 1, name: "alice".into() });
     for _ in 0..3 {
-        let got = user_by_id(&cache, &pool, "t_miss_then_hit", &calls, 1)
-            .await
-            .unwrap();
+        let got = user_by_id(&cache, &pool, "t_miss_then_hit", &calls, 1).await.unwrap();
         assert_eq!(got, alice);
     }
     assert_eq!(calls.load(SeqCst), 1);
     let stats = cache.stats();
-    assert_eq!(
-        (stats.misses, stats.hits, stats.writes, stats.errors),
-        (1, 2, 1, 0)
-    );
+    assert_eq!((stats.misses, stats.hits, stats.writes, stats.errors), (1, 2, 1, 0));
 }
 
 #[tokio::test]
 async fn a_hit_does_not_touch_the_database() {
-    let (pool, cache, calls) = (
-        pg().await,
-        redis_cache("hit_no_db").await,
-        AtomicUsize::new(0),
-    );
+    let (pool, cache, calls) = (pg().await, redis_cache("hit_no_db").await, AtomicUsize::new(0));
     users_table(&pool, "t_hit_no_db").await;
-    let first = user_by_id(&cache, &pool, "t_hit_no_db", &calls, 2)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM t_hit_no_db WHERE id = 2")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let second = user_by_id(&cache, &pool, "t_hit_no_db", &calls, 2)
-        .await
-        .unwrap();
-    assert_eq!(
-        first,
-        Some(User {
-            id: 2,
-            name: "bob".into()
-        })
-    );
-    assert_eq!(
-        second, first,
-        "the deleted row still comes back from the cache"
-    );
+    let first = user_by_id(&cache, &pool, "t_hit_no_db", &calls, 2).await.unwrap();
+    sqlx::query("DELETE FROM t_hit_no_db WHERE id = 2").execute(&pool).await.unwrap();
+    let second = user_by_id(&cache, &pool, "t_hit_no_db", &calls, 2).await.unwrap();
+    assert_eq!(first, Some(User { id: 2, name: "bob".into() }));
+    assert_eq!(second, first, "the deleted row still comes back from the cache");
     assert_eq!(calls.load(SeqCst), 1);
 }
 
@@ -96,16 +62,9 @@ async fn the_entry_has_the_ttl_and_the_documented_key() {
     user_by_id(&cache, &pool, "t_ttl", &calls, 3).await.unwrap();
     let keys = keys_under(&redis_url(), cache.prefix()).await;
     let expected = cache.key("postgres::user_by_id", 0, &(3i64,)).unwrap();
-    assert_eq!(
-        keys,
-        std::slice::from_ref(&expected),
-        "one entry, under the documented key"
-    );
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(&expected)
-        .query_async(&mut redis_conn(&redis_url()).await)
-        .await
-        .unwrap();
+    assert_eq!(keys, std::slice::from_ref(&expected), "one entry, under the documented key");
+    let ttl: i64 =
+        redis::cmd("TTL").arg(&expected).query_async(&mut redis_conn(&redis_url()).await).await.unwrap();
     assert!(ttl > 0 && ttl <= 60, "TTL {ttl} not in (0, 60]");
 }
 
@@ -114,36 +73,23 @@ async fn equal_arguments_share_an_entry_and_different_ones_do_not() {
     let (pool, cache, calls) = (pg().await, redis_cache("args").await, AtomicUsize::new(0));
     users_table(&pool, "t_args").await;
     for id in [1, 2, 1, 2, 3, 3] {
-        user_by_id(&cache, &pool, "t_args", &calls, id)
-            .await
-            .unwrap();
+        user_by_id(&cache, &pool, "t_args", &calls, id).await.unwrap();
     }
     assert_eq!(calls.load(SeqCst), 3);
     assert_eq!(keys_under(&redis_url(), cache.prefix()).await.len(), 3);
 }
 
 #[cached_query(cache = cache, skip(cache, calls))]
-async fn fails_unless_positive(
-    cache: &QueryCache,
-    calls: &AtomicUsize,
-    n: i64,
-) -> Result<i64, String> {
+async fn fails_unless_positive(cache: &QueryCache, calls: &AtomicUsize, n: i64) -> Result<i64, String> {
     calls.fetch_add(1, SeqCst);
-    if n > 0 {
-        Ok(n)
-    } else {
-        Err(format!("{n} is not positive"))
-    }
+    if n > 0 { Ok(n) } else { Err(format!("{n} is not positive")) }
 }
 
 #[tokio::test]
 async fn errors_are_returned_and_never_cached() {
     let (cache, calls) = (redis_cache("errors").await, AtomicUsize::new(0));
     for _ in 0..3 {
-        assert_eq!(
-            fails_unless_positive(&cache, &calls, -1).await,
-            Err("-1 is not positive".into())
-        );
+        assert_eq!(fails_unless_positive(&cache, &calls, -1).await, Err("-1 is not positive".into()));
     }
     assert_eq!(calls.load(SeqCst), 3);
     assert!(keys_under(&redis_url(), cache.prefix()).await.is_empty());
@@ -152,14 +98,8 @@ async fn errors_are_returned_and_never_cached() {
 
 #[tokio::test]
 async fn sqlx_errors_reach_the_caller_unchanged() {
-    let (pool, cache, calls) = (
-        pg().await,
-        redis_cache("sqlx_errors").await,
-        AtomicUsize::new(0),
-    );
-    let err = user_by_id(&cache, &pool, "t_does_not_exist", &calls, 1)
-        .await
-        .unwrap_err();
+    let (pool, cache, calls) = (pg().await, redis_cache("sqlx_errors").await, AtomicUsize::new(0));
+    let err = user_by_id(&cache, &pool, "t_does_not_exist", &calls, 1).await.unwrap_err();
     assert!(err.to_string().contains("t_does_not_exist"), "{err}");
     assert!(keys_under(&redis_url(), cache.prefix()).await.is_empty());
 }
@@ -177,21 +117,15 @@ impl Repo {
     async fn names_from(&self, min_id: i64) -> Result<Vec<String>, sqlx::Error> {
         self.calls.fetch_add(1, SeqCst);
         let sql = format!("SELECT name FROM {} WHERE id >= $1 ORDER BY id", self.table);
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(min_id)
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(min_id).fetch_all(&self.pool).await
     }
 
     #[cached_query(cache = &self.cache)]
     async fn count(&self) -> Result<i64, sqlx::Error> {
         self.calls.fetch_add(1, SeqCst);
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {}",
-            self.table
-        )))
-        .fetch_one(&self.pool)
-        .await
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {}", self.table)))
+            .fetch_one(&self.pool)
+            .await
     }
 }
 
@@ -209,15 +143,8 @@ async fn methods_with_self_are_cached_under_the_type_name() {
         assert_eq!(repo.count().await.unwrap(), 3);
     }
     assert_eq!(repo.calls.load(SeqCst), 2);
-    let key = repo
-        .cache
-        .key("postgres::Repo::names_from", 0, &(2i64,))
-        .unwrap();
-    assert!(
-        keys_under(&redis_url(), repo.cache.prefix())
-            .await
-            .contains(&key)
-    );
+    let key = repo.cache.key("postgres::Repo::names_from", 0, &(2i64,)).unwrap();
+    assert!(keys_under(&redis_url(), repo.cache.prefix()).await.contains(&key));
     repo.names_from_invalidate(2).await.unwrap();
     repo.names_from(2).await.unwrap();
     assert_eq!(repo.calls.load(SeqCst), 3);
@@ -230,12 +157,10 @@ async fn name_on_connection(
     table: &str,
     id: i64,
 ) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT name FROM {table} WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
 
 #[cached_query(cache = cache, skip(cache, table))]
@@ -245,12 +170,10 @@ async fn name_in_transaction(
     table: &str,
     id: i64,
 ) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT name FROM {table} WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
 }
 
 #[tokio::test]
@@ -258,35 +181,13 @@ async fn connections_and_transactions_are_executors_not_keys() {
     let (pool, cache) = (pg().await, redis_cache("executors").await);
     users_table(&pool, "t_executors").await;
     let mut conn = pool.acquire().await.unwrap();
-    assert_eq!(
-        name_on_connection(&cache, &mut conn, "t_executors", 1)
-            .await
-            .unwrap(),
-        "alice"
-    );
+    assert_eq!(name_on_connection(&cache, &mut conn, "t_executors", 1).await.unwrap(), "alice");
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(
-        name_in_transaction(&cache, &mut tx, "t_executors", 3)
-            .await
-            .unwrap(),
-        "carol"
-    );
+    assert_eq!(name_in_transaction(&cache, &mut tx, "t_executors", 3).await.unwrap(), "carol");
     tx.commit().await.unwrap();
     let keys = keys_under(&redis_url(), cache.prefix()).await;
-    assert!(
-        keys.contains(
-            &cache
-                .key("postgres::name_on_connection", 0, &(1i64,))
-                .unwrap()
-        )
-    );
-    assert!(
-        keys.contains(
-            &cache
-                .key("postgres::name_in_transaction", 0, &(3i64,))
-                .unwrap()
-        )
-    );
+    assert!(keys.contains(&cache.key("postgres::name_on_connection", 0, &(1i64,)).unwrap()));
+    assert!(keys.contains(&cache.key("postgres::name_in_transaction", 0, &(3i64,)).unwrap()));
 }
 
 #[cached_query(cache = cache, skip(cache, calls), name = "scalars", version = 3)]
@@ -297,11 +198,8 @@ async fn plain_values(
     n: i32,
 ) -> (i64, String, Option<f64>) {
     calls.fetch_add(1, SeqCst);
-    let row: (i64, String) = sqlx::query_as("SELECT $1::bigint * 2, repeat('x', $1)")
-        .bind(n)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let row: (i64, String) =
+        sqlx::query_as("SELECT $1::bigint * 2, repeat('x', $1)").bind(n).fetch_one(pool).await.unwrap();
     (row.0, row.1, (n > 1).then_some(0.5))
 }
 
@@ -309,104 +207,49 @@ async fn plain_values(
 async fn non_result_values_are_cached_as_they_are() {
     let (pool, cache, calls) = (pg().await, redis_cache("plain").await, AtomicUsize::new(0));
     for _ in 0..2 {
-        assert_eq!(
-            plain_values(&cache, &pool, &calls, 2).await,
-            (4, "xx".into(), Some(0.5))
-        );
-        assert_eq!(
-            plain_values(&cache, &pool, &calls, 1).await,
-            (2, "x".into(), None)
-        );
+        assert_eq!(plain_values(&cache, &pool, &calls, 2).await, (4, "xx".into(), Some(0.5)));
+        assert_eq!(plain_values(&cache, &pool, &calls, 1).await, (2, "x".into(), None));
     }
     assert_eq!(calls.load(SeqCst), 2);
     let keys = keys_under(&redis_url(), cache.prefix()).await;
     let key = cache.key("scalars", 3, &(2i32,)).unwrap();
-    assert!(
-        key.starts_with(&format!("{}:scalars:v3:", cache.prefix())),
-        "{key}"
-    );
+    assert!(key.starts_with(&format!("{}:scalars:v3:", cache.prefix())), "{key}");
     assert!(keys.contains(&key));
 }
 
 #[tokio::test]
 async fn invalidate_deletes_exactly_that_entry() {
-    let (pool, cache, calls) = (
-        pg().await,
-        redis_cache("invalidate").await,
-        AtomicUsize::new(0),
-    );
+    let (pool, cache, calls) = (pg().await, redis_cache("invalidate").await, AtomicUsize::new(0));
     users_table(&pool, "t_invalidate").await;
-    user_by_id(&cache, &pool, "t_invalidate", &calls, 1)
-        .await
-        .unwrap();
-    user_by_id(&cache, &pool, "t_invalidate", &calls, 2)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE t_invalidate SET name = 'alicia' WHERE id = 1")
-        .execute(&pool)
-        .await
-        .unwrap();
+    user_by_id(&cache, &pool, "t_invalidate", &calls, 1).await.unwrap();
+    user_by_id(&cache, &pool, "t_invalidate", &calls, 2).await.unwrap();
+    sqlx::query("UPDATE t_invalidate SET name = 'alicia' WHERE id = 1").execute(&pool).await.unwrap();
     user_by_id_invalidate(&cache, 1).await.unwrap();
-    let one = user_by_id(&cache, &pool, "t_invalidate", &calls, 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        one.unwrap().name,
-        "alicia",
-        "the write is visible after invalidation"
-    );
-    user_by_id(&cache, &pool, "t_invalidate", &calls, 2)
-        .await
-        .unwrap();
+    let one = user_by_id(&cache, &pool, "t_invalidate", &calls, 1).await.unwrap();
+    assert_eq!(one.unwrap().name, "alicia", "the write is visible after invalidation");
+    user_by_id(&cache, &pool, "t_invalidate", &calls, 2).await.unwrap();
     assert_eq!(calls.load(SeqCst), 3, "id 2 stayed cached");
     assert_eq!(cache.stats().invalidations, 1);
 }
 
 #[tokio::test]
 async fn corrupt_bytes_are_a_miss_and_get_overwritten() {
-    let (pool, cache, calls) = (
-        pg().await,
-        redis_cache("corrupt").await,
-        AtomicUsize::new(0),
-    );
+    let (pool, cache, calls) = (pg().await, redis_cache("corrupt").await, AtomicUsize::new(0));
     users_table(&pool, "t_corrupt").await;
     let key = cache.key("postgres::user_by_id", 0, &(1i64,)).unwrap();
     let mut conn = redis_conn(&redis_url()).await;
     let good = {
-        user_by_id(&cache, &pool, "t_corrupt", &calls, 1)
-            .await
-            .unwrap();
-        redis::cmd("GET")
-            .arg(&key)
-            .query_async::<Vec<u8>>(&mut conn)
-            .await
-            .unwrap()
+        user_by_id(&cache, &pool, "t_corrupt", &calls, 1).await.unwrap();
+        redis::cmd("GET").arg(&key).query_async::<Vec<u8>>(&mut conn).await.unwrap()
     };
     let foreign: [&[u8]; 4] = [b"garbage", b"", &good[..good.len() - 2], &[0xff; 64]];
     for (i, bytes) in foreign.iter().enumerate() {
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(*bytes)
-            .exec_async(&mut conn)
-            .await
-            .unwrap();
-        let got = user_by_id(&cache, &pool, "t_corrupt", &calls, 1)
-            .await
-            .unwrap();
-        assert_eq!(
-            got,
-            Some(User {
-                id: 1,
-                name: "alice".into()
-            })
-        );
+        redis::cmd("SET").arg(&key).arg(*bytes).exec_async(&mut conn).await.unwrap();
+        let got = user_by_id(&cache, &pool, "t_corrupt", &calls, 1).await.unwrap();
+        assert_eq!(got, Some(User { id: 1, name: "alice".into() }));
         assert_eq!(calls.load(SeqCst), i + 2, "bad bytes #{i} ran the query");
-        let now: Vec<u8> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(now, good, "bad bytes #{i} were overwritten");
+        let now: Option<Option<User>> = cache.get(&key).await.unwrap();
+        assert_eq!(now, Some(got), "bad bytes #{i} were overwritten with a good entry");
     }
     assert_eq!(cache.stats().decode_errors, 4);
 }
@@ -443,13 +286,8 @@ mod v2 {
 async fn an_entry_of_the_old_struct_is_not_served_as_the_new_one() {
     let (pool, cache, calls) = (pg().await, redis_cache("drift").await, AtomicUsize::new(0));
     users_table(&pool, "t_drift").await;
-    user_by_id(&cache, &pool, "t_drift", &calls, 1)
-        .await
-        .unwrap();
-    let new = v2::user_by_id(&cache, &pool, "t_drift", 1)
-        .await
-        .unwrap()
-        .unwrap();
+    user_by_id(&cache, &pool, "t_drift", &calls, 1).await.unwrap();
+    let new = v2::user_by_id(&cache, &pool, "t_drift", 1).await.unwrap().unwrap();
     assert_eq!(new.email.as_deref(), Some("alice@example.com"));
     assert_eq!(cache.stats().decode_errors, 1);
 }

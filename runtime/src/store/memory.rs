@@ -38,30 +38,16 @@ pub(crate) struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(max_entries: u64) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(max_entries)
-            .expire_after(PerEntryTtl)
-            .build();
-        MemoryStore {
-            entries,
-            max_entries,
-        }
+        let entries = Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build();
+        MemoryStore { entries, max_entries }
     }
 
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.entries.get(key).await.map(|e| e.bytes.to_vec())
     }
 
-    pub async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        self.entries
-            .insert(
-                key.to_owned(),
-                Entry {
-                    bytes: value.into(),
-                    ttl,
-                },
-            )
-            .await;
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) {
+        self.entries.insert(key.to_owned(), Entry { bytes: value.into(), ttl }).await;
     }
 
     pub async fn delete(&self, key: &str) {

@@ -24,9 +24,9 @@ impl Store {
     }
 
     /// Stores `value` under `key` for `ttl`.
-    pub async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.set(key, &value, ttl).await,
+            Store::Redis(s) => s.set(key, value, ttl).await,
             Store::Memory(s) => {
                 s.set(key, value, ttl).await;
                 Ok(())
@@ -42,6 +42,23 @@ impl Store {
                 s.delete(key).await;
                 Ok(())
             }
+        }
+    }
+
+    /// Takes the lease `key` for `token` unless someone holds it. In memory there is one
+    /// process, whose single-flight already lets one caller through: always granted.
+    pub async fn try_lock(&self, key: &str, token: &str, lease: Duration) -> Result<bool, CacheError> {
+        match self {
+            Store::Redis(s) => s.try_lock(key, token, lease).await,
+            Store::Memory(_) => Ok(true),
+        }
+    }
+
+    /// Releases the lease `key` if `token` still holds it.
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.unlock(key, token).await,
+            Store::Memory(_) => Ok(()),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The Redis backend: one multiplexed, self-reconnecting `ConnectionManager`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -34,19 +35,37 @@ impl RedisStore {
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let mut conn = self.conn.clone();
         let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(millis)
-            .exec_async(&mut conn)
-            .await?;
+        redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).exec_async(&mut conn).await?;
         Ok(())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let mut conn = self.conn.clone();
         redis::cmd("DEL").arg(key).exec_async(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn try_lock(&self, key: &str, token: &str, lease: Duration) -> Result<bool, CacheError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(lease.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
+        static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+        });
+        let mut conn = self.conn.clone();
+        UNLOCK.key(key).arg(token).invoke_async::<i64>(&mut conn).await?;
         Ok(())
     }
 
@@ -78,10 +97,7 @@ mod tests {
 
     #[test]
     fn passwords_are_masked() {
-        assert_eq!(
-            redact("redis://:s3cret@host:6379/0"),
-            "redis://:***@host:6379/0"
-        );
+        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
         assert_eq!(redact("redis://me:s3cret@host"), "redis://me:***@host");
         assert_eq!(redact("rediss://s3cret@host"), "rediss://***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
