@@ -4,10 +4,11 @@ use proc_macro2::TokenStream;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, LitInt, LitStr, Path, Token};
+use syn::{Expr, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
 /// Every option the attribute accepts, in the order the docs list them.
-const KEYS: &[&str] = &["ttl", "name", "version", "skip", "cache", "crate"];
+const KEYS: &[&str] =
+    &["ttl", "name", "version", "skip", "cache", "crate", "stale", "fail_safe", "jitter", "early", "lock"];
 
 /// The parsed arguments of one `#[cached_query(...)]`.
 #[derive(Default)]
@@ -24,6 +25,19 @@ pub struct CachedQueryArgs {
     pub cache: Option<Expr>,
     /// Path of the runtime crate (`crate = "..."`), for renamed dependencies.
     pub krate: Option<Path>,
+    /// Seconds an entry may be served stale while it is refreshed in the background.
+    pub stale: Option<u64>,
+    /// `fail_safe = false`: a failed refresh drops the stale value instead of serving it.
+    pub fail_safe: Option<bool>,
+    /// Fraction of the TTL by which expiry is moved at random.
+    pub jitter: Option<f64>,
+    /// Probabilistic early refresh.
+    pub early: bool,
+    /// Take a Redis lease before running the query on a miss.
+    pub lock: Option<bool>,
+    /// The `stale`/`early` option, when given: such functions run their query in the
+    /// background, which limits their parameters (see `params::check_refreshable`).
+    pub refresh: Option<Ident>,
 }
 
 impl CachedQueryArgs {
@@ -35,10 +49,9 @@ impl CachedQueryArgs {
         let parser = syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(Ident::to_string);
             let result = match key.as_deref().filter(|k| KEYS.contains(k)) {
-                Some(key) if seen.iter().any(|s| s == key) => Err(syn::Error::new_spanned(
-                    &meta.path,
-                    format!("`{key}` is given more than once"),
-                )),
+                Some(key) if seen.iter().any(|s| s == key) => {
+                    Err(syn::Error::new_spanned(&meta.path, format!("`{key}` is given more than once")))
+                }
                 Some(key) => {
                     seen.push(key.to_owned());
                     parsed.parse_option(key, &meta)
@@ -85,10 +98,7 @@ impl CachedQueryArgs {
                 self.name = Some(lit);
             }
             "version" => {
-                let lit: LitInt = meta
-                    .value()?
-                    .parse()
-                    .map_err(|e| expected(e, "a version"))?;
+                let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "a version"))?;
                 self.version = lit.base10_parse()?;
             }
             "skip" => {
@@ -98,10 +108,44 @@ impl CachedQueryArgs {
                 self.skip.extend(names);
             }
             "cache" => self.cache = Some(meta.value()?.parse()?),
+            "stale" => {
+                let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
+                let secs: u64 = lit.base10_parse()?;
+                if secs == 0 {
+                    return Err(syn::Error::new_spanned(&lit, "`stale` must be greater than 0 seconds"));
+                }
+                self.stale = Some(secs);
+                self.refresh = meta.path.get_ident().cloned();
+            }
+            "fail_safe" => self.fail_safe = Some(meta.value()?.parse::<LitBool>()?.value),
+            "jitter" => {
+                let lit: Lit = meta.value()?.parse()?;
+                let fraction = match &lit {
+                    Lit::Float(f) => f.base10_parse::<f64>().ok(),
+                    Lit::Int(i) => i.base10_parse::<u8>().ok().filter(|v| *v == 0).map(f64::from),
+                    _ => None,
+                };
+                match fraction.filter(|f| (0.0..1.0).contains(f)) {
+                    Some(f) => self.jitter = Some(f),
+                    None => {
+                        return Err(syn::Error::new_spanned(
+                            &lit,
+                            "`jitter` is a fraction of the TTL in [0, 1): e.g. `jitter = 0.1` for ±10 %, \
+                             `jitter = 0` for none",
+                        ));
+                    }
+                }
+            }
+            "early" => {
+                self.early = meta.value()?.parse::<LitBool>()?.value;
+                if self.early && self.refresh.is_none() {
+                    self.refresh = meta.path.get_ident().cloned();
+                }
+            }
+            "lock" => self.lock = Some(meta.value()?.parse::<LitBool>()?.value),
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                self.krate =
-                    Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);
+                self.krate = Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);
             }
             _ => unreachable!("keys are checked against KEYS before parsing"),
         }
@@ -110,17 +154,12 @@ impl CachedQueryArgs {
 }
 
 fn unknown(path: &Path) -> syn::Error {
-    let name = quote::ToTokens::to_token_stream(path)
-        .to_string()
-        .replace(' ', "");
+    let name = quote::ToTokens::to_token_stream(path).to_string().replace(' ', "");
     syn::Error::new(
         path.span(),
         format!(
             "unknown option `{name}`; expected one of: {}",
-            KEYS.iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         ),
     )
 }

@@ -3,10 +3,10 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{GenericParam, Generics, ItemFn, ReturnType, Type};
+use syn::{FnArg, GenericParam, Generics, ItemFn, Pat, ReturnType, Type};
 
 use crate::attr::{CachedQueryArgs, push};
-use crate::params::{Param, mentions, params};
+use crate::params::{Param, check_refreshable, mentions, params};
 
 /// Entry point: on any error the original item is emitted unchanged next to the errors, so
 /// that the rest of the crate (and the IDE) still sees the function.
@@ -14,10 +14,7 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let err = syn::Error::new_spanned(
-                &item,
-                "#[cached_query] can only be applied to an `async fn`",
-            );
+            let err = syn::Error::new_spanned(&item, "#[cached_query] can only be applied to an `async fn`");
             return with_error(item, err);
         }
     };
@@ -77,6 +74,11 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             None
         }
     };
+    if let Some(option) = &args.refresh
+        && let Err(err) = check_refreshable(sig, option)
+    {
+        push(&mut errors, err);
+    }
     let params = params(sig, &args.skip, args.cache.as_ref()).unwrap_or_else(|err| {
         push(&mut errors, err);
         Vec::new()
@@ -107,43 +109,72 @@ impl<'a> Gen<'a> {
             Some(path) => path.to_token_stream(),
             None => quote!(::cached_query),
         };
-        Gen {
-            args,
-            func,
-            params,
-            private: quote!(#krate::__private),
-        }
+        Gen { args, func, params, private: quote!(#krate::__private) }
     }
 
     /// The user's function, its body run by the cache on a miss.
     fn cached_fn(&self, ret: &Type) -> TokenStream {
-        let ItemFn {
-            attrs,
-            vis,
-            sig,
-            block,
-            ..
-        } = self.func;
+        let ItemFn { attrs, vis, sig, block, .. } = self.func;
         let p = &self.private;
         let call = self.call();
         let adapter = quote_spanned! {ret.span()=>
             { use #p::select::*; (&#p::Outcome::<#ret>::NEW).__cq_adapter() }
         };
+        let run = match &self.args.refresh {
+            None => quote!(__cq_call.run(#adapter, async move #block).await),
+            Some(_) => {
+                let body = self.owned_body(block);
+                quote!(__cq_call.run_refreshable(#adapter, #body).await)
+            }
+        };
         quote! {
             #(#attrs)*
             #vis #sig {
                 #call
-                __cq_call.run(#adapter, async move #block).await
+                #run
             }
         }
+    }
+
+    /// The body of a function that refreshes in the background: a `'static` future that owns
+    /// a copy of each shared-reference parameter (`ToOwned`) and re-borrows it under the
+    /// parameter's name, so that the user's block reads exactly as written.
+    fn owned_body(&self, block: &syn::Block) -> TokenStream {
+        let borrowed: Vec<_> = self
+            .func
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(arg) => match (&*arg.pat, &*arg.ty) {
+                    (Pat::Ident(pat), Type::Reference(r)) => Some((pat, &r.elem, &arg.ty)),
+                    _ => None,
+                },
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let owned = borrowed.iter().map(|(pat, elem, _)| {
+            let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
+            quote!(let #copy = <#elem as ::std::borrow::ToOwned>::to_owned(#ident);)
+        });
+        let reborrow = borrowed.iter().map(|(pat, _, ty)| {
+            let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
+            // Unused when only the key or the `cache` expression needed it.
+            quote!(#[allow(unused_variables)] let #ident: #ty = ::core::borrow::Borrow::borrow(&#copy);)
+        });
+        quote! {{
+            #(#owned)*
+            async move {
+                #(#reborrow)*
+                #block
+            }
+        }}
     }
 
     /// `<fn>_invalidate(<key parameters>)`: deletes the entry those arguments cached. It also
     /// takes the parameters that the `cache = ...` expression uses.
     fn invalidate_fn(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.func;
+        let ItemFn { attrs, vis, sig, .. } = self.func;
         let p = &self.private;
         let name = format_ident!("{}_invalidate", sig.ident);
         let doc = format!(
@@ -192,6 +223,11 @@ impl<'a> Gen<'a> {
             quote!(.version(#v))
         });
         let ttl = self.args.ttl.map(|secs| quote!(.ttl(#secs)));
+        let stale = self.args.stale.map(|secs| quote!(.stale(#secs)));
+        let fail_safe = (self.args.fail_safe == Some(false)).then(|| quote!(.fail_safe(false)));
+        let jitter = self.args.jitter.map(|fraction| quote!(.jitter(#fraction)));
+        let early = self.args.early.then(|| quote!(.early(true)));
+        let lock = self.args.lock.map(|lock| quote!(.lock(#lock)));
         let handle = match &self.args.cache {
             Some(expr) => quote_spanned!(expr.span()=> #p::Handle::given(#expr)),
             None => quote!(#p::Handle::installed()),
@@ -202,7 +238,8 @@ impl<'a> Gen<'a> {
         });
         quote! {
             #here
-            static __CQ_SPEC: #p::Spec = #p::Spec::new(#name)#version #ttl;
+            static __CQ_SPEC: #p::Spec =
+                #p::Spec::new(#name)#version #ttl #stale #fail_safe #jitter #early #lock;
             let __cq_call = #p::Call::new(&__CQ_SPEC, #handle, &(#(#parts,)*));
         }
     }
@@ -213,20 +250,14 @@ impl<'a> Gen<'a> {
         let mut generics = self.func.sig.generics.clone();
         let (kept, dropped): (Vec<_>, Vec<_>) = generics.params.into_iter().partition(|param| {
             let ident = param_ident(param);
-            self.params
-                .iter()
-                .any(|k| mentions(k.ty.to_token_stream(), ident))
+            self.params.iter().any(|k| mentions(k.ty.to_token_stream(), ident))
         });
         generics.params = kept.into_iter().collect();
         if let Some(where_clause) = &mut generics.where_clause {
             let predicates = std::mem::take(&mut where_clause.predicates);
             where_clause.predicates = predicates
                 .into_iter()
-                .filter(|pred| {
-                    !dropped
-                        .iter()
-                        .any(|d| mentions(pred.to_token_stream(), param_ident(d)))
-                })
+                .filter(|pred| !dropped.iter().any(|d| mentions(pred.to_token_stream(), param_ident(d))))
                 .collect();
         }
         generics

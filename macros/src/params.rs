@@ -36,11 +36,7 @@ pub struct Param<'a> {
 
 /// The parameters that are part of the key or that the `cache = ...` expression uses, in
 /// declaration order: the parameters of `<fn>_invalidate`.
-pub fn params<'a>(
-    sig: &'a Signature,
-    skip: &[Ident],
-    cache: Option<&Expr>,
-) -> syn::Result<Vec<Param<'a>>> {
+pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> syn::Result<Vec<Param<'a>>> {
     let executors = executor_generics(sig);
     let mut found = Vec::new();
     let mut errors = None;
@@ -52,11 +48,7 @@ pub fn params<'a>(
                 let ident = &pat.ident;
                 let in_key = !executor && !skip.contains(ident);
                 if in_key || cache.is_some_and(|c| mentions(c.to_token_stream(), ident)) {
-                    found.push(Param {
-                        ident,
-                        ty: &arg.ty,
-                        in_key,
-                    });
+                    found.push(Param { ident, ty: &arg.ty, in_key });
                 }
             }
             _ if executor => {}
@@ -87,24 +79,48 @@ pub fn params<'a>(
     }
 }
 
+/// Functions with `stale` or `early` run their query in the background, after the caller got
+/// its answer: their query cannot borrow from the caller. Shared references (`&PgPool`,
+/// `&str`) are fine, the generated code runs the query on an owned copy; `self` receivers,
+/// `&mut` parameters and `impl Trait` parameters are not.
+pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
+    let mut errors = None;
+    let why = format!(
+        "`{option}` refreshes entries in the background, after the caller has its answer, so the \
+         query cannot borrow from the caller"
+    );
+    for input in &sig.inputs {
+        let problem = match input {
+            FnArg::Receiver(_) => Some("a `self` receiver"),
+            FnArg::Typed(arg) => match &*arg.ty {
+                Type::Reference(r) if r.mutability.is_some() => Some("a `&mut` parameter"),
+                Type::ImplTrait(_) => Some("an `impl Trait` parameter"),
+                _ => None,
+            },
+        };
+        if let Some(problem) = problem {
+            let help = "take an owned value or a shared reference (`&PgPool` is fine: it is cloned)";
+            crate::attr::push(
+                &mut errors,
+                syn::Error::new_spanned(input, format!("{why}: it cannot take {problem}; {help}")),
+            );
+        }
+    }
+    errors.map_or(Ok(()), Err)
+}
+
 /// Generic type parameters bounded by an executor trait, in `<..>` or in the `where` clause.
 fn executor_generics(sig: &Signature) -> Vec<&Ident> {
     let in_params = sig.generics.params.iter().filter_map(|param| match param {
         GenericParam::Type(tp) if tp.bounds.iter().any(is_executor_bound) => Some(&tp.ident),
         _ => None,
     });
-    let in_where = sig
-        .generics
-        .where_clause
-        .iter()
-        .flat_map(|w| &w.predicates)
-        .filter_map(|pred| match pred {
-            WherePredicate::Type(pt) if pt.bounds.iter().any(is_executor_bound) => {
-                match &pt.bounded_ty {
-                    Type::Path(p) => p.path.get_ident(),
-                    _ => None,
-                }
-            }
+    let in_where =
+        sig.generics.where_clause.iter().flat_map(|w| &w.predicates).filter_map(|pred| match pred {
+            WherePredicate::Type(pt) if pt.bounds.iter().any(is_executor_bound) => match &pt.bounded_ty {
+                Type::Path(p) => p.path.get_ident(),
+                _ => None,
+            },
             _ => None,
         });
     in_params.chain(in_where).collect()
@@ -122,16 +138,10 @@ fn is_executor(ty: &Type, executor_generics: &[&Ident]) -> bool {
         Type::Group(g) => is_executor(&g.elem, executor_generics),
         Type::ImplTrait(i) => i.bounds.iter().any(is_executor_bound),
         Type::Path(p) if p.qself.is_none() => {
-            if p.path
-                .get_ident()
-                .is_some_and(|i| executor_generics.contains(&i))
-            {
+            if p.path.get_ident().is_some_and(|i| executor_generics.contains(&i)) {
                 return true;
             }
-            p.path
-                .segments
-                .last()
-                .is_some_and(|s| EXECUTOR_TYPES.contains(&s.ident.to_string().as_str()))
+            p.path.segments.last().is_some_and(|s| EXECUTOR_TYPES.contains(&s.ident.to_string().as_str()))
         }
         _ => false,
     }
@@ -153,37 +163,18 @@ mod tests {
 
     fn keys(sig: &str) -> Vec<String> {
         let sig: Signature = syn::parse_str(sig).unwrap();
-        params(&sig, &[], None)
-            .unwrap()
-            .iter()
-            .map(|k| k.ident.to_string())
-            .collect()
+        params(&sig, &[], None).unwrap().iter().map(|k| k.ident.to_string()).collect()
     }
 
     #[test]
     fn executors_are_not_part_of_the_key() {
         assert_eq!(keys("async fn f(pool: &PgPool, id: i64)"), ["id"]);
-        assert_eq!(
-            keys("async fn f(c: &mut PgConnection, a: String, b: u8)"),
-            ["a", "b"]
-        );
-        assert_eq!(
-            keys("async fn f(tx: &mut Transaction<'_, Postgres>, id: i64)"),
-            ["id"]
-        );
+        assert_eq!(keys("async fn f(c: &mut PgConnection, a: String, b: u8)"), ["a", "b"]);
+        assert_eq!(keys("async fn f(tx: &mut Transaction<'_, Postgres>, id: i64)"), ["id"]);
         assert_eq!(keys("async fn f(p: &sqlx::Pool<Sqlite>, id: i64)"), ["id"]);
-        assert_eq!(
-            keys("async fn f(e: impl Executor<'_, Database = Postgres>, id: i64)"),
-            ["id"]
-        );
-        assert_eq!(
-            keys("async fn f<'c, E: Executor<'c>>(e: E, id: i64)"),
-            ["id"]
-        );
-        assert_eq!(
-            keys("async fn f<A>(a: A, id: i64) where A: Acquire<'static>"),
-            ["id"]
-        );
+        assert_eq!(keys("async fn f(e: impl Executor<'_, Database = Postgres>, id: i64)"), ["id"]);
+        assert_eq!(keys("async fn f<'c, E: Executor<'c>>(e: E, id: i64)"), ["id"]);
+        assert_eq!(keys("async fn f<A>(a: A, id: i64) where A: Acquire<'static>"), ["id"]);
         assert_eq!(keys("async fn f(&self, id: i64)"), ["id"]);
     }
 

@@ -11,8 +11,7 @@ use sqlx::PgPool;
 
 /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// `REDIS_URL`, default `redis://127.0.0.1:6379`.
@@ -22,9 +21,7 @@ pub fn redis_url() -> String {
 
 /// A pool on the test database.
 pub async fn pg() -> PgPool {
-    PgPool::connect(&database_url())
-        .await
-        .expect("Postgres at DATABASE_URL")
+    PgPool::connect(&database_url()).await.expect("Postgres at DATABASE_URL")
 }
 
 /// A fresh `users(id bigint, name text)` table named `table`, with rows `(1, "alice")`,
@@ -43,15 +40,8 @@ pub async fn users_table(pool: &PgPool, table: &str) {
 /// A prefix no other test (or earlier run) uses.
 pub fn unique_prefix(test: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "cqtest:{test}:{}:{nanos}:{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("cqtest:{test}:{}:{nanos}:{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A cache on the shared Redis, under a prefix of its own.
@@ -73,29 +63,18 @@ pub async fn redis_cache_at(url: &str, test: &str) -> QueryCache {
 /// A plain connection to the Redis at `url`, to look at what the cache stored.
 pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap();
-    client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis reachable")
+    client.get_multiplexed_async_connection().await.expect("Redis reachable")
 }
 
 /// The keys under `prefix` in the Redis at `url`.
 pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
     let mut conn = redis_conn(url).await;
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap()
 }
 
 /// A port on loopback that nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A `redis-server` of the test's own on a free loopback port, killed on drop. Tests that
@@ -115,10 +94,7 @@ impl RedisServer {
 
     /// A server on a free port that is not running yet (`restart` starts it).
     pub fn unstarted() -> RedisServer {
-        RedisServer {
-            port: free_port(),
-            child: None,
-        }
+        RedisServer { port: free_port(), child: None }
     }
 
     pub fn url(&self) -> String {
@@ -129,25 +105,14 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &std::env::temp_dir().to_string_lossy(),
-            ])
+            .args(["--save", "", "--appendonly", "no", "--dir", &std::env::temp_dir().to_string_lossy()])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -15,28 +15,18 @@ async fn double(cache: &QueryCache, calls: &AtomicUsize, n: i64) -> Result<i64, 
 #[tokio::test]
 async fn a_stopped_redis_only_costs_cache_hits() {
     let mut redis = RedisServer::start();
-    let (cache, calls) = (
-        redis_cache_at(&redis.url(), "stopped").await,
-        AtomicUsize::new(0),
-    );
+    let (cache, calls) = (redis_cache_at(&redis.url(), "stopped").await, AtomicUsize::new(0));
     assert_eq!(double(&cache, &calls, 4).await, Ok(8));
     assert_eq!(double(&cache, &calls, 4).await, Ok(8));
     assert_eq!((calls.load(SeqCst), cache.stats().hits), (1, 1));
 
     redis.stop();
     for _ in 0..5 {
-        assert_eq!(
-            double(&cache, &calls, 4).await,
-            Ok(8),
-            "answered by the body"
-        );
+        assert_eq!(double(&cache, &calls, 4).await, Ok(8), "answered by the body");
     }
     assert_eq!(calls.load(SeqCst), 6);
     assert!(cache.stats().errors >= 5, "{:?}", cache.stats());
-    assert!(
-        double_invalidate(&cache, 4).await.is_err(),
-        "an invalidation that failed says so"
-    );
+    assert!(double_invalidate(&cache, 4).await.is_err(), "an invalidation that failed says so");
 }
 
 #[tokio::test]
@@ -51,11 +41,7 @@ async fn redis_down_at_build_is_not_an_error_and_the_cache_connects_later() {
     // The connection manager reconnects on its own schedule: poll, with a deadline.
     let deadline = Instant::now() + Duration::from_secs(20);
     while cache.stats().hits == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no hit after Redis came up: {:?}",
-            cache.stats()
-        );
+        assert!(Instant::now() < deadline, "no hit after Redis came up: {:?}", cache.stats());
         assert_eq!(double(&cache, &calls, 1).await, Ok(2));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -63,16 +49,8 @@ async fn redis_down_at_build_is_not_an_error_and_the_cache_connects_later() {
 
 #[tokio::test]
 async fn a_malformed_url_is_an_error_from_build() {
-    for url in [
-        "not a url",
-        "http://127.0.0.1:6379",
-        "redis://127.0.0.1:notaport",
-    ] {
-        let err = QueryCache::builder()
-            .redis_url(url)
-            .build()
-            .await
-            .unwrap_err();
+    for url in ["not a url", "http://127.0.0.1:6379", "redis://127.0.0.1:notaport"] {
+        let err = QueryCache::builder().redis_url(url).build().await.unwrap_err();
         assert!(err.to_string().contains("invalid"), "{url}: {err}");
     }
     let err = QueryCache::builder().build().await.unwrap_err();
@@ -84,24 +62,11 @@ async fn the_password_never_shows() {
     let url = format!("redis://:hunter2secret@127.0.0.1:{}", free_port());
     let cache = QueryCache::builder().redis_url(&url).build().await.unwrap();
     let shown = format!("{cache:?}");
-    assert!(
-        !shown.contains("hunter2secret") && shown.contains(":***@"),
-        "{shown}"
-    );
+    assert!(!shown.contains("hunter2secret") && shown.contains(":***@"), "{shown}");
     let calls = AtomicUsize::new(0);
     assert_eq!(double(&cache, &calls, 2).await, Ok(4));
     let err = double_invalidate(&cache, 2).await.unwrap_err();
-    assert!(
-        !format!("{err} {err:?}").contains("hunter2secret"),
-        "{err:?}"
-    );
-    let bad = QueryCache::builder()
-        .redis_url("redis://:hunter2secret@host:port")
-        .build()
-        .await
-        .unwrap_err();
-    assert!(
-        !format!("{bad} {bad:?}").contains("hunter2secret"),
-        "{bad:?}"
-    );
+    assert!(!format!("{err} {err:?}").contains("hunter2secret"), "{err:?}");
+    let bad = QueryCache::builder().redis_url("redis://:hunter2secret@host:port").build().await.unwrap_err();
+    assert!(!format!("{bad} {bad:?}").contains("hunter2secret"), "{bad:?}");
 }

@@ -17,16 +17,8 @@ async fn functions_use_the_installed_cache_and_run_uncached_without_one() {
     assert!(cached_query::installed().is_none());
     assert_eq!(square(3).await, 9);
     assert_eq!(square(3).await, 9);
-    assert_eq!(
-        CALLS.load(SeqCst),
-        2,
-        "no cache installed: every call runs the body"
-    );
-    assert_eq!(
-        square_invalidate(3).await.ok(),
-        Some(()),
-        "nothing to invalidate"
-    );
+    assert_eq!(CALLS.load(SeqCst), 2, "no cache installed: every call runs the body");
+    assert_eq!(square_invalidate(3).await.ok(), Some(()), "nothing to invalidate");
 
     let first = QueryCache::in_memory(10);
     cached_query::install(first.clone());
@@ -38,11 +30,7 @@ async fn functions_use_the_installed_cache_and_run_uncached_without_one() {
     let second = QueryCache::in_memory(10);
     cached_query::install(second.clone());
     assert_eq!(square(3).await, 9);
-    assert_eq!(
-        CALLS.load(SeqCst),
-        4,
-        "the second install replaced the first"
-    );
+    assert_eq!(CALLS.load(SeqCst), 4, "the second install replaced the first");
     assert_eq!((first.stats().hits, second.stats().misses), (1, 1));
     square_invalidate(3).await.unwrap();
     assert_eq!(second.stats().invalidations, 1);

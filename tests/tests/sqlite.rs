@@ -34,10 +34,7 @@ async fn items_from(
     min: i64,
 ) -> Result<Vec<Item>, sqlx::Error> {
     calls.fetch_add(1, SeqCst);
-    sqlx::query_as("SELECT id, label FROM items WHERE id >= ? ORDER BY id")
-        .bind(min)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as("SELECT id, label FROM items WHERE id >= ? ORDER BY id").bind(min).fetch_all(pool).await
 }
 
 #[cached_query(cache = cache, skip(cache))]
@@ -46,38 +43,16 @@ async fn label(
     conn: &mut SqliteConnection,
     id: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT label FROM items WHERE id = ?")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar("SELECT label FROM items WHERE id = ?").bind(id).fetch_optional(conn).await
 }
 
 #[tokio::test]
 async fn sqlite_results_are_cached_in_memory_and_expire() {
     let (pool, cache, calls) = (db().await, QueryCache::in_memory(100), AtomicUsize::new(0));
-    let two_and_three = vec![
-        Item {
-            id: 2,
-            label: "two".into(),
-        },
-        Item {
-            id: 3,
-            label: "three".into(),
-        },
-    ];
-    assert_eq!(
-        items_from(&cache, &pool, &calls, 2).await.unwrap(),
-        two_and_three
-    );
-    sqlx::query("DELETE FROM items WHERE id = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        items_from(&cache, &pool, &calls, 2).await.unwrap(),
-        two_and_three,
-        "a hit"
-    );
+    let two_and_three = vec![Item { id: 2, label: "two".into() }, Item { id: 3, label: "three".into() }];
+    assert_eq!(items_from(&cache, &pool, &calls, 2).await.unwrap(), two_and_three);
+    sqlx::query("DELETE FROM items WHERE id = 3").execute(&pool).await.unwrap();
+    assert_eq!(items_from(&cache, &pool, &calls, 2).await.unwrap(), two_and_three, "a hit");
     assert_eq!(calls.load(SeqCst), 1);
 
     // ttl = 1 s: poll until the entry is gone (bounded), then the fresh rows come back.
@@ -93,25 +68,12 @@ async fn sqlite_results_are_cached_in_memory_and_expire() {
 async fn connections_none_results_and_invalidation() {
     let (pool, cache) = (db().await, QueryCache::in_memory(100));
     let mut conn = pool.acquire().await.unwrap();
-    assert_eq!(
-        label(&cache, &mut conn, 1).await.unwrap().as_deref(),
-        Some("one")
-    );
+    assert_eq!(label(&cache, &mut conn, 1).await.unwrap().as_deref(), Some("one"));
     assert_eq!(label(&cache, &mut conn, 9).await.unwrap(), None);
-    sqlx::query("INSERT INTO items VALUES (9, 'nine')")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!(
-        label(&cache, &mut conn, 9).await.unwrap(),
-        None,
-        "None is cached too"
-    );
+    sqlx::query("INSERT INTO items VALUES (9, 'nine')").execute(&mut *conn).await.unwrap();
+    assert_eq!(label(&cache, &mut conn, 9).await.unwrap(), None, "None is cached too");
     label_invalidate(&cache, 9).await.unwrap();
-    assert_eq!(
-        label(&cache, &mut conn, 9).await.unwrap().as_deref(),
-        Some("nine")
-    );
+    assert_eq!(label(&cache, &mut conn, 9).await.unwrap().as_deref(), Some("nine"));
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.invalidations), (1, 3, 1));
 }

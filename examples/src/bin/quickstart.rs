@@ -23,10 +23,7 @@ struct User {
 /// One line turns this query into a cached one.
 #[cached_query(ttl = 60)]
 async fn user_by_id(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, email FROM users WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as("SELECT id, name, email FROM users WHERE id = ?").bind(id).fetch_optional(pool).await
 }
 
 #[tokio::main]
@@ -49,11 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         let user = user_by_id(&pool, 42).await?;
         let took = started.elapsed();
-        let what = if attempt == 1 {
-            "miss (ran the query)"
-        } else {
-            "hit"
-        };
+        let what = if attempt == 1 { "miss (ran the query)" } else { "hit" };
         println!("call {attempt}: {what:<20} {took:>10.1?}  {user:?}");
     }
     let key = cache.key("quickstart::user_by_id", 0, &(42i64,))?;
@@ -71,10 +64,7 @@ async fn cache() -> Result<QueryCache, cached_query::CacheError> {
         .timeout(Duration::from_millis(500))
         .build()
         .await?;
-    match redis
-        .set("quickstart:probe", &1u8, Duration::from_secs(1))
-        .await
-    {
+    match redis.set("quickstart:probe", &1u8, Duration::from_secs(1)).await {
         Ok(()) => {
             println!("cache: Redis at {redis:?}");
             Ok(redis)
