@@ -65,7 +65,8 @@ async fn the_entry_has_the_ttl_and_the_documented_key() {
     assert_eq!(keys, std::slice::from_ref(&expected), "one entry, under the documented key");
     let ttl: i64 =
         redis::cmd("TTL").arg(&expected).query_async(&mut redis_conn(&redis_url()).await).await.unwrap();
-    assert!(ttl > 0 && ttl <= 60, "TTL {ttl} not in (0, 60]");
+    // 60 s, moved by the default jitter of ±10 % (`jitter = 0` pins it: see stampede.rs).
+    assert!(ttl > 0 && ttl <= 66, "TTL {ttl} not in (0, 66]");
 }
 
 #[tokio::test]
