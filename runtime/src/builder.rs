@@ -18,6 +18,7 @@ impl Default for Settings {
             lock: false,
             lock_wait: Duration::from_secs(1),
             lock_lease: Duration::from_secs(5),
+            single_flight: true,
         }
     }
 }
@@ -100,6 +101,13 @@ impl QueryCacheBuilder {
     /// itself (default 1 s).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.settings.lock_wait = wait;
+        self
+    }
+
+    /// Whether concurrent callers of one key in this process share one lookup and one query
+    /// (default `true`). Turning it off is for measuring what it saves.
+    pub fn single_flight(mut self, on: bool) -> Self {
+        self.settings.single_flight = on;
         self
     }
 

@@ -35,13 +35,7 @@ pub struct QueryCache {
 
 pub(crate) struct Inner {
     pub store: Store,
-    pub prefix: String,
-    pub default_ttl: Duration,
-    pub timeout: Duration,
-    pub jitter: f64,
-    pub lock: bool,
-    pub lock_wait: Duration,
-    pub lock_lease: Duration,
+    pub settings: Settings,
     pub counters: Counters,
     pub flights: Flights,
     warnings: WarnLimiter,
@@ -56,15 +50,16 @@ pub(crate) struct Settings {
     pub lock: bool,
     pub lock_wait: Duration,
     pub lock_lease: Duration,
+    pub single_flight: bool,
 }
 
 impl fmt::Debug for QueryCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueryCache")
             .field("backend", &self.inner.store.describe())
-            .field("prefix", &self.inner.prefix)
-            .field("default_ttl", &self.inner.default_ttl)
-            .field("timeout", &self.inner.timeout)
+            .field("prefix", &self.inner.settings.prefix)
+            .field("default_ttl", &self.inner.settings.default_ttl)
+            .field("timeout", &self.inner.settings.timeout)
             .finish()
     }
 }
@@ -82,16 +77,9 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
-        let Settings { prefix, default_ttl, timeout, jitter, lock, lock_wait, lock_lease } = settings;
         let inner = Inner {
             store,
-            prefix,
-            default_ttl,
-            timeout,
-            jitter,
-            lock,
-            lock_wait,
-            lock_lease,
+            settings,
             counters: Counters::default(),
             flights: Flights::default(),
             warnings: WarnLimiter::new(),
@@ -116,12 +104,12 @@ impl QueryCache {
 
     /// The namespace that starts every key of this cache.
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.inner.settings.prefix
     }
 
     /// The TTL of functions that set none.
     pub fn default_ttl(&self) -> Duration {
-        self.inner.default_ttl
+        self.inner.settings.default_ttl
     }
 
     /// The key under which a function named `name` (see the `name` option), at `version`,
@@ -138,7 +126,7 @@ impl QueryCache {
     }
 
     pub(crate) fn key_from(&self, head: &str, hash: u128) -> String {
-        key::join(&self.inner.prefix, head, hash)
+        key::join(&self.inner.settings.prefix, head, hash)
     }
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
@@ -190,9 +178,9 @@ impl QueryCache {
         &self,
         op: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.inner.timeout, op).await {
+        match tokio::time::timeout(self.inner.settings.timeout, op).await {
             Ok(result) => result,
-            Err(_) => Err(CacheError::Timeout(self.inner.timeout)),
+            Err(_) => Err(CacheError::Timeout(self.inner.settings.timeout)),
         }
     }
 }

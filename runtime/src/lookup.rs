@@ -39,6 +39,8 @@ pub(crate) struct Policy {
     pub early: bool,
     /// Take a Redis lease before running the query on a miss.
     pub lock: bool,
+    /// Share lookups and queries among concurrent callers of a key (see `flight`).
+    pub single_flight: bool,
     /// Whether the query can be run in the background (its future is `'static`).
     pub refreshable: bool,
 }
@@ -65,9 +67,11 @@ impl QueryCache {
     pub(crate) async fn find<V: DeserializeOwned + 'static>(&self, key: &str, policy: &Policy) -> Found<V> {
         let counters = &self.inner().counters;
         loop {
-            let leader = match self.inner().flights.join(key) {
-                Role::Leader(leader) => leader,
-                Role::Waiter(rx) => {
+            let joined = policy.single_flight.then(|| self.inner().flights.join(key));
+            let leader = match joined {
+                None => None,
+                Some(Role::Leader(leader)) => Some(leader),
+                Some(Role::Waiter(rx)) => {
                     // The leader's bytes, or go round again (it failed or was dropped).
                     let Some(bytes) = flight::wait(rx).await else { continue };
                     let Ok((value, meta)) = codec::decode::<V>(&bytes) else {
@@ -76,7 +80,7 @@ impl QueryCache {
                     };
                     Counters::bump(&counters.hits);
                     Counters::bump(&counters.coalesced);
-                    if meta.fresh_until_ms <= now_ms() {
+                    if policy.refreshable && meta.fresh_until_ms <= now_ms() {
                         Counters::bump(&counters.stale_served);
                     }
                     return Found::Value { value, refresh: None };
@@ -84,16 +88,18 @@ impl QueryCache {
             };
             let Some((value, meta, bytes)) = self.read::<V>(key).await else {
                 Counters::bump(&counters.misses);
-                return Found::Missing(Some(leader));
+                return Found::Missing(leader);
             };
             let now = now_ms();
             let stale = now >= meta.fresh_until_ms;
             if stale && !policy.refreshable {
                 // Nobody can refresh it in the background: treat it as expired.
                 Counters::bump(&counters.misses);
-                return Found::Missing(Some(leader));
+                return Found::Missing(leader);
             }
-            leader.finish(Some(bytes));
+            if let Some(leader) = leader {
+                leader.finish(Some(bytes));
+            }
             Counters::bump(&counters.hits);
             if stale {
                 Counters::bump(&counters.stale_served);
@@ -266,7 +272,7 @@ impl QueryCache {
     /// Takes the lease of `key`, or waits for the result of the process holding it, up to
     /// the cache's `lock_wait`.
     async fn lease_or_result<V: DeserializeOwned + 'static>(&self, key: &str) -> LeaseWait<V> {
-        let deadline = Instant::now() + self.inner().lock_wait;
+        let deadline = Instant::now() + self.inner().settings.lock_wait;
         loop {
             if let Some(lease) = self.try_lease(key).await {
                 return LeaseWait::Lease(lease);
@@ -286,7 +292,7 @@ impl QueryCache {
     /// failed, which is counted).
     async fn try_lease(&self, key: &str) -> Option<Lease> {
         let lease = Lease { key: format!("{key}:lock"), token: format!("{:016x}", fastrand::u64(..)) };
-        let taken = self.inner().store.try_lock(&lease.key, &lease.token, self.inner().lock_lease);
+        let taken = self.inner().store.try_lock(&lease.key, &lease.token, self.inner().settings.lock_lease);
         match self.bounded(taken).await {
             Ok(true) => Some(lease),
             Ok(false) => None,

@@ -80,14 +80,15 @@ impl Spec {
     }
 
     fn policy(&self, cache: &QueryCache, refreshable: bool) -> Policy {
-        let inner = cache.inner();
+        let settings = &cache.inner().settings;
         Policy {
-            ttl: self.ttl.unwrap_or(inner.default_ttl),
+            ttl: self.ttl.unwrap_or(settings.default_ttl),
             stale: self.stale,
             fail_safe: self.fail_safe,
-            jitter: self.jitter.unwrap_or(inner.jitter),
+            jitter: self.jitter.unwrap_or(settings.jitter),
             early: self.early,
-            lock: self.lock.unwrap_or(inner.lock),
+            lock: self.lock.unwrap_or(settings.lock),
+            single_flight: settings.single_flight,
             refreshable,
         }
     }
