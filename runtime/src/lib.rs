@@ -75,6 +75,20 @@ pub use sqlx;
 /// - `skip(a, b)`: parameters left out of the key.
 /// - `cache = <expr>`: a `&QueryCache` to use instead of the [installed](install) default.
 /// - `crate = "<path>"`: the path of this crate, if the dependency was renamed.
+/// - `stale = <seconds>`: serve the entry stale for that long after `ttl`, while one
+///   background refresh runs (stale-while-revalidate).
+/// - `fail_safe = <bool>`: keep serving the stale value when its refresh fails (default
+///   `true`), or drop it so that the next caller sees the error.
+/// - `jitter = <fraction>`: move expiry by up to that fraction of the TTL, both ways
+///   (default: the cache's, 0.1); `jitter = 0` turns it off.
+/// - `early = <bool>`: probabilistic early refresh (XFetch) before expiry.
+/// - `lock = <bool>`: take a Redis lease on a miss, so that one process runs the query
+///   while the others wait for its result (default: the cache's, `false`).
+///
+/// Concurrent callers of one key in a process always share one lookup and one query
+/// (single-flight). With `stale` or `early`, the query may run in the background after the
+/// caller has its answer: shared-reference parameters are then copied (`ToOwned`) for it, and
+/// `self` receivers, `&mut` and `impl Trait` parameters are compile errors.
 ///
 /// The key is built from every parameter except `self`, `skip`ped ones and sqlx executors
 /// (`&PgPool`, `&Pool<_>`, `&mut PgConnection`, `&mut Transaction<'_, _>`,
