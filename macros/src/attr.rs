@@ -41,11 +41,12 @@ pub struct CachedQueryArgs {
 }
 
 impl CachedQueryArgs {
-    /// Parses the attribute's arguments, reporting every mistake at once.
-    pub fn parse(args: TokenStream) -> syn::Result<Self> {
+    /// Parses the attribute's arguments. Mistakes are added to `errors`, all of them, and
+    /// the options that did parse are returned anyway, so that later checks (`skip` names,
+    /// say) still run and the user sees every error at once.
+    pub fn parse(args: TokenStream, errors: &mut Option<syn::Error>) -> Self {
         let mut parsed = Self::default();
         let mut seen: Vec<String> = Vec::new();
-        let mut errors: Option<syn::Error> = None;
         let parser = syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(Ident::to_string);
             let result = match key.as_deref().filter(|k| KEYS.contains(k)) {
@@ -61,7 +62,7 @@ impl CachedQueryArgs {
             // Report the mistake, skip the rest of this option and go on with the next one,
             // so that the user sees every error at once.
             if let Err(err) = result {
-                push(&mut errors, err);
+                push(errors, err);
                 while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                     meta.input.parse::<proc_macro2::TokenTree>()?;
                 }
@@ -69,12 +70,9 @@ impl CachedQueryArgs {
             Ok(())
         });
         if let Err(err) = parser.parse2(args) {
-            push(&mut errors, err);
+            push(errors, err);
         }
-        match errors {
-            Some(err) => Err(err),
-            None => Ok(parsed),
-        }
+        parsed
     }
 
     fn parse_option(&mut self, key: &str, meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {

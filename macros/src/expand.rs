@@ -31,10 +31,7 @@ fn with_error(mut item: TokenStream, err: syn::Error) -> TokenStream {
 
 fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = None;
-    let args = CachedQueryArgs::parse(args).unwrap_or_else(|err| {
-        push(&mut errors, err);
-        CachedQueryArgs::default()
-    });
+    let args = CachedQueryArgs::parse(args, &mut errors);
     let sig = &func.sig;
     if let Some(constness) = &sig.constness {
         push(
@@ -120,11 +117,12 @@ impl<'a> Gen<'a> {
         let adapter = quote_spanned! {ret.span()=>
             { use #p::select::*; (&#p::Outcome::<#ret>::NEW).__cq_adapter() }
         };
+        // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
-            None => quote!(__cq_call.run(#adapter, async move #block).await),
+            None => quote_spanned!(ret.span()=> __cq_call.run(#adapter, async move #block).await),
             Some(_) => {
                 let body = self.owned_body(block);
-                quote!(__cq_call.run_refreshable(#adapter, #body).await)
+                quote_spanned!(ret.span()=> __cq_call.run_refreshable(#adapter, #body).await)
             }
         };
         quote! {
@@ -213,7 +211,7 @@ impl<'a> Gen<'a> {
         };
         let here = self.args.name.is_none().then(|| {
             quote!(
-                fn __cq_here() -> &'static str {
+                fn __cq_here() -> &'static ::core::primitive::str {
                     ::core::any::type_name_of_val(&__cq_here)
                 }
             )
@@ -232,15 +230,17 @@ impl<'a> Gen<'a> {
             Some(expr) => quote_spanned!(expr.span()=> #p::Handle::given(#expr)),
             None => quote!(#p::Handle::installed()),
         };
+        // One `.key(..)` per key parameter, with its span: a missing `Serialize` is reported
+        // once, on that parameter.
         let parts = self.params.iter().filter(|k| k.in_key).map(|k| {
             let ident = k.ident;
-            quote_spanned!(k.ty.span()=> #p::key_part(&#ident))
+            quote_spanned!(k.ty.span()=> .key(&#ident))
         });
         quote! {
             #here
             static __CQ_SPEC: #p::Spec =
                 #p::Spec::new(#name)#version #ttl #stale #fail_safe #jitter #early #lock;
-            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle, &(#(#parts,)*));
+            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#parts)*.keyed();
         }
     }
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::CacheError;
 use crate::QueryCache;
+use crate::key::KeyHasher;
 use crate::lookup::{Found, Policy};
 
 /// How a cached function is named in its keys.
@@ -145,38 +146,47 @@ impl<'a> Handle<'a> {
     }
 }
 
-/// Requires a key parameter to be `Serialize`; generated with that parameter's span, so the
-/// compiler's error points at it.
-pub fn key_part<T: Serialize + ?Sized>(value: &T) -> &T {
-    value
-}
-
 /// One call of a cached function: its spec, its cache and its key.
 pub struct Call<'a> {
     spec: &'static Spec,
     handle: Handle<'a>,
+    /// Hashes the key arguments while they are added; `None` without a cache, or once an
+    /// argument failed to serialize.
+    hasher: Option<KeyHasher>,
     key: Option<String>,
 }
 
 impl<'a> Call<'a> {
-    /// Derives the key from the key arguments. With no cache, or arguments that cannot be
-    /// hashed, the call runs uncached.
-    pub fn new<A: Serialize + ?Sized>(spec: &'static Spec, handle: Handle<'a>, args: &A) -> Self {
-        let key = match handle.get() {
-            Some(cache) => match crate::key::hash_args(args) {
-                Ok(hash) => Some(cache.key_from(spec.head(), hash)),
-                Err(err) => {
-                    let err = CacheError::Encode(format!("key arguments: {err}"));
-                    cache.failed("key", spec.head(), &err);
-                    None
-                }
-            },
-            None => {
-                warn_not_installed(spec);
-                None
-            }
-        };
-        Call { spec, handle, key }
+    /// Starts a call; the key parameters follow with [`key`](Call::key).
+    pub fn new(spec: &'static Spec, handle: Handle<'a>) -> Self {
+        if handle.get().is_none() {
+            warn_not_installed(spec);
+        }
+        let hasher = handle.get().map(|_| KeyHasher::new());
+        Call { spec, handle, hasher, key: None }
+    }
+
+    /// Adds a key argument. Generated with that parameter's span, so that a missing
+    /// `Serialize` is reported on it.
+    pub fn key<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        if let (Some(hasher), Some(cache)) = (&mut self.hasher, self.handle.get())
+            && let Err(err) = hasher.add(value)
+        {
+            let err = CacheError::Encode(format!("key argument: {err}"));
+            cache.failed("key", self.spec.head(), &err);
+            self.hasher = None;
+        }
+        self
+    }
+
+    /// Derives the key from the arguments added. With no cache, or an argument that could not
+    /// be hashed, the call runs uncached.
+    pub fn keyed(mut self) -> Self {
+        if let (Some(hasher), Some(cache)) = (&self.hasher, self.handle.get()) {
+            self.key = Some(cache.key_from(self.spec.head(), hasher.finish()));
+        }
+        self.hasher = None;
+        self
     }
 
     /// Cache-aside: the cached value, or the body's result (stored when it is cacheable).

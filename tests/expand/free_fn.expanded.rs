@@ -5,7 +5,7 @@ pub struct User {
     name: String,
 }
 pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
-    fn __cq_here() -> &'static str {
+    fn __cq_here() -> &'static ::core::primitive::str {
         ::core::any::type_name_of_val(&__cq_here)
     }
     static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
@@ -13,10 +13,11 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Er
         )
         .ttl(60u64);
     let __cq_call = ::cached_query::__private::Call::new(
-        &__CQ_SPEC,
-        ::cached_query::__private::Handle::installed(),
-        &(::cached_query::__private::key_part(&id),),
-    );
+            &__CQ_SPEC,
+            ::cached_query::__private::Handle::installed(),
+        )
+        .key(&id)
+        .keyed();
     __cq_call
         .run(
             {
@@ -40,7 +41,7 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Er
 pub async fn user_by_id_invalidate(
     id: i64,
 ) -> ::core::result::Result<(), ::cached_query::__private::CacheError> {
-    fn __cq_here() -> &'static str {
+    fn __cq_here() -> &'static ::core::primitive::str {
         ::core::any::type_name_of_val(&__cq_here)
     }
     static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
@@ -48,10 +49,11 @@ pub async fn user_by_id_invalidate(
         )
         .ttl(60u64);
     let __cq_call = ::cached_query::__private::Call::new(
-        &__CQ_SPEC,
-        ::cached_query::__private::Handle::installed(),
-        &(::cached_query::__private::key_part(&id),),
-    );
+            &__CQ_SPEC,
+            ::cached_query::__private::Handle::installed(),
+        )
+        .key(&id)
+        .keyed();
     __cq_call.invalidate().await
 }
 fn main() {}

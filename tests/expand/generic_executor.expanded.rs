@@ -10,10 +10,11 @@ where
         .version(2u32)
         .ttl(300u64);
     let __cq_call = ::cached_query::__private::Call::new(
-        &__CQ_SPEC,
-        ::cached_query::__private::Handle::installed(),
-        &(::cached_query::__private::key_part(&limit),),
-    );
+            &__CQ_SPEC,
+            ::cached_query::__private::Handle::installed(),
+        )
+        .key(&limit)
+        .keyed();
     __cq_call
         .run(
             {
@@ -42,10 +43,11 @@ async fn top_names_invalidate(
         .version(2u32)
         .ttl(300u64);
     let __cq_call = ::cached_query::__private::Call::new(
-        &__CQ_SPEC,
-        ::cached_query::__private::Handle::installed(),
-        &(::cached_query::__private::key_part(&limit),),
-    );
+            &__CQ_SPEC,
+            ::cached_query::__private::Handle::installed(),
+        )
+        .key(&limit)
+        .keyed();
     __cq_call.invalidate().await
 }
 fn main() {}

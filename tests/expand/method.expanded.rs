@@ -6,17 +6,18 @@ pub struct Repo {
 }
 impl Repo {
     pub async fn count_active(&self, since_days: i32) -> Result<i64, sqlx::Error> {
-        fn __cq_here() -> &'static str {
+        fn __cq_here() -> &'static ::core::primitive::str {
             ::core::any::type_name_of_val(&__cq_here)
         }
         static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
             ::cached_query::__private::Name::Here(__cq_here, "count_active"),
         );
         let __cq_call = ::cached_query::__private::Call::new(
-            &__CQ_SPEC,
-            ::cached_query::__private::Handle::given(&self.cache),
-            &(::cached_query::__private::key_part(&since_days),),
-        );
+                &__CQ_SPEC,
+                ::cached_query::__private::Handle::given(&self.cache),
+            )
+            .key(&since_days)
+            .keyed();
         __cq_call
             .run(
                 {
@@ -43,17 +44,18 @@ impl Repo {
         &self,
         since_days: i32,
     ) -> ::core::result::Result<(), ::cached_query::__private::CacheError> {
-        fn __cq_here() -> &'static str {
+        fn __cq_here() -> &'static ::core::primitive::str {
             ::core::any::type_name_of_val(&__cq_here)
         }
         static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
             ::cached_query::__private::Name::Here(__cq_here, "count_active"),
         );
         let __cq_call = ::cached_query::__private::Call::new(
-            &__CQ_SPEC,
-            ::cached_query::__private::Handle::given(&self.cache),
-            &(::cached_query::__private::key_part(&since_days),),
-        );
+                &__CQ_SPEC,
+                ::cached_query::__private::Handle::given(&self.cache),
+            )
+            .key(&since_days)
+            .keyed();
         __cq_call.invalidate().await
     }
 }
