@@ -13,7 +13,7 @@ use crate::builder::QueryCacheBuilder;
 use crate::codec::{self, Meta};
 use crate::flight::Flights;
 use crate::key;
-use crate::lookup::now_ms;
+use crate::lookup::{Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -143,19 +143,75 @@ impl QueryCache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        let meta = Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0 };
+        let meta = Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0, gens: 0 };
         let bytes = codec::encode(value, meta)?;
         self.bounded(self.inner.store.set(key, &bytes, ttl)).await
     }
 
-    /// Deletes the entry under `key` (the generated `<fn>_invalidate` functions call this).
+    /// Invalidates the entry under `key` (the generated `<fn>_invalidate` functions call this):
+    /// from the moment this returns, no lookup serves it, nor a value whose query began
+    /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        let result = self.bounded(self.inner.store.delete(key)).await;
+        let result = match self.bump(&[format!("{key}:gen")]).await {
+            // The entry is invalid already; deleting it only frees the memory.
+            Ok(()) => self.bounded(self.inner.store.delete(key)).await,
+            Err(err) => Err(err),
+        };
+        self.count_invalidation("invalidate", key, result)
+    }
+
+    /// Invalidates every entry carrying one of `tags` (see the `tags` option), whatever their
+    /// number, in one round trip: from the moment this returns, no lookup serves any of them,
+    /// nor a value whose query began before.
+    pub async fn invalidate_tags<I>(&self, tags: I) -> Result<(), CacheError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let keys: Vec<String> = tags.into_iter().map(|tag| self.tag_key(tag.as_ref())).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let result = self.bump(&keys).await;
+        self.count_invalidation("invalidate_tags", &keys.join(" "), result)
+    }
+
+    /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
+    /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
+    pub async fn invalidate_all(&self) -> Result<(), CacheError> {
+        let key = self.ns_key();
+        let result = self.bump(std::slice::from_ref(&key)).await;
+        self.count_invalidation("invalidate_all", &key, result)
+    }
+
+    fn count_invalidation(
+        &self,
+        op: &str,
+        what: &str,
+        result: Result<(), CacheError>,
+    ) -> Result<(), CacheError> {
         match &result {
             Ok(()) => Counters::bump(&self.inner.counters.invalidations),
-            Err(err) => self.failed("invalidate", key, err),
+            Err(err) => self.failed(op, what, err),
         }
         result
+    }
+
+    fn ns_key(&self) -> String {
+        format!("{}:ns", self.inner.settings.prefix)
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}:tag:{tag}", self.inner.settings.prefix)
+    }
+
+    /// The entry `key` of a call with `tags`, and the counters it depends on.
+    pub(crate) fn target(&self, key: String, tags: &[String]) -> Target {
+        let mut gen_keys = Vec::with_capacity(2 + tags.len());
+        gen_keys.push(self.ns_key());
+        gen_keys.push(format!("{key}:gen"));
+        gen_keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
+        Target { key, gen_keys }
     }
 
     /// Counts a cache failure that the caller answers without the cache, and logs it.

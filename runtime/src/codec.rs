@@ -1,12 +1,15 @@
 //! The bytes stored under a key: a small envelope around a MessagePack payload.
 //!
 //! ```text
-//! b"CQ" | format (1 byte) | shape fingerprint (8, LE) | fresh until (8, LE) | query time (4, LE) | payload
+//! b"CQ" | format (1) | shape fingerprint (8, LE) | fresh until (8, LE) | query time (4, LE)
+//!       | generations (8, LE) | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
 //! be served (`stale = ...`) while one caller refreshes it. "Query time" is how long the query
-//! that produced it took (ms), which early refresh (`early = true`) weighs.
+//! that produced it took (ms), which early refresh (`early = true`) weighs. "Generations" is a
+//! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
+//! entry is valid only while they are unchanged (see `lookup`).
 //!
 //! The payload is MessagePack with structs as maps (field names included), so a changed
 //! field type or a missing required field fails to decode; the fingerprint (see `shape`)
@@ -20,8 +23,8 @@ use crate::CacheError;
 use crate::shape::fingerprint;
 
 const MAGIC: &[u8; 2] = b"CQ";
-const FORMAT: u8 = 2;
-const HEADER: usize = MAGIC.len() + 1 + 8 + 8 + 4;
+const FORMAT: u8 = 3;
+const HEADER: usize = MAGIC.len() + 1 + 8 + 8 + 4 + 8;
 
 /// What the envelope says about its entry, besides the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub(crate) struct Meta {
     pub fresh_until_ms: u64,
     /// How long the query that produced the entry took, in milliseconds.
     pub query_ms: u32,
+    /// Hash of the invalidation counters read before the query ran.
+    pub gens: u64,
 }
 
 /// Why stored bytes were not turned into a value.
@@ -64,6 +69,7 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     buf.extend_from_slice(&fingerprint::<T>().to_le_bytes());
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
+    buf.extend_from_slice(&meta.gens.to_le_bytes());
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
     Ok(buf)
 }
@@ -76,6 +82,7 @@ pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
     Ok(Meta {
         fresh_until_ms: u64::from_le_bytes(bytes[11..19].try_into().expect("8 bytes")),
         query_ms: u32::from_le_bytes(bytes[19..23].try_into().expect("4 bytes")),
+        gens: u64::from_le_bytes(bytes[23..31].try_into().expect("8 bytes")),
     })
 }
 
@@ -105,7 +112,7 @@ mod tests {
         name: String,
     }
 
-    const META: Meta = Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12 };
+    const META: Meta = Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, gens: 99 };
 
     #[test]
     fn round_trip() {

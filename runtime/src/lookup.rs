@@ -1,12 +1,17 @@
 //! The path of a cached call, top to bottom.
 //!
-//! 1. `find`: join the key's flight. The leader GETs the entry and hands its bytes to the
-//!    callers waiting on the same key; a fresh entry is returned. A stale one (past its TTL,
-//!    within `stale`) is returned too, and refreshed once in the background.
-//! 2. `compute`, on a miss: optionally take a Redis lease (`lock = true`) so that one process
-//!    runs the query while the others poll for its result; run the query; store the result
-//!    with its TTL (± jitter) + `stale`; hand it to the waiters.
-//! 3. `spawn_refresh`: one background refresh per key and process (and, with `lock`, across
+//! 1. `find`: one round trip reads the entry and the invalidation counters it depends on (the
+//!    namespace's, the key's, its tags'). An entry is valid only if it was computed from a read
+//!    that began after the last increment of each: this is what makes an invalidation final
+//!    (no stale set, see the README). A fresh entry is returned; a stale one (past its TTL,
+//!    within `stale`) is returned too and refreshed once in the background.
+//! 2. On a miss, the key's flight: the first caller leads, checks the entry once more (a flight
+//!    may have just ended) and runs the query; the others wait and take its result if it was
+//!    computed from the same counters they read, and go round again otherwise.
+//! 3. `compute`: optionally take a Redis lease (`lock = true`) so that one process runs the query
+//!    while the others poll for its result; run the query; store the result with its TTL
+//!    (± jitter) + `stale` and the counters read before it ran; hand it to the waiters.
+//! 4. `spawn_refresh`: one background refresh per key and process (and, with `lock`, across
 //!    processes). When it fails, the stale value stays and is served (fail-safe), or is deleted
 //!    so that the next caller sees the error (`fail_safe = false`).
 //!
@@ -18,12 +23,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::__private::Adapter;
 use crate::codec::{self, Meta};
 use crate::flight::{self, Leader, Role};
 use crate::stats::Counters;
 use crate::{CacheError, QueryCache};
+
+/// How long an invalidation counter is kept after its last increment.
+pub(crate) const GEN_KEEP: Duration = Duration::from_secs(8 * 24 * 3600);
+/// The longest an entry is kept: less than `GEN_KEEP`, so that no entry outlives a counter it
+/// was checked against (an expired counter reads as 0 again).
+const MAX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How one function caches, resolved from its attribute and the cache's defaults.
 #[derive(Clone, Debug)]
@@ -39,19 +51,45 @@ pub(crate) struct Policy {
     pub early: bool,
     /// Take a Redis lease before running the query on a miss.
     pub lock: bool,
-    /// Share lookups and queries among concurrent callers of a key (see `flight`).
+    /// Share queries among concurrent callers of a key (see `flight`).
     pub single_flight: bool,
     /// Whether the query can be run in the background (its future is `'static`).
     pub refreshable: bool,
 }
 
+/// Where a call's entry lives, and the invalidation counters it depends on.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub key: String,
+    /// `{prefix}:ns`, `{key}:gen`, then `{prefix}:tag:{tag}` for each tag.
+    pub gen_keys: Vec<String>,
+}
+
+/// The counters read for a call, as stored in envelopes: a hash of their values. `None` when
+/// they could not be read (the cache failed).
+type Gens = Option<u64>;
+
+fn gens_hash(values: &[u64]) -> u64 {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    xxh3_64(&bytes)
+}
+
 /// What `find` found.
 pub(crate) enum Found<V> {
-    /// A value to return; `refresh` asks for a background refresh of it, `fresh_until` is the
-    /// freshness it had (a refresh that finds another one will skip).
+    /// A value to return; `refresh` asks for a background refresh of it, with the freshness
+    /// it had (a refresh that finds another one landed will skip).
     Value { value: V, refresh: Option<u64> },
-    /// Nothing usable: the caller runs the query, leading the key's flight if it has one.
-    Missing(Option<Leader>),
+    /// Nothing usable: the caller runs the query, leading the key's flight if it has one, with
+    /// the counters it read before.
+    Missing { leader: Option<Leader>, gens: Gens },
+}
+
+/// What one read of an entry gave.
+enum Read<V> {
+    /// A valid entry (its counters unchanged).
+    Hit { value: V, meta: Meta, bytes: Arc<[u8]> },
+    /// None, or one that was invalidated, or one that does not decode.
+    Miss { gens: Gens },
 }
 
 /// Unix time in milliseconds (entries carry wall-clock expiry, shared across processes).
@@ -63,59 +101,83 @@ pub(crate) fn now_ms() -> u64 {
 const LEASE_POLL: Duration = Duration::from_millis(10);
 
 impl QueryCache {
-    /// Step 1: the entry under `key`, through the key's flight.
-    pub(crate) async fn find<V: DeserializeOwned + 'static>(&self, key: &str, policy: &Policy) -> Found<V> {
+    /// Steps 1 and 2: the entry of `target`, or the duty to compute it.
+    pub(crate) async fn find<V: DeserializeOwned + 'static>(
+        &self,
+        target: &Target,
+        policy: &Policy,
+    ) -> Found<V> {
         let counters = &self.inner().counters;
+        let gens = match self.read::<V>(target).await {
+            Read::Hit { value, meta, .. } => match self.serve(value, meta, policy) {
+                Ok(found) => return found,
+                Err(()) => Some(meta.gens), // stale, and nobody can refresh it: a miss
+            },
+            Read::Miss { gens } => gens,
+        };
+        if !policy.single_flight {
+            Counters::bump(&counters.misses);
+            return Found::Missing { leader: None, gens };
+        }
         loop {
-            let joined = policy.single_flight.then(|| self.inner().flights.join(key));
-            let leader = match joined {
-                None => None,
-                Some(Role::Leader(leader)) => Some(leader),
-                Some(Role::Waiter(rx)) => {
-                    // The leader's bytes, or go round again (it failed or was dropped).
+            match self.inner().flights.join(&target.key) {
+                Role::Waiter(rx) => {
+                    // The leader's result, if computed from the counters this caller read.
                     let Some(bytes) = flight::wait(rx).await else { continue };
-                    let Ok((value, meta)) = codec::decode::<V>(&bytes) else {
-                        Counters::bump(&counters.misses);
-                        return Found::Missing(None);
-                    };
-                    Counters::bump(&counters.hits);
-                    Counters::bump(&counters.coalesced);
-                    if policy.refreshable && meta.fresh_until_ms <= now_ms() {
-                        Counters::bump(&counters.stale_served);
+                    if let Ok((value, meta)) = codec::decode::<V>(&bytes)
+                        && (gens.is_none() || gens == Some(meta.gens))
+                    {
+                        Counters::bump(&counters.hits);
+                        Counters::bump(&counters.coalesced);
+                        return Found::Value { value, refresh: None };
                     }
-                    return Found::Value { value, refresh: None };
                 }
-            };
-            let Some((value, meta, bytes)) = self.read::<V>(key).await else {
-                Counters::bump(&counters.misses);
-                return Found::Missing(leader);
-            };
-            let now = now_ms();
-            let stale = now >= meta.fresh_until_ms;
-            if stale && !policy.refreshable {
-                // Nobody can refresh it in the background: treat it as expired.
-                Counters::bump(&counters.misses);
-                return Found::Missing(leader);
+                Role::Leader(leader) => {
+                    // A flight may have ended between this caller's read and its joining.
+                    // (Quietly: a bad entry was counted by the first read.)
+                    return match self.read_counted::<V>(target, false).await {
+                        Read::Hit { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
+                            leader.finish(Some(bytes));
+                            Counters::bump(&counters.hits);
+                            Found::Value { value, refresh: None }
+                        }
+                        Read::Hit { meta, .. } => {
+                            Counters::bump(&counters.misses);
+                            Found::Missing { leader: Some(leader), gens: Some(meta.gens) }
+                        }
+                        Read::Miss { gens } => {
+                            Counters::bump(&counters.misses);
+                            Found::Missing { leader: Some(leader), gens }
+                        }
+                    };
+                }
             }
-            if let Some(leader) = leader {
-                leader.finish(Some(bytes));
-            }
-            Counters::bump(&counters.hits);
-            if stale {
-                Counters::bump(&counters.stale_served);
-            }
-            let refresh =
-                (stale || (policy.early && early_refresh_due(now, meta))).then_some(meta.fresh_until_ms);
-            return Found::Value { value, refresh };
         }
     }
 
-    /// Step 2: runs the query for a missing entry, stores and shares its result.
+    /// A valid entry: fresh, or stale and refreshable (`Err` otherwise).
+    fn serve<V>(&self, value: V, meta: Meta, policy: &Policy) -> Result<Found<V>, ()> {
+        let counters = &self.inner().counters;
+        let now = now_ms();
+        let stale = now >= meta.fresh_until_ms;
+        if stale && !policy.refreshable {
+            return Err(());
+        }
+        Counters::bump(&counters.hits);
+        if stale {
+            Counters::bump(&counters.stale_served);
+        }
+        let refresh =
+            (stale || (policy.early && early_refresh_due(now, meta))).then_some(meta.fresh_until_ms);
+        Ok(Found::Value { value, refresh })
+    }
+
+    /// Step 3: runs the query for a missing entry, stores and shares its result.
     pub(crate) async fn compute<R, A, F>(
         &self,
-        key: &str,
+        target: &Target,
         policy: &Policy,
-        leader: Option<Leader>,
+        (leader, gens): (Option<Leader>, Gens),
         body: F,
     ) -> R
     where
@@ -124,7 +186,7 @@ impl QueryCache {
     {
         let mut lease = None;
         if policy.lock {
-            match self.lease_or_result::<A::Value>(key).await {
+            match self.lease_or_result::<A::Value>(target).await {
                 LeaseWait::Lease(held) => lease = Some(held),
                 LeaseWait::Result(value, bytes) => {
                     if let Some(leader) = leader {
@@ -137,9 +199,12 @@ impl QueryCache {
         }
         let started = Instant::now();
         let result = body.await;
-        let entry = A::value(&result).and_then(|v| self.envelope(key, v, policy, started.elapsed()));
-        if let Some((bytes, keep)) = &entry {
-            self.store(key, bytes, *keep).await;
+        let entry =
+            A::value(&result).and_then(|v| self.envelope(&target.key, v, policy, gens, started.elapsed()));
+        if let Some((bytes, keep)) = &entry
+            && gens.is_some()
+        {
+            self.store(&target.key, bytes, *keep).await;
         }
         if let Some(leader) = leader {
             // The waiters get the value even if it could not be stored.
@@ -151,37 +216,43 @@ impl QueryCache {
         result
     }
 
-    /// Step 3: refreshes `key` in the background, unless a refresh of it is under way here.
-    pub(crate) fn spawn_refresh<R, A, F>(&self, key: &str, policy: Policy, seen_fresh_until: u64, body: F)
-    where
+    /// Step 4: refreshes `target` in the background, unless a refresh of it is under way here.
+    pub(crate) fn spawn_refresh<R, A, F>(
+        &self,
+        target: &Target,
+        policy: Policy,
+        seen_fresh_until: u64,
+        body: F,
+    ) where
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
         // A flight of its own: at most one refresh per key in this process.
-        let Role::Leader(refreshing) = self.inner().flights.join(&format!("{key}\0refresh")) else {
+        let Role::Leader(refreshing) = self.inner().flights.join(&format!("{}\0refresh", target.key)) else {
             return;
         };
-        let (cache, key) = (self.clone(), key.to_owned());
+        let (cache, target) = (self.clone(), target.clone());
         tokio::spawn(async move {
             let _refreshing = refreshing; // leaves the flight however the task ends
-            cache.refresh::<R, A, F>(&key, &policy, seen_fresh_until, body).await;
+            cache.refresh::<R, A, F>(&target, &policy, seen_fresh_until, body).await;
         });
     }
 
-    async fn refresh<R, A, F>(&self, key: &str, policy: &Policy, seen_fresh_until: u64, body: F)
+    async fn refresh<R, A, F>(&self, target: &Target, policy: &Policy, seen_fresh_until: u64, body: F)
     where
         A: Adapter<R>,
         F: Future<Output = R>,
     {
-        // Another refresh (here or in another process) may have landed meanwhile.
-        if let Ok(Some(bytes)) = self.bounded(self.inner().store.get(key)).await
-            && codec::meta(&bytes).is_ok_and(|m| m.fresh_until_ms != seen_fresh_until)
-        {
-            return;
-        }
+        // The counters to store with the new value, read before its query runs; and another
+        // refresh (here or in another process) may have landed meanwhile.
+        let gens = match self.read::<A::Value>(target).await {
+            Read::Hit { meta, .. } if meta.fresh_until_ms != seen_fresh_until => return,
+            Read::Hit { meta, .. } => Some(meta.gens),
+            Read::Miss { gens } => gens,
+        };
         let lease = if policy.lock {
-            match self.try_lease(key).await {
+            match self.try_lease(&target.key).await {
                 Some(lease) => Some(lease),
                 None => return, // another process refreshes it
             }
@@ -191,20 +262,21 @@ impl QueryCache {
         let started = Instant::now();
         let result = body.await;
         let counters = &self.inner().counters;
-        let entry = A::value(&result).and_then(|v| self.envelope(key, v, policy, started.elapsed()));
+        let entry =
+            A::value(&result).and_then(|v| self.envelope(&target.key, v, policy, gens, started.elapsed()));
         match entry {
             Some((bytes, keep)) => {
-                if self.store(key, &bytes, keep).await {
+                if gens.is_some() && self.store(&target.key, &bytes, keep).await {
                     Counters::bump(&counters.refreshes);
                 }
             }
             None => {
                 Counters::bump(&counters.refresh_errors);
                 if policy.fail_safe {
-                    tracing::warn!(key, "cached_query: background refresh failed; serving the stale value");
+                    tracing::warn!(key = %target.key, "cached_query: background refresh failed; serving the stale value");
                 } else {
-                    tracing::warn!(key, "cached_query: background refresh failed; dropping the stale value");
-                    let _ = self.bounded(self.inner().store.delete(key)).await;
+                    tracing::warn!(key = %target.key, "cached_query: background refresh failed; dropping the stale value");
+                    let _ = self.bounded(self.inner().store.delete(&target.key)).await;
                 }
             }
         }
@@ -213,21 +285,33 @@ impl QueryCache {
         }
     }
 
-    /// GETs and decodes the entry under `key`; failures are counted and logged.
-    async fn read<V: DeserializeOwned + 'static>(&self, key: &str) -> Option<(V, Meta, Arc<[u8]>)> {
-        match self.bounded(self.inner().store.get(key)).await {
-            Ok(Some(bytes)) => match codec::decode(&bytes) {
-                Ok((value, meta)) => Some((value, meta, bytes.into())),
-                Err(err) => {
-                    Counters::bump(&self.inner().counters.decode_errors);
-                    self.failed("decode", key, &CacheError::Decode(err.to_string()));
-                    None
-                }
-            },
-            Ok(None) => None,
+    /// Reads the entry and its counters; failures are counted and logged.
+    async fn read<V: DeserializeOwned + 'static>(&self, target: &Target) -> Read<V> {
+        self.read_counted(target, true).await
+    }
+
+    async fn read_counted<V: DeserializeOwned + 'static>(&self, target: &Target, count: bool) -> Read<V> {
+        let fetch = self.inner().store.fetch(&target.key, &target.gen_keys);
+        let (bytes, values) = match self.bounded(fetch).await {
+            Ok(found) => found,
             Err(err) => {
-                self.failed("get", key, &err);
-                None
+                if count {
+                    self.failed("get", &target.key, &err);
+                }
+                return Read::Miss { gens: None };
+            }
+        };
+        let gens = gens_hash(&values);
+        let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
+        match codec::decode(&bytes) {
+            Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes: bytes.into() },
+            Ok(_) => Read::Miss { gens: Some(gens) }, // invalidated since it was computed
+            Err(err) => {
+                if count {
+                    Counters::bump(&self.inner().counters.decode_errors);
+                    self.failed("decode", &target.key, &CacheError::Decode(err.to_string()));
+                }
+                Read::Miss { gens: Some(gens) }
             }
         }
     }
@@ -239,15 +323,17 @@ impl QueryCache {
         key: &str,
         value: &V,
         policy: &Policy,
+        gens: Gens,
         query_time: Duration,
     ) -> Option<(Arc<[u8]>, Duration)> {
         let fresh = jittered(policy.ttl, policy.jitter);
         let meta = Meta {
             fresh_until_ms: now_ms() + fresh.as_millis() as u64,
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
+            gens: gens.unwrap_or_default(),
         };
         match codec::encode(value, meta) {
-            Ok(bytes) => Some((bytes.into(), fresh + policy.stale)),
+            Ok(bytes) => Some((bytes.into(), (fresh + policy.stale).min(MAX_KEEP))),
             Err(err) => {
                 self.failed("encode", key, &err);
                 None
@@ -269,19 +355,25 @@ impl QueryCache {
         }
     }
 
-    /// Takes the lease of `key`, or waits for the result of the process holding it, up to
-    /// the cache's `lock_wait`.
-    async fn lease_or_result<V: DeserializeOwned + 'static>(&self, key: &str) -> LeaseWait<V> {
+    /// Increments invalidation counters: every entry checked against them is invalid from the
+    /// moment this returns.
+    pub(crate) async fn bump(&self, gen_keys: &[String]) -> Result<(), CacheError> {
+        self.bounded(self.inner().store.bump(gen_keys, GEN_KEEP)).await
+    }
+
+    /// Takes the lease of the target's key, or waits for the result of the process holding
+    /// it, up to the cache's `lock_wait`.
+    async fn lease_or_result<V: DeserializeOwned + 'static>(&self, target: &Target) -> LeaseWait<V> {
         let deadline = Instant::now() + self.inner().settings.lock_wait;
         loop {
-            if let Some(lease) = self.try_lease(key).await {
+            if let Some(lease) = self.try_lease(&target.key).await {
                 return LeaseWait::Lease(lease);
             }
             if Instant::now() >= deadline {
                 return LeaseWait::GaveUp;
             }
             tokio::time::sleep(LEASE_POLL).await;
-            if let Some((value, _, bytes)) = self.read::<V>(key).await {
+            if let Read::Hit { value, bytes, .. } = self.read::<V>(target).await {
                 Counters::bump(&self.inner().counters.lock_waits);
                 return LeaseWait::Result(value, bytes);
             }
@@ -355,7 +447,7 @@ mod tests {
 
     #[test]
     fn early_refresh_grows_likelier_near_expiry() {
-        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100 };
+        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, gens: 0 };
         let due = |now| (0..2000).filter(|_| early_refresh_due(now, meta)).count();
         assert_eq!(due(0), 0, "10 s ahead of a 100 ms query: never");
         let (far, near) = (due(9_700), due(9_950));

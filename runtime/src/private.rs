@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub use crate::CacheError;
 use crate::QueryCache;
 use crate::key::KeyHasher;
-use crate::lookup::{Found, Policy};
+use crate::lookup::{Found, Policy, Target};
 
 /// How a cached function is named in its keys.
 pub enum Name {
@@ -153,7 +153,9 @@ pub struct Call<'a> {
     /// Hashes the key arguments while they are added; `None` without a cache, or once an
     /// argument failed to serialize.
     hasher: Option<KeyHasher>,
-    key: Option<String>,
+    /// Tags of this call's entry (`tags = [...]`), formatted from its arguments.
+    tags: Vec<String>,
+    target: Option<Target>,
 }
 
 impl<'a> Call<'a> {
@@ -163,7 +165,7 @@ impl<'a> Call<'a> {
             warn_not_installed(spec);
         }
         let hasher = handle.get().map(|_| KeyHasher::new());
-        Call { spec, handle, hasher, key: None }
+        Call { spec, handle, hasher, tags: Vec::new(), target: None }
     }
 
     /// Adds a key argument. Generated with that parameter's span, so that a missing
@@ -183,7 +185,8 @@ impl<'a> Call<'a> {
     /// be hashed, the call runs uncached.
     pub fn keyed(mut self) -> Self {
         if let (Some(hasher), Some(cache)) = (&self.hasher, self.handle.get()) {
-            self.key = Some(cache.key_from(self.spec.head(), hasher.finish()));
+            let key = cache.key_from(self.spec.head(), hasher.finish());
+            self.target = Some(cache.target(key, &self.tags));
         }
         self.hasher = None;
         self
@@ -195,13 +198,15 @@ impl<'a> Call<'a> {
         A: Adapter<R>,
         F: Future<Output = R>,
     {
-        let (Some(cache), Some(key)) = (self.handle.get(), self.key.as_deref()) else {
+        let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
             return body.await;
         };
         let policy = self.spec.policy(cache, false);
-        match cache.find::<A::Value>(key, &policy).await {
+        match cache.find::<A::Value>(target, &policy).await {
             Found::Value { value, .. } => A::wrap(value),
-            Found::Missing(leader) => cache.compute::<R, A, F>(key, &policy, leader, body).await,
+            Found::Missing { leader, gens } => {
+                cache.compute::<R, A, F>(target, &policy, (leader, gens), body).await
+            }
         }
     }
 
@@ -214,25 +219,27 @@ impl<'a> Call<'a> {
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
-        let (Some(cache), Some(key)) = (self.handle.get(), self.key.as_deref()) else {
+        let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
             return body.await;
         };
         let policy = self.spec.policy(cache, true);
-        match cache.find::<A::Value>(key, &policy).await {
+        match cache.find::<A::Value>(target, &policy).await {
             Found::Value { value, refresh } => {
                 if let Some(seen_fresh_until) = refresh {
-                    cache.spawn_refresh::<R, A, F>(key, policy, seen_fresh_until, body);
+                    cache.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body);
                 }
                 A::wrap(value)
             }
-            Found::Missing(leader) => cache.compute::<R, A, F>(key, &policy, leader, body).await,
+            Found::Missing { leader, gens } => {
+                cache.compute::<R, A, F>(target, &policy, (leader, gens), body).await
+            }
         }
     }
 
     /// Deletes the entry of this call's key.
     pub async fn invalidate(self) -> Result<(), CacheError> {
-        match (self.handle.get(), self.key.as_deref()) {
-            (Some(cache), Some(key)) => cache.invalidate(key).await,
+        match (self.handle.get(), &self.target) {
+            (Some(cache), Some(target)) => cache.invalidate(&target.key).await,
             _ => Ok(()),
         }
     }

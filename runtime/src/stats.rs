@@ -20,7 +20,7 @@ pub struct CacheStats {
     pub decode_errors: u64,
     /// Values written to the cache.
     pub writes: u64,
-    /// Entries deleted by `<fn>_invalidate` or [`QueryCache::invalidate`](crate::QueryCache::invalidate).
+    /// Invalidations applied: `<fn>_invalidate`, `invalidate`, `invalidate_tags`, `invalidate_all`.
     pub invalidations: u64,
     /// Hits that waited for another caller's lookup or query of the same key (single-flight).
     pub coalesced: u64,

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
+
+use crate::lookup::GEN_KEEP;
 use moka::future::Cache;
 
 #[derive(Clone)]
@@ -33,17 +35,37 @@ impl Expiry<String, Entry> for PerEntryTtl {
 
 pub(crate) struct MemoryStore {
     entries: Cache<String, Entry>,
+    /// Invalidation counters, each kept `GEN_KEEP` after its last increment.
+    gens: Cache<String, u64>,
     max_entries: u64,
 }
 
 impl MemoryStore {
     pub fn new(max_entries: u64) -> Self {
         let entries = Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build();
-        MemoryStore { entries, max_entries }
+        let gens = Cache::builder().time_to_live(GEN_KEEP).build();
+        MemoryStore { entries, gens, max_entries }
     }
 
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.entries.get(key).await.map(|e| e.bytes.to_vec())
+    }
+
+    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> (Option<Vec<u8>>, Vec<u64>) {
+        let mut gens = Vec::with_capacity(gen_keys.len());
+        for gen_key in gen_keys {
+            gens.push(self.gens.get(gen_key).await.unwrap_or_default());
+        }
+        (self.get(key).await, gens)
+    }
+
+    pub async fn bump(&self, gen_keys: &[String]) {
+        for key in gen_keys {
+            self.gens
+                .entry_by_ref(key.as_str())
+                .and_upsert_with(|old| async move { old.map_or(1, |e| e.into_value() + 1) })
+                .await;
+        }
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) {

@@ -23,6 +23,30 @@ impl Store {
         }
     }
 
+    /// The value under `key` and the invalidation counters under `gen_keys` (0 when absent),
+    /// read together: one round trip.
+    pub async fn fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+        match self {
+            Store::Redis(s) => s.fetch(key, gen_keys).await,
+            Store::Memory(s) => Ok(s.fetch(key, gen_keys).await),
+        }
+    }
+
+    /// Increments the counters under `gen_keys`, each kept for `keep` from now.
+    pub async fn bump(&self, gen_keys: &[String], keep: Duration) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.bump(gen_keys, keep).await,
+            Store::Memory(s) => {
+                s.bump(gen_keys).await;
+                Ok(())
+            }
+        }
+    }
+
     /// Stores `value` under `key` for `ttl`.
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         match self {

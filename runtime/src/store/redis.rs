@@ -32,6 +32,31 @@ impl RedisStore {
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
+    pub async fn fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+        // GET and MGET in one script: one round trip, and an atomic view of both.
+        static FETCH: LazyLock<redis::Script> = LazyLock::new(|| {
+            redis::Script::new("return {redis.call('GET', KEYS[1]), redis.call('MGET', unpack(KEYS, 2))}")
+        });
+        let mut conn = self.conn.clone();
+        let (value, gens): (Option<Vec<u8>>, Vec<Option<u64>>) =
+            FETCH.key(key).key(gen_keys).invoke_async(&mut conn).await?;
+        Ok((value, gens.into_iter().map(Option::unwrap_or_default).collect()))
+    }
+
+    pub async fn bump(&self, gen_keys: &[String], keep: Duration) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        for key in gen_keys {
+            pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.exec_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let mut conn = self.conn.clone();
         let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
