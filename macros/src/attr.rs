@@ -1,4 +1,5 @@
-//! The options of `#[cached_query(...)]`, parsed with their spans.
+//! The options of `#[cached_query(...)]` and `#[cache_invalidate(...)]`, parsed with their
+//! spans.
 
 use proc_macro2::TokenStream;
 use syn::parse::{ParseStream, Parser};
@@ -6,11 +7,29 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-/// Every option the attribute accepts, in the order the docs list them.
-const KEYS: &[&str] =
-    &["ttl", "name", "version", "skip", "cache", "crate", "stale", "fail_safe", "jitter", "early", "lock"];
+/// Every option `#[cached_query]` accepts, in the order the docs list them.
+pub const CACHED_QUERY: &[&str] = &[
+    "ttl",
+    "name",
+    "version",
+    "skip",
+    "cache",
+    "crate",
+    "stale",
+    "fail_safe",
+    "jitter",
+    "early",
+    "lock",
+    "tags",
+    "none_ttl",
+    "cache_none",
+];
 
-/// The parsed arguments of one `#[cached_query(...)]`.
+/// Every option `#[cache_invalidate]` accepts.
+pub const CACHE_INVALIDATE: &[&str] = &["tags", "cache", "crate"];
+
+/// The parsed arguments of one `#[cached_query(...)]` (or, with fewer options allowed,
+/// `#[cache_invalidate(...)]`).
 #[derive(Default)]
 pub struct CachedQueryArgs {
     /// Seconds; `None` means the cache's default TTL.
@@ -38,18 +57,24 @@ pub struct CachedQueryArgs {
     /// The `stale`/`early` option, when given: such functions run their query in the
     /// background, which limits their parameters (see `params::check_refreshable`).
     pub refresh: Option<Ident>,
+    /// Tag templates (`tags = ["users", "user:{id}"]`).
+    pub tags: Vec<LitStr>,
+    /// Seconds that empty results (`None`, an empty `Vec`) are kept, if not `ttl`.
+    pub none_ttl: Option<u64>,
+    /// `cache_none = false`: empty results are not stored.
+    pub cache_none: Option<bool>,
 }
 
 impl CachedQueryArgs {
     /// Parses the attribute's arguments. Mistakes are added to `errors`, all of them, and
     /// the options that did parse are returned anyway, so that later checks (`skip` names,
     /// say) still run and the user sees every error at once.
-    pub fn parse(args: TokenStream, errors: &mut Option<syn::Error>) -> Self {
+    pub fn parse(args: TokenStream, keys: &[&str], errors: &mut Option<syn::Error>) -> Self {
         let mut parsed = Self::default();
         let mut seen: Vec<String> = Vec::new();
         let parser = syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(Ident::to_string);
-            let result = match key.as_deref().filter(|k| KEYS.contains(k)) {
+            let result = match key.as_deref().filter(|k| keys.contains(k)) {
                 Some(key) if seen.iter().any(|s| s == key) => {
                     Err(syn::Error::new_spanned(&meta.path, format!("`{key}` is given more than once")))
                 }
@@ -57,7 +82,7 @@ impl CachedQueryArgs {
                     seen.push(key.to_owned());
                     parsed.parse_option(key, &meta)
                 }
-                None => Err(unknown(&meta.path)),
+                None => Err(unknown(&meta.path, keys)),
             };
             // Report the mistake, skip the rest of this option and go on with the next one,
             // so that the user sees every error at once.
@@ -141,23 +166,41 @@ impl CachedQueryArgs {
                 }
             }
             "lock" => self.lock = Some(meta.value()?.parse::<LitBool>()?.value),
+            "tags" => {
+                let value = meta.value()?;
+                let content;
+                syn::bracketed!(content in value);
+                self.tags.extend(Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?);
+            }
+            "none_ttl" => {
+                let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
+                let secs: u64 = lit.base10_parse()?;
+                if secs == 0 {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "`none_ttl` must be greater than 0 seconds (`cache_none = false` turns negative caching off)",
+                    ));
+                }
+                self.none_ttl = Some(secs);
+            }
+            "cache_none" => self.cache_none = Some(meta.value()?.parse::<LitBool>()?.value),
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.krate = Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);
             }
-            _ => unreachable!("keys are checked against KEYS before parsing"),
+            _ => unreachable!("keys are checked against the allowed ones before parsing"),
         }
         Ok(())
     }
 }
 
-fn unknown(path: &Path) -> syn::Error {
+fn unknown(path: &Path, keys: &[&str]) -> syn::Error {
     let name = quote::ToTokens::to_token_stream(path).to_string().replace(' ', "");
     syn::Error::new(
         path.span(),
         format!(
             "unknown option `{name}`; expected one of: {}",
-            KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         ),
     )
 }

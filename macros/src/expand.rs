@@ -3,22 +3,34 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Generics, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, GenericParam, Generics, Ident, ItemFn, Pat, ReturnType, Signature, Type};
 
-use crate::attr::{CachedQueryArgs, push};
-use crate::params::{Param, check_refreshable, mentions, params};
+use crate::attr::{self, CachedQueryArgs, push};
+use crate::params::{Param, check_refreshable, has_transaction, mentions, params};
+use crate::tags;
 
 /// Entry point: on any error the original item is emitted unchanged next to the errors, so
 /// that the rest of the crate (and the IDE) still sees the function.
 pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_fn("cached_query", item, |func| expand(args, func))
+}
+
+/// Parses `item` as a function and expands it with `expand`; on any error, emits the item
+/// unchanged next to the errors.
+pub fn with_fn(
+    attr: &str,
+    item: TokenStream,
+    expand: impl FnOnce(&ItemFn) -> syn::Result<TokenStream>,
+) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let err = syn::Error::new_spanned(&item, "#[cached_query] can only be applied to an `async fn`");
+            let err =
+                syn::Error::new_spanned(&item, format!("#[{attr}] can only be applied to an `async fn`"));
             return with_error(item, err);
         }
     };
-    match expand(args, &func) {
+    match expand(&func) {
         Ok(tokens) => tokens,
         Err(err) => with_error(func.into_token_stream(), err),
     }
@@ -29,25 +41,73 @@ fn with_error(mut item: TokenStream, err: syn::Error) -> TokenStream {
     item
 }
 
-fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
-    let mut errors = None;
-    let args = CachedQueryArgs::parse(args, &mut errors);
-    let sig = &func.sig;
+/// Rejects `const fn` and non-`async` functions.
+pub fn check_async(attr: &str, sig: &Signature, errors: &mut Option<syn::Error>) {
     if let Some(constness) = &sig.constness {
-        push(
-            &mut errors,
-            syn::Error::new_spanned(constness, "#[cached_query] cannot be used on a `const fn`"),
-        );
+        push(errors, syn::Error::new_spanned(constness, format!("#[{attr}] cannot be used on a `const fn`")));
     }
     if sig.asyncness.is_none() {
         push(
-            &mut errors,
+            errors,
             syn::Error::new_spanned(
                 sig.fn_token,
-                "#[cached_query] works on `async fn` only; make this function `async`",
+                format!("#[{attr}] works on `async fn` only; make this function `async`"),
             ),
         );
     }
+}
+
+/// The expressions that format the tags, from the function's parameters.
+pub fn tag_exprs(
+    args: &CachedQueryArgs,
+    sig: &Signature,
+    errors: &mut Option<syn::Error>,
+) -> Vec<TokenStream> {
+    let names: Vec<&Ident> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(arg) => match &*arg.pat {
+                Pat::Ident(pat) => Some(&pat.ident),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    args.tags
+        .iter()
+        .filter_map(|tag| tags::format(tag, &names).map_err(|err| push(errors, err)).ok())
+        .collect()
+}
+
+/// `::cached_query::__private`, or the `crate = "..."` path's.
+pub fn private_path(args: &CachedQueryArgs) -> TokenStream {
+    match &args.krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::cached_query::__private),
+    }
+}
+
+/// The cache a call uses: `cache = ...`, or the installed one.
+pub fn handle(args: &CachedQueryArgs, p: &TokenStream) -> TokenStream {
+    match &args.cache {
+        Some(expr) => quote_spanned!(expr.span()=> #p::Handle::given(#expr)),
+        None => quote!(#p::Handle::installed()),
+    }
+}
+
+/// Selects how a return type is cached (see `__private::Outcome`), spanned at the type.
+pub fn adapter(ret: &Type, p: &TokenStream) -> TokenStream {
+    quote_spanned! {ret.span()=>
+        { use #p::select::*; (&&#p::Outcome::<#ret>::NEW).__cq_adapter() }
+    }
+}
+
+fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = None;
+    let args = CachedQueryArgs::parse(args, attr::CACHED_QUERY, &mut errors);
+    let sig = &func.sig;
+    check_async("cached_query", sig, &mut errors);
     let ret = match &sig.output {
         ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)) => {
             push(
@@ -80,11 +140,12 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         push(&mut errors, err);
         Vec::new()
     });
+    let tags = tag_exprs(&args, sig, &mut errors);
     if let Some(err) = errors {
         return Err(err);
     }
     let ret = ret.expect("a missing return type is reported above");
-    let generator = Gen::new(&args, func, &params);
+    let generator = Gen { private: private_path(&args), args: &args, func, params: &params, tags: &tags };
     let cached = generator.cached_fn(ret);
     let invalidate = generator.invalidate_fn();
     Ok(quote!(#cached #invalidate))
@@ -98,25 +159,17 @@ struct Gen<'a> {
     params: &'a [Param<'a>],
     /// `::cached_query::__private`, or the `crate = "..."` path's.
     private: TokenStream,
+    /// The expressions of the tags.
+    tags: &'a [TokenStream],
 }
 
-impl<'a> Gen<'a> {
-    fn new(args: &'a CachedQueryArgs, func: &'a ItemFn, params: &'a [Param<'a>]) -> Self {
-        let krate = match &args.krate {
-            Some(path) => path.to_token_stream(),
-            None => quote!(::cached_query),
-        };
-        Gen { args, func, params, private: quote!(#krate::__private) }
-    }
-
+impl Gen<'_> {
     /// The user's function, its body run by the cache on a miss.
     fn cached_fn(&self, ret: &Type) -> TokenStream {
         let ItemFn { attrs, vis, sig, block, .. } = self.func;
         let p = &self.private;
-        let call = self.call();
-        let adapter = quote_spanned! {ret.span()=>
-            { use #p::select::*; (&#p::Outcome::<#ret>::NEW).__cq_adapter() }
-        };
+        let call = self.call(true);
+        let adapter = adapter(ret, p);
         // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
             None => quote_spanned!(ret.span()=> __cq_call.run(#adapter, async move #block).await),
@@ -187,7 +240,7 @@ impl<'a> Gen<'a> {
         });
         let generics = self.invalidate_generics();
         let where_clause = &generics.where_clause;
-        let call = self.call();
+        let call = self.call(false);
         quote! {
             #[doc = #doc]
             #(#cfgs)*
@@ -201,8 +254,9 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// The statements that locate the function and hash its key: `__cq_call`.
-    fn call(&self) -> TokenStream {
+    /// The statements that locate the function and hash its key: `__cq_call`. The cached
+    /// function's also format its tags, and skip the cache inside a transaction.
+    fn call(&self, cached: bool) -> TokenStream {
         let p = &self.private;
         let fn_name = self.func.sig.ident.to_string();
         let name = match &self.args.name {
@@ -226,10 +280,14 @@ impl<'a> Gen<'a> {
         let jitter = self.args.jitter.map(|fraction| quote!(.jitter(#fraction)));
         let early = self.args.early.then(|| quote!(.early(true)));
         let lock = self.args.lock.map(|lock| quote!(.lock(#lock)));
-        let handle = match &self.args.cache {
-            Some(expr) => quote_spanned!(expr.span()=> #p::Handle::given(#expr)),
-            None => quote!(#p::Handle::installed()),
-        };
+        let none_ttl = self.args.none_ttl.map(|secs| quote!(.none_ttl(#secs)));
+        let cache_none = (self.args.cache_none == Some(false)).then(|| quote!(.cache_none(false)));
+        let mut handle = handle(self.args, p);
+        if cached && has_transaction(&self.func.sig) {
+            // Uncommitted data is never cached, and a transaction reads its own writes.
+            handle = quote!(#handle.bypassed());
+        }
+        let tags = self.tags.iter().filter(|_| cached).map(|tag| quote!(.tag(#tag)));
         // One `.key(..)` per key parameter, with its span: a missing `Serialize` is reported
         // once, on that parameter.
         let parts = self.params.iter().filter(|k| k.in_key).map(|k| {
@@ -239,8 +297,8 @@ impl<'a> Gen<'a> {
         quote! {
             #here
             static __CQ_SPEC: #p::Spec =
-                #p::Spec::new(#name)#version #ttl #stale #fail_safe #jitter #early #lock;
-            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#parts)*.keyed();
+                #p::Spec::new(#name)#version #ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none;
+            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#tags)*#(#parts)*.keyed();
         }
     }
 

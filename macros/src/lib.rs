@@ -6,7 +6,9 @@
 
 mod attr;
 mod expand;
+mod invalidate;
 mod params;
+mod tags;
 
 use proc_macro::TokenStream;
 
@@ -14,4 +16,11 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached_query(args.into(), item.into()).into()
+}
+
+/// Invalidates tags after a write succeeds. See the documentation of
+/// `cached_query::cache_invalidate`.
+#[proc_macro_attribute]
+pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
+    invalidate::cache_invalidate(args.into(), item.into()).into()
 }

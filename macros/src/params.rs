@@ -79,6 +79,24 @@ pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> s
     }
 }
 
+/// Whether a parameter is a transaction (`&mut Transaction<'_, _>`): such reads bypass the
+/// cache, so that uncommitted data is never cached and the transaction reads its own writes.
+pub fn has_transaction(sig: &Signature) -> bool {
+    sig.inputs.iter().any(
+        |input| matches!(input, FnArg::Typed(arg) if last_segment(&arg.ty).as_deref() == Some("Transaction")),
+    )
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Reference(r) => last_segment(&r.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        Type::Group(g) => last_segment(&g.elem),
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
 /// Functions with `stale` or `early` run their query in the background, after the caller got
 /// its answer: their query cannot borrow from the caller. Shared references (`&PgPool`,
 /// `&str`) are fine, the generated code runs the query on an owned copy; `self` receivers,

@@ -38,6 +38,7 @@ mod error;
 mod flight;
 mod key;
 mod lookup;
+mod outcome;
 mod shape;
 mod stats;
 mod store;
@@ -84,6 +85,14 @@ pub use sqlx;
 /// - `early = <bool>`: probabilistic early refresh (XFetch) before expiry.
 /// - `lock = <bool>`: take a Redis lease on a miss, so that one process runs the query
 ///   while the others wait for its result (default: the cache's, `false`).
+/// - `tags = ["users", "user:{id}"]`: tags of the entry, for
+///   [`QueryCache::invalidate_tags`] and [`cache_invalidate`]; `{param}` (or `{param.field}`)
+///   is replaced by that parameter's `Display`.
+/// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`).
+/// - `cache_none = <bool>`: `false` never stores empty results.
+///
+/// A function with a `&mut Transaction<'_, _>` parameter bypasses the cache: uncommitted data
+/// is never cached and the transaction reads its own writes. Invalidate after commit.
 ///
 /// Concurrent callers of one key in a process always share one lookup and one query
 /// (single-flight). With `stale` or `early`, the query may run in the background after the
@@ -102,6 +111,24 @@ pub use sqlx;
 /// `async fn` with the same visibility that deletes that entry.
 #[doc(inline)]
 pub use cached_query_macros::cached_query;
+
+/// Invalidates tags after a write: on an `async fn` that returns a `Result`, the tags are
+/// invalidated when it returns `Ok` (never on `Err`); on any other return type, whenever it
+/// returns. Options: `tags = [...]` (required; templates as in [`cached_query`]),
+/// `cache = <expr>` and `crate = "<path>"` as in [`cached_query`].
+///
+/// ```ignore
+/// #[cache_invalidate(tags = ["users", "user:{id}"])]
+/// async fn rename_user(pool: &PgPool, id: i64, name: &str) -> Result<(), sqlx::Error> {
+///     sqlx::query("UPDATE users SET name = $2 WHERE id = $1").bind(id).bind(name).execute(pool).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// The invalidation runs after the body, so inside a transaction that commits later it runs
+/// too early: there, commit first and call [`QueryCache::invalidate_tags`] after.
+#[doc(inline)]
+pub use cached_query_macros::cache_invalidate;
 
 static INSTALLED: ArcSwapOption<QueryCache> = ArcSwapOption::const_empty();
 

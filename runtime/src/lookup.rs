@@ -53,6 +53,10 @@ pub(crate) struct Policy {
     pub lock: bool,
     /// Share queries among concurrent callers of a key (see `flight`).
     pub single_flight: bool,
+    /// The TTL of empty results (`None`, an empty `Vec`), if not `ttl`.
+    pub none_ttl: Option<Duration>,
+    /// Whether empty results are stored at all.
+    pub cache_none: bool,
     /// Whether the query can be run in the background (its future is `'static`).
     pub refreshable: bool,
 }
@@ -199,16 +203,17 @@ impl QueryCache {
         }
         let started = Instant::now();
         let result = body.await;
-        let entry =
-            A::value(&result).and_then(|v| self.envelope(&target.key, v, policy, gens, started.elapsed()));
-        if let Some((bytes, keep)) = &entry
-            && gens.is_some()
+        let query_time = started.elapsed();
+        let fresh = A::value(&result)
+            .and_then(|v| self.envelope(&target.key, v, A::is_empty(v), policy, gens, query_time));
+        if let Some(fresh) = &fresh
+            && fresh.store
         {
-            self.store(&target.key, bytes, *keep).await;
+            self.store(&target.key, &fresh.bytes, fresh.keep).await;
         }
         if let Some(leader) = leader {
-            // The waiters get the value even if it could not be stored.
-            leader.finish(entry.map(|(bytes, _)| bytes));
+            // The waiters get the value even if it was not stored.
+            leader.finish(fresh.map(|fresh| fresh.bytes));
         }
         if let Some(lease) = lease {
             self.release(lease).await;
@@ -262,11 +267,16 @@ impl QueryCache {
         let started = Instant::now();
         let result = body.await;
         let counters = &self.inner().counters;
-        let entry =
-            A::value(&result).and_then(|v| self.envelope(&target.key, v, policy, gens, started.elapsed()));
-        match entry {
-            Some((bytes, keep)) => {
-                if gens.is_some() && self.store(&target.key, &bytes, keep).await {
+        let query_time = started.elapsed();
+        let fresh = A::value(&result)
+            .and_then(|v| self.envelope(&target.key, v, A::is_empty(v), policy, gens, query_time));
+        match fresh {
+            Some(fresh) if !fresh.store => {
+                // Now empty, with `cache_none = false`: the old value must not stay.
+                let _ = self.bounded(self.inner().store.delete(&target.key)).await;
+            }
+            Some(fresh) => {
+                if self.store(&target.key, &fresh.bytes, fresh.keep).await {
                     Counters::bump(&counters.refreshes);
                 }
             }
@@ -316,24 +326,32 @@ impl QueryCache {
         }
     }
 
-    /// The envelope of a fresh result, and how long Redis should keep it (TTL ± jitter,
-    /// plus `stale`). Synchronous, so that no reference to the value lives across an `await`.
+    /// The envelope of a fresh result, how long to keep it (TTL or `none_ttl`, ± jitter, plus
+    /// `stale`) and whether to store it at all. Synchronous, so that no reference to the value
+    /// lives across an `await`.
     fn envelope<V: Serialize + DeserializeOwned + 'static>(
         &self,
         key: &str,
         value: &V,
+        empty: bool,
         policy: &Policy,
         gens: Gens,
         query_time: Duration,
-    ) -> Option<(Arc<[u8]>, Duration)> {
-        let fresh = jittered(policy.ttl, policy.jitter);
+    ) -> Option<Fresh> {
+        let ttl = if empty { policy.none_ttl.unwrap_or(policy.ttl) } else { policy.ttl };
+        let fresh = jittered(ttl, policy.jitter);
         let meta = Meta {
             fresh_until_ms: now_ms() + fresh.as_millis() as u64,
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
             gens: gens.unwrap_or_default(),
         };
         match codec::encode(value, meta) {
-            Ok(bytes) => Some((bytes.into(), (fresh + policy.stale).min(MAX_KEEP))),
+            Ok(bytes) => Some(Fresh {
+                bytes: bytes.into(),
+                keep: (fresh + policy.stale).min(MAX_KEEP),
+                // Unknown counters (the cache failed) could not be checked later.
+                store: gens.is_some() && (policy.cache_none || !empty),
+            }),
             Err(err) => {
                 self.failed("encode", key, &err);
                 None
@@ -401,6 +419,13 @@ impl QueryCache {
             self.failed("unlock", &lease.key, &err);
         }
     }
+}
+
+/// A result ready to be stored and shared.
+struct Fresh {
+    bytes: Arc<[u8]>,
+    keep: Duration,
+    store: bool,
 }
 
 struct Lease {

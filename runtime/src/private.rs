@@ -2,18 +2,17 @@
 //! any release, in step with the macro (the two crates are pinned to each other).
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use crate::CacheError;
 use crate::QueryCache;
 use crate::key::KeyHasher;
 use crate::lookup::{Found, Policy, Target};
+pub use crate::outcome::{Adapter, Outcome, select, succeeded};
 
 /// How a cached function is named in its keys.
 pub enum Name {
@@ -36,6 +35,8 @@ pub struct Spec {
     jitter: Option<f64>,
     early: bool,
     lock: Option<bool>,
+    none_ttl: Option<Duration>,
+    cache_none: bool,
     /// `{name}:v{version}:`, computed on first use.
     head: OnceLock<String>,
 }
@@ -51,6 +52,8 @@ impl Spec {
             jitter: None,
             early: false,
             lock: None,
+            none_ttl: None,
+            cache_none: true,
             head: OnceLock::new(),
         }
     }
@@ -75,6 +78,16 @@ impl Spec {
         self
     }
 
+    pub const fn none_ttl(mut self, secs: u64) -> Self {
+        self.none_ttl = Some(Duration::from_secs(secs));
+        self
+    }
+
+    pub const fn cache_none(mut self, cache_none: bool) -> Self {
+        self.cache_none = cache_none;
+        self
+    }
+
     pub const fn lock(mut self, lock: bool) -> Self {
         self.lock = Some(lock);
         self
@@ -90,6 +103,8 @@ impl Spec {
             early: self.early,
             lock: self.lock.unwrap_or(settings.lock),
             single_flight: settings.single_flight,
+            none_ttl: self.none_ttl,
+            cache_none: self.cache_none,
             refreshable,
         }
     }
@@ -127,9 +142,17 @@ impl Spec {
 pub enum Handle<'a> {
     Given(&'a QueryCache),
     Installed(Option<QueryCache>),
+    /// No cache on purpose (a read inside a transaction).
+    Bypass,
 }
 
 impl<'a> Handle<'a> {
+    /// No cache for this call, whichever was configured (evaluated all the same, so that the
+    /// `cache = ...` expression's variables count as used).
+    pub fn bypassed(self) -> Self {
+        Handle::Bypass
+    }
+
     pub fn given(cache: &'a QueryCache) -> Self {
         Handle::Given(cache)
     }
@@ -142,7 +165,19 @@ impl<'a> Handle<'a> {
         match self {
             Handle::Given(cache) => Some(cache),
             Handle::Installed(cache) => cache.as_ref(),
+            Handle::Bypass => None,
         }
+    }
+}
+
+/// After a `#[cache_invalidate]` write: invalidates `tags` if it succeeded. A failure is
+/// counted and logged by the cache; the write's own result stands.
+pub async fn invalidate_tags(handle: Handle<'_>, succeeded: bool, tags: &[String]) {
+    match handle.get() {
+        Some(cache) if succeeded => {
+            let _ = cache.invalidate_tags(tags).await;
+        }
+        _ => {}
     }
 }
 
@@ -161,11 +196,17 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// Starts a call; the key parameters follow with [`key`](Call::key).
     pub fn new(spec: &'static Spec, handle: Handle<'a>) -> Self {
-        if handle.get().is_none() {
+        if matches!(handle, Handle::Installed(None)) {
             warn_not_installed(spec);
         }
         let hasher = handle.get().map(|_| KeyHasher::new());
         Call { spec, handle, hasher, tags: Vec::new(), target: None }
+    }
+
+    /// Adds a tag (formatted from the arguments) to this call's entry.
+    pub fn tag(mut self, tag: String) -> Self {
+        self.tags.push(tag);
+        self
     }
 
     /// Adds a key argument. Generated with that parameter's span, so that a missing
@@ -253,98 +294,5 @@ fn warn_not_installed(spec: &Spec) {
             "cached_query: no cache installed (call `cached_query::install`) and no `cache = ...` given; \
              cached functions run uncached"
         );
-    }
-}
-
-/// How a return type is cached: what part of it is stored, and how it is rebuilt.
-pub trait Adapter<R> {
-    /// The stored value.
-    type Value: Serialize + DeserializeOwned + Send + 'static;
-    /// The value to store, if this result is cacheable.
-    fn value(result: &R) -> Option<&Self::Value>;
-    /// The result rebuilt from a stored value.
-    fn wrap(value: Self::Value) -> R;
-}
-
-/// `Result<T, E>`: only `Ok(T)` is stored; errors are returned as they came, never cached.
-pub struct ResultAdapter<T, E>(PhantomData<fn() -> (T, E)>);
-
-impl<T, E> Adapter<Result<T, E>> for ResultAdapter<T, E>
-where
-    T: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Value = T;
-
-    fn value(result: &Result<T, E>) -> Option<&T> {
-        result.as_ref().ok()
-    }
-
-    fn wrap(value: T) -> Result<T, E> {
-        Ok(value)
-    }
-}
-
-/// Any other return type: stored as it is.
-pub struct PlainAdapter<R>(PhantomData<fn() -> R>);
-
-impl<R> Adapter<R> for PlainAdapter<R>
-where
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Value = R;
-
-    fn value(result: &R) -> Option<&R> {
-        Some(result)
-    }
-
-    fn wrap(value: R) -> R {
-        value
-    }
-}
-
-/// Selects the adapter of a return type `R` by method resolution on `&Outcome<R>`: the
-/// `Result` impl matches first when `R` is a `Result` (type aliases included), the plain one
-/// otherwise. Deciding by trait, not by the type's spelling, is what makes aliases work.
-pub struct Outcome<R>(PhantomData<fn() -> R>);
-
-impl<R> Outcome<R> {
-    pub const NEW: Self = Outcome(PhantomData);
-}
-
-impl<R> Clone for Outcome<R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R> Copy for Outcome<R> {}
-
-/// The selection traits, imported with a glob by the generated code (their odd names keep
-/// them from shadowing anything of the user's).
-pub mod select {
-    use super::{Outcome, PlainAdapter, ResultAdapter};
-
-    pub trait __CqViaResult {
-        type Adapter;
-        fn __cq_adapter(self) -> Self::Adapter;
-    }
-
-    impl<T, E> __CqViaResult for &Outcome<Result<T, E>> {
-        type Adapter = ResultAdapter<T, E>;
-        fn __cq_adapter(self) -> Self::Adapter {
-            ResultAdapter(std::marker::PhantomData)
-        }
-    }
-
-    pub trait __CqViaPlain {
-        type Adapter;
-        fn __cq_adapter(self) -> Self::Adapter;
-    }
-
-    impl<R> __CqViaPlain for Outcome<R> {
-        type Adapter = PlainAdapter<R>;
-        fn __cq_adapter(self) -> Self::Adapter {
-            PlainAdapter(std::marker::PhantomData)
-        }
     }
 }

@@ -178,17 +178,22 @@ async fn name_in_transaction(
 }
 
 #[tokio::test]
-async fn connections_and_transactions_are_executors_not_keys() {
+async fn connections_are_executors_and_transactions_bypass_the_cache() {
     let (pool, cache) = (pg().await, redis_cache("executors").await);
     users_table(&pool, "t_executors").await;
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(name_on_connection(&cache, &mut conn, "t_executors", 1).await.unwrap(), "alice");
     let mut tx = pool.begin().await.unwrap();
     assert_eq!(name_in_transaction(&cache, &mut tx, "t_executors", 3).await.unwrap(), "carol");
-    tx.commit().await.unwrap();
+    sqlx::query("UPDATE t_executors SET name = 'caroline' WHERE id = 3").execute(&mut *tx).await.unwrap();
+    let own_write = name_in_transaction(&cache, &mut tx, "t_executors", 3).await.unwrap();
+    assert_eq!(own_write, "caroline", "a transaction reads its own writes");
+    tx.rollback().await.unwrap();
+    assert_eq!(name_on_connection(&cache, &mut conn, "t_executors", 3).await.unwrap(), "carol");
     let keys = keys_under(&redis_url(), cache.prefix()).await;
     assert!(keys.contains(&cache.key("postgres::name_on_connection", 0, &(1i64,)).unwrap()));
-    assert!(keys.contains(&cache.key("postgres::name_in_transaction", 0, &(3i64,)).unwrap()));
+    let in_tx = cache.key("postgres::name_in_transaction", 0, &(3i64,)).unwrap();
+    assert!(!keys.contains(&in_tx), "uncommitted data is never cached");
 }
 
 #[cached_query(cache = cache, skip(cache, calls), name = "scalars", version = 3)]

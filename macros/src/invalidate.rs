@@ -1,0 +1,53 @@
+//! Code generation for `#[cache_invalidate(tags = [...])]`: the write side. The function
+//! runs as written; when it returns `Ok` (or any value, for a return type that is not a
+//! `Result`), the tags, formatted from its arguments before it ran, are invalidated.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{ItemFn, ReturnType, Type};
+
+use crate::attr::{self, CachedQueryArgs, push};
+use crate::expand::{adapter, check_async, handle, private_path, tag_exprs, with_fn};
+
+/// Entry point (see `expand::with_fn` for the error behaviour).
+pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_fn("cache_invalidate", item, |func| expand(args, func))
+}
+
+fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = None;
+    let args = CachedQueryArgs::parse(args, attr::CACHE_INVALIDATE, &mut errors);
+    let ItemFn { attrs, vis, sig, block, .. } = func;
+    check_async("cache_invalidate", sig, &mut errors);
+    if args.tags.is_empty() {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                &sig.ident,
+                "#[cache_invalidate] needs `tags = [...]`: what this write invalidates",
+            ),
+        );
+    }
+    let tags = tag_exprs(&args, sig, &mut errors);
+    if let Some(err) = errors {
+        return Err(err);
+    }
+    let p = private_path(&args);
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => Type::Verbatim(quote!(())),
+    };
+    let adapter = adapter(&ret, &p);
+    let handle = handle(&args, &p);
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __cq_tags = [#(#tags),*];
+            let __cq_handle = #handle;
+            let __cq_result = async move #block.await;
+            let __cq_succeeded = #p::succeeded(&#adapter, &__cq_result);
+            #p::invalidate_tags(__cq_handle, __cq_succeeded, &__cq_tags).await;
+            __cq_result
+        }
+    })
+}

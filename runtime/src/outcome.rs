@@ -1,0 +1,203 @@
+//! How a function's return type is cached, chosen by trait resolution, not by the type's
+//! spelling, so that type aliases (`type DbResult<T> = Result<T, sqlx::Error>`) work.
+//!
+//! The generated code calls `(&&Outcome::<R>::NEW).__cq_adapter()`. Method resolution tries
+//! the receiver `&&Outcome<R>` first (results that can be empty: `Result<Option<T>, E>`,
+//! `Result<Vec<T>, E>`, `Option<T>`, `Vec<T>`), then `&Outcome<R>` (any `Result<T, E>`), then
+//! `Outcome<R>` (anything else), and stops at the first that applies.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How a return type `R` is cached: what part of it is stored, and how it is rebuilt.
+pub trait Adapter<R> {
+    /// The stored value.
+    type Value: Serialize + DeserializeOwned + Send + 'static;
+    /// The value to store, if this result is cacheable.
+    fn value(result: &R) -> Option<&Self::Value>;
+    /// The result rebuilt from a stored value.
+    fn wrap(value: Self::Value) -> R;
+    /// Whether a value is a negative result (`None`, an empty `Vec`): see `none_ttl`.
+    fn is_empty(value: &Self::Value) -> bool;
+}
+
+/// Whether a result counts as a success, for `#[cache_invalidate]` (no serde bounds: a
+/// write may return anything).
+pub trait Success<R> {
+    fn succeeded(result: &R) -> bool;
+}
+
+/// Whether the result of a write succeeded (`Ok`, or any value of a non-`Result` type).
+pub fn succeeded<R, A: Success<R>>(_adapter: &A, result: &R) -> bool {
+    A::succeeded(result)
+}
+
+/// Which stored values are empty.
+pub trait Emptiness<T> {
+    fn is_empty(value: &T) -> bool;
+}
+
+/// Values that are never empty.
+pub struct NeverEmpty;
+/// `Option`s: empty when `None`.
+pub struct OptionEmpty;
+/// `Vec`s: empty when empty.
+pub struct VecEmpty;
+
+impl<T> Emptiness<T> for NeverEmpty {
+    fn is_empty(_: &T) -> bool {
+        false
+    }
+}
+
+impl<T> Emptiness<Option<T>> for OptionEmpty {
+    fn is_empty(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+}
+
+impl<T> Emptiness<Vec<T>> for VecEmpty {
+    fn is_empty(value: &Vec<T>) -> bool {
+        value.is_empty()
+    }
+}
+
+/// `Result<T, E>`: only `Ok(T)` is stored; errors are returned as they came, never cached.
+pub struct ResultAdapter<T, E, K>(PhantomData<fn() -> (T, E, K)>);
+
+impl<T, E, K> Adapter<Result<T, E>> for ResultAdapter<T, E, K>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    K: Emptiness<T>,
+{
+    type Value = T;
+
+    fn value(result: &Result<T, E>) -> Option<&T> {
+        result.as_ref().ok()
+    }
+
+    fn wrap(value: T) -> Result<T, E> {
+        Ok(value)
+    }
+
+    fn is_empty(value: &T) -> bool {
+        K::is_empty(value)
+    }
+}
+
+impl<T, E, K> Success<Result<T, E>> for ResultAdapter<T, E, K> {
+    fn succeeded(result: &Result<T, E>) -> bool {
+        result.is_ok()
+    }
+}
+
+/// Any other return type: stored as it is.
+pub struct PlainAdapter<R, K>(PhantomData<fn() -> (R, K)>);
+
+impl<R, K> Adapter<R> for PlainAdapter<R, K>
+where
+    R: Serialize + DeserializeOwned + Send + 'static,
+    K: Emptiness<R>,
+{
+    type Value = R;
+
+    fn value(result: &R) -> Option<&R> {
+        Some(result)
+    }
+
+    fn wrap(value: R) -> R {
+        value
+    }
+
+    fn is_empty(value: &R) -> bool {
+        K::is_empty(value)
+    }
+}
+
+impl<R, K> Success<R> for PlainAdapter<R, K> {
+    fn succeeded(_: &R) -> bool {
+        true
+    }
+}
+
+/// The receiver of the selection (see the module docs).
+pub struct Outcome<R>(PhantomData<fn() -> R>);
+
+impl<R> Outcome<R> {
+    pub const NEW: Self = Outcome(PhantomData);
+}
+
+impl<R> Clone for Outcome<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Outcome<R> {}
+
+/// The selection traits, imported with a glob by the generated code (their odd names keep
+/// them from shadowing anything of the user's).
+pub mod select {
+    use std::marker::PhantomData;
+
+    use super::{NeverEmpty, OptionEmpty, Outcome, PlainAdapter, ResultAdapter, VecEmpty};
+
+    pub trait __CqViaEmptiable {
+        type Adapter;
+        fn __cq_adapter(self) -> Self::Adapter;
+    }
+
+    impl<T, E> __CqViaEmptiable for &&Outcome<Result<Option<T>, E>> {
+        type Adapter = ResultAdapter<Option<T>, E, OptionEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            ResultAdapter(PhantomData)
+        }
+    }
+
+    impl<T, E> __CqViaEmptiable for &&Outcome<Result<Vec<T>, E>> {
+        type Adapter = ResultAdapter<Vec<T>, E, VecEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            ResultAdapter(PhantomData)
+        }
+    }
+
+    impl<T> __CqViaEmptiable for &&Outcome<Option<T>> {
+        type Adapter = PlainAdapter<Option<T>, OptionEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            PlainAdapter(PhantomData)
+        }
+    }
+
+    impl<T> __CqViaEmptiable for &&Outcome<Vec<T>> {
+        type Adapter = PlainAdapter<Vec<T>, VecEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            PlainAdapter(PhantomData)
+        }
+    }
+
+    pub trait __CqViaResult {
+        type Adapter;
+        fn __cq_adapter(self) -> Self::Adapter;
+    }
+
+    impl<T, E> __CqViaResult for &Outcome<Result<T, E>> {
+        type Adapter = ResultAdapter<T, E, NeverEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            ResultAdapter(PhantomData)
+        }
+    }
+
+    pub trait __CqViaPlain {
+        type Adapter;
+        fn __cq_adapter(self) -> Self::Adapter;
+    }
+
+    impl<R> __CqViaPlain for Outcome<R> {
+        type Adapter = PlainAdapter<R, NeverEmpty>;
+        fn __cq_adapter(self) -> Self::Adapter {
+            PlainAdapter(PhantomData)
+        }
+    }
+}
