@@ -11,6 +11,10 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A zero-sized mention of the types an adapter is for (`fn() -> T`: no ownership, no
+/// auto-trait effects).
+type Marker<T> = PhantomData<fn() -> T>;
+
 /// How a return type `R` is cached: what part of it is stored, and how it is rebuilt.
 pub trait Adapter<R> {
     /// The stored value.
@@ -65,7 +69,7 @@ impl<T> Emptiness<Vec<T>> for VecEmpty {
 }
 
 /// `Result<T, E>`: only `Ok(T)` is stored; errors are returned as they came, never cached.
-pub struct ResultAdapter<T, E, K>(PhantomData<fn() -> (T, E, K)>);
+pub struct ResultAdapter<T, E, K>(Marker<(T, E, K)>);
 
 impl<T, E, K> Adapter<Result<T, E>> for ResultAdapter<T, E, K>
 where
@@ -94,7 +98,7 @@ impl<T, E, K> Success<Result<T, E>> for ResultAdapter<T, E, K> {
 }
 
 /// Any other return type: stored as it is.
-pub struct PlainAdapter<R, K>(PhantomData<fn() -> (R, K)>);
+pub struct PlainAdapter<R, K>(Marker<(R, K)>);
 
 impl<R, K> Adapter<R> for PlainAdapter<R, K>
 where
@@ -123,7 +127,7 @@ impl<R, K> Success<R> for PlainAdapter<R, K> {
 }
 
 /// The receiver of the selection (see the module docs).
-pub struct Outcome<R>(PhantomData<fn() -> R>);
+pub struct Outcome<R>(Marker<R>);
 
 impl<R> Outcome<R> {
     pub const NEW: Self = Outcome(PhantomData);
