@@ -12,6 +12,8 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
     let text = template.value();
     let span = template.span();
     let mut fmt = String::new();
+    // The text itself, for a template without placeholders.
+    let mut plain = String::new();
     let mut args = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -19,10 +21,12 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
                 fmt.push_str("{{");
+                plain.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
                 fmt.push_str("}}");
+                plain.push('}');
             }
             '{' => {
                 let inner: String = chars.by_ref().take_while(|c| *c != '}').collect();
@@ -57,8 +61,14 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
                     "tag template: a lone `}` (write `}}` for a brace)",
                 ));
             }
-            c => fmt.push(c),
+            c => {
+                fmt.push(c);
+                plain.push(c);
+            }
         }
+    }
+    if args.is_empty() {
+        return Ok(quote!(::std::string::String::from(#plain)));
     }
     Ok(quote!(::std::format!(#fmt #(, #args)*)))
 }
@@ -76,7 +86,8 @@ mod tests {
 
     #[test]
     fn templates_become_format_calls() {
-        assert_eq!(fmt("users", &[]).unwrap(), r#":: std :: format ! ("users")"#);
+        assert_eq!(fmt("users", &[]).unwrap(), r#":: std :: string :: String :: from ("users")"#);
+        assert_eq!(fmt("{{x}}", &[]).unwrap(), r#":: std :: string :: String :: from ("{x}")"#);
         assert_eq!(fmt("user:{id}", &["id"]).unwrap(), r#":: std :: format ! ("user:{}" , & id)"#);
         assert_eq!(
             fmt("org:{u.org.id}", &["u"]).unwrap(),

@@ -22,7 +22,7 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Er
         .run(
             {
                 use ::cached_query::__private::select::*;
-                (&::cached_query::__private::Outcome::<
+                (&&::cached_query::__private::Outcome::<
                     Result<Option<User>, sqlx::Error>,
                 >::NEW)
                     .__cq_adapter()

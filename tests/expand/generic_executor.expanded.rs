@@ -19,7 +19,7 @@ where
         .run(
             {
                 use ::cached_query::__private::select::*;
-                (&::cached_query::__private::Outcome::<Vec<String>>::NEW).__cq_adapter()
+                (&&::cached_query::__private::Outcome::<Vec<String>>::NEW).__cq_adapter()
             },
             async move {
                 let _ = request_id;

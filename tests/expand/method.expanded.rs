@@ -22,7 +22,7 @@ impl Repo {
             .run(
                 {
                     use ::cached_query::__private::select::*;
-                    (&::cached_query::__private::Outcome::<
+                    (&&::cached_query::__private::Outcome::<
                         Result<i64, sqlx::Error>,
                     >::NEW)
                         .__cq_adapter()
