@@ -37,13 +37,12 @@ impl RedisStore {
         key: &str,
         gen_keys: &[String],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
-        // GET and MGET in one script: one round trip, and an atomic view of both.
-        static FETCH: LazyLock<redis::Script> = LazyLock::new(|| {
-            redis::Script::new("return {redis.call('GET', KEYS[1]), redis.call('MGET', unpack(KEYS, 2))}")
-        });
+        // GET then MGET, pipelined: one round trip. Not atomic, and need not be: the counters
+        // are read after the entry, so a concurrent invalidation can only make the entry look
+        // invalid, never an invalidated one look valid.
         let mut conn = self.conn.clone();
         let (value, gens): (Option<Vec<u8>>, Vec<Option<u64>>) =
-            FETCH.key(key).key(gen_keys).invoke_async(&mut conn).await?;
+            redis::pipe().get(key).mget(gen_keys).query_async(&mut conn).await?;
         Ok((value, gens.into_iter().map(Option::unwrap_or_default).collect()))
     }
 

@@ -1,0 +1,101 @@
+//! What a cache hit costs next to the physical minimum, a raw `GET` of the same bytes:
+//! sequential calls against Redis at `REDIS_URL`, for one row (the workload's Q1 shape).
+//! The output is recorded in `docs/benchmarks.md`.
+//!
+//! ```sh
+//! cargo run --release -p cached-query-examples --bin hitpath
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cached_query::{QueryCache, cached_query};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct UserRow {
+    id: i64,
+    name: String,
+    email: String,
+    score: i32,
+    created_at_micros: i64,
+}
+
+fn row(id: i64) -> UserRow {
+    UserRow {
+        id,
+        name: format!("user_{id}"),
+        email: format!("user{id}@example.com"),
+        score: ((id * 7919) % 1000) as i32,
+        created_at_micros: 1_764_000_000_000_000 + id,
+    }
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn plain(cache: &QueryCache, id: i64) -> Option<UserRow> {
+    Some(row(id))
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache), tags = ["users", "user:{id}"])]
+async fn tagged(cache: &QueryCache, id: i64) -> Option<UserRow> {
+    Some(row(id))
+}
+
+const CALLS: usize = 5000;
+const IDS: i64 = 1000;
+
+fn summary(name: &str, mut samples: Vec<Duration>, base: Option<Duration>) -> Duration {
+    samples.sort();
+    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
+    let ratio = base.map_or(String::from("1.00"), |b| format!("{:.2}", p50.as_secs_f64() / b.as_secs_f64()));
+    println!("| {name} | {p50:.1?} | {p99:.1?} | {ratio} |");
+    p50
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("hitpath:{}", std::process::id());
+    let cache = QueryCache::builder().redis_url(&url).prefix(&prefix).build().await?;
+    let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+    // Warm every key, and keep the exact bytes of one entry for the raw GET.
+    for id in 0..IDS {
+        plain(&cache, id).await;
+        tagged(&cache, id).await;
+    }
+    let raw_keys: Vec<String> = (0..IDS).map(|id| format!("{prefix}:raw:{id}")).collect();
+    for (id, key) in raw_keys.iter().enumerate() {
+        let bytes = rmp_serde::to_vec_named(&Some(row(id as i64)))?;
+        redis::cmd("SET").arg(key).arg(bytes).exec_async(&mut conn).await?;
+    }
+
+    println!("Sequential, {CALLS} calls over {IDS} warm keys, one row per value.\n");
+    println!("| path | p50 | p99 | p50 / GET+decode |");
+    println!("| --- | ---: | ---: | ---: |");
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let started = Instant::now();
+        let bytes: Vec<u8> =
+            redis::cmd("GET").arg(&raw_keys[i % IDS as usize]).query_async(&mut conn).await?;
+        black_box(rmp_serde::from_slice::<Option<UserRow>>(&bytes)?);
+        samples.push(started.elapsed());
+    }
+    let base = summary("raw GET + MessagePack decode", samples, None);
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let started = Instant::now();
+        black_box(plain(&cache, (i as i64) % IDS).await);
+        samples.push(started.elapsed());
+    }
+    summary("cached fn hit (GET entry + MGET 2 counters, pipelined)", samples, Some(base));
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let started = Instant::now();
+        black_box(tagged(&cache, (i as i64) % IDS).await);
+        samples.push(started.elapsed());
+    }
+    summary("cached fn hit with 2 tags (GET + MGET 4 counters)", samples, Some(base));
+    let stats = cache.stats();
+    assert_eq!(stats.misses, 2 * IDS as u64, "every measured call was a hit: {stats:?}");
+    Ok(())
+}
