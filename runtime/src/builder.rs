@@ -19,6 +19,7 @@ impl Default for Settings {
             lock_wait: Duration::from_secs(1),
             lock_lease: Duration::from_secs(5),
             single_flight: true,
+            max_value_bytes: 1 << 20,
         }
     }
 }
@@ -101,6 +102,14 @@ impl QueryCacheBuilder {
     /// itself (default 1 s).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.settings.lock_wait = wait;
+        self
+    }
+
+    /// The largest entry stored, in bytes (default 1 MiB). A larger result is returned to its
+    /// caller but not stored (counted in `stats().oversized`, and logged): a huge value would
+    /// cost every hit more than its query saves, and could fill Redis.
+    pub fn max_value_bytes(mut self, max: usize) -> Self {
+        self.settings.max_value_bytes = max;
         self
     }
 

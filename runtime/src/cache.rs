@@ -12,8 +12,9 @@ use crate::CacheError;
 use crate::builder::QueryCacheBuilder;
 use crate::codec::{self, Meta};
 use crate::flight::Flights;
+use crate::health::{Health, PROBE_EVERY};
 use crate::key;
-use crate::lookup::{Target, now_ms};
+use crate::lookup::{GEN_KEEP, Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -38,6 +39,7 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub counters: Counters,
     pub flights: Flights,
+    pub health: Health,
     warnings: WarnLimiter,
 }
 
@@ -51,6 +53,7 @@ pub(crate) struct Settings {
     pub lock_wait: Duration,
     pub lock_lease: Duration,
     pub single_flight: bool,
+    pub max_value_bytes: usize,
 }
 
 impl fmt::Debug for QueryCache {
@@ -82,6 +85,7 @@ impl QueryCache {
             settings,
             counters: Counters::default(),
             flights: Flights::default(),
+            health: Health::default(),
             warnings: WarnLimiter::new(),
         };
         QueryCache { inner: Arc::new(inner) }
@@ -152,12 +156,10 @@ impl QueryCache {
     /// from the moment this returns, no lookup serves it, nor a value whose query began
     /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        let result = match self.bump(&[format!("{key}:gen")]).await {
-            // The entry is invalid already; deleting it only frees the memory.
-            Ok(()) => self.bounded(self.inner.store.delete(key)).await,
-            Err(err) => Err(err),
-        };
-        self.count_invalidation("invalidate", key, result)
+        self.invalidate_counters("invalidate", vec![format!("{key}:gen")]).await?;
+        // The entry is invalid already; deleting it only frees the memory.
+        let _ = self.bounded(self.inner.store.delete(key)).await;
+        Ok(())
     }
 
     /// Invalidates every entry carrying one of `tags` (see the `tags` option), whatever their
@@ -172,29 +174,48 @@ impl QueryCache {
         if keys.is_empty() {
             return Ok(());
         }
-        let result = self.bump(&keys).await;
-        self.count_invalidation("invalidate_tags", &keys.join(" "), result)
+        self.invalidate_counters("invalidate_tags", keys).await
     }
 
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
     /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
     pub async fn invalidate_all(&self) -> Result<(), CacheError> {
-        let key = self.ns_key();
-        let result = self.bump(std::slice::from_ref(&key)).await;
-        self.count_invalidation("invalidate_all", &key, result)
+        self.invalidate_counters("invalidate_all", vec![self.ns_key()]).await
     }
 
-    fn count_invalidation(
-        &self,
-        op: &str,
-        what: &str,
-        result: Result<(), CacheError>,
-    ) -> Result<(), CacheError> {
+    /// Increments invalidation counters. When the store cannot be reached, the error is
+    /// returned and the counters are queued: they are delivered before this cache serves
+    /// anything from the store again (see `health`).
+    async fn invalidate_counters(&self, op: &str, keys: Vec<String>) -> Result<(), CacheError> {
+        let result = self.bump(&keys).await;
         match &result {
             Ok(()) => Counters::bump(&self.inner.counters.invalidations),
-            Err(err) => self.failed(op, what, err),
+            Err(err) => {
+                self.failed(op, &keys.join(" "), err);
+                self.inner.health.queue(&keys, &self.ns_key());
+                Counters::bump(&self.inner.counters.invalidations_queued);
+            }
         }
         result
+    }
+
+    /// Delivers the queued invalidations; `true` when none is left.
+    pub(crate) async fn deliver_pending(&self) -> bool {
+        let pending = self.inner.health.pending();
+        if pending.is_empty() {
+            return true;
+        }
+        match tokio::time::timeout(self.inner.settings.timeout, self.inner.store.bump(&pending, GEN_KEEP))
+            .await
+        {
+            Ok(Ok(())) => {
+                self.inner.health.delivered(&pending);
+                Counters::bump(&self.inner.counters.invalidations);
+                tracing::info!(counters = pending.len(), "cached_query: queued invalidations delivered");
+                !self.inner.health.has_pending()
+            }
+            _ => false,
+        }
     }
 
     fn ns_key(&self) -> String {
@@ -230,13 +251,52 @@ impl QueryCache {
     }
 
     /// Runs a store operation within the timeout.
+    /// Fails at once while the circuit breaker is open; counts failures to reach the store,
+    /// opening the breaker (and starting its probe) after a few in a row.
     pub(crate) async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.inner.settings.timeout, op).await {
+        let health = &self.inner.health;
+        if health.is_open() {
+            return Err(CacheError::Unavailable);
+        }
+        let result = match tokio::time::timeout(self.inner.settings.timeout, op).await {
             Ok(result) => result,
             Err(_) => Err(CacheError::Timeout(self.inner.settings.timeout)),
+        };
+        match &result {
+            Ok(_) => health.succeeded(),
+            Err(err) if err.is_unavailable() => {
+                if health.failed() {
+                    self.spawn_probe();
+                }
+            }
+            Err(_) => {}
         }
+        result
+    }
+
+    /// While the breaker is open: `PING` the store every `PROBE_EVERY`; once it answers,
+    /// deliver the queued invalidations, then close the breaker.
+    fn spawn_probe(&self) {
+        tracing::warn!(
+            backend = %self.inner.store.describe(),
+            "cached_query: cache unreachable; bypassing it until it answers again"
+        );
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let timeout = cache.inner.settings.timeout;
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let answered =
+                    matches!(tokio::time::timeout(timeout, cache.inner.store.ping()).await, Ok(Ok(())));
+                if answered && cache.deliver_pending().await {
+                    cache.inner.health.close();
+                    tracing::info!(backend = %cache.inner.store.describe(), "cached_query: cache reachable again");
+                    return;
+                }
+            }
+        });
     }
 }

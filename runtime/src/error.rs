@@ -20,10 +20,30 @@ pub enum CacheError {
     /// The operation did not finish within the configured timeout.
     #[error("cache operation timed out after {0:?}")]
     Timeout(Duration),
+    /// The cache is bypassed after repeated failures to reach Redis (circuit breaker open),
+    /// until it answers again.
+    #[error("cache unreachable: bypassed until it answers again")]
+    Unavailable,
     /// An entry did not decode (written for a type of another shape, foreign or corrupt).
     #[error("cannot decode the cached entry: {0}")]
     Decode(String),
     /// A value could not be encoded for the cache.
     #[error("cannot encode the value for the cache: {0}")]
     Encode(String),
+}
+
+impl CacheError {
+    /// Whether this says the store could not be reached (as opposed to an answer it gave).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CacheError::Timeout(_) | CacheError::Unavailable => true,
+            CacheError::Redis(err) => {
+                err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_refusal()
+                    || err.is_connection_dropped()
+            }
+            _ => false,
+        }
+    }
 }

@@ -36,6 +36,7 @@ mod cache;
 mod codec;
 mod error;
 mod flight;
+mod health;
 mod key;
 mod lookup;
 mod outcome;

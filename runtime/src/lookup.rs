@@ -301,6 +301,10 @@ impl QueryCache {
     }
 
     async fn read_counted<V: DeserializeOwned + 'static>(&self, target: &Target, count: bool) -> Read<V> {
+        // Invalidations lost to an outage are delivered before anything is served again.
+        if self.inner().health.has_pending() && !self.deliver_pending().await {
+            return Read::Miss { gens: None };
+        }
         let fetch = self.inner().store.fetch(&target.key, &target.gen_keys);
         let (bytes, values) = match self.bounded(fetch).await {
             Ok(found) => found,
@@ -346,12 +350,24 @@ impl QueryCache {
             gens: gens.unwrap_or_default(),
         };
         match codec::encode(value, meta) {
-            Ok(bytes) => Some(Fresh {
-                bytes: bytes.into(),
-                keep: (fresh + policy.stale).min(MAX_KEEP),
-                // Unknown counters (the cache failed) could not be checked later.
-                store: gens.is_some() && (policy.cache_none || !empty),
-            }),
+            Ok(bytes) => {
+                let max = self.inner().settings.max_value_bytes;
+                let oversized = bytes.len() > max;
+                if oversized {
+                    Counters::bump(&self.inner().counters.oversized);
+                    let err = CacheError::Encode(format!(
+                        "{} bytes, more than max_value_bytes ({max})",
+                        bytes.len()
+                    ));
+                    self.failed("set", key, &err);
+                }
+                Some(Fresh {
+                    bytes: bytes.into(),
+                    keep: (fresh + policy.stale).min(MAX_KEEP),
+                    // Unknown counters (the cache failed) could not be checked later.
+                    store: gens.is_some() && (policy.cache_none || !empty) && !oversized,
+                })
+            }
             Err(err) => {
                 self.failed("encode", key, &err);
                 None

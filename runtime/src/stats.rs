@@ -33,6 +33,11 @@ pub struct CacheStats {
     pub refresh_errors: u64,
     /// Misses answered by another process's query while it held the lease (`lock = true`).
     pub lock_waits: u64,
+    /// Invalidations that could not reach Redis: returned as errors, and queued for delivery
+    /// before any further hit.
+    pub invalidations_queued: u64,
+    /// Results larger than `max_value_bytes`: returned, not stored.
+    pub oversized: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +53,8 @@ pub(crate) struct Counters {
     pub refreshes: AtomicU64,
     pub refresh_errors: AtomicU64,
     pub lock_waits: AtomicU64,
+    pub invalidations_queued: AtomicU64,
+    pub oversized: AtomicU64,
 }
 
 impl Counters {
@@ -68,6 +75,8 @@ impl Counters {
             refreshes: self.refreshes.load(Relaxed),
             refresh_errors: self.refresh_errors.load(Relaxed),
             lock_waits: self.lock_waits.load(Relaxed),
+            invalidations_queued: self.invalidations_queued.load(Relaxed),
+            oversized: self.oversized.load(Relaxed),
         }
     }
 }

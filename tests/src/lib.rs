@@ -81,6 +81,7 @@ pub fn free_port() -> u16 {
 /// stop, pause or restart Redis use one of these, never the shared server.
 pub struct RedisServer {
     pub port: u16,
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -94,11 +95,22 @@ impl RedisServer {
 
     /// A server on a free port that is not running yet (`restart` starts it).
     pub fn unstarted() -> RedisServer {
-        RedisServer { port: free_port(), child: None }
+        RedisServer { port: free_port(), password: None, child: None }
+    }
+
+    /// Starts a server that requires `password` (its `url()` carries it).
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let mut server = RedisServer::unstarted();
+        server.password = Some(password.to_owned());
+        server.restart();
+        server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Starts (again) on the same port, and waits until it answers PING.
@@ -106,6 +118,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(self.password.iter().flat_map(|p| ["--requirepass", p.as_str()]))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
@@ -115,6 +128,22 @@ impl RedisServer {
             assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Freezes the server (`SIGSTOP`): its port stays open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen server (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// Kills the server and waits until its port is closed.

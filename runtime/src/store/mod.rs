@@ -86,6 +86,14 @@ impl Store {
         }
     }
 
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.ping().await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
     /// A description for `Debug`, without secrets.
     pub fn describe(&self) -> String {
         match self {

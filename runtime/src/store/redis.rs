@@ -93,6 +93,12 @@ impl RedisStore {
         Ok(())
     }
 
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").exec_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub fn describe(&self) -> &str {
         &self.redacted
     }

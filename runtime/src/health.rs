@@ -1,0 +1,117 @@
+//! What a cache knows about its store being reachable: the circuit breaker, and the
+//! invalidations that could not be delivered.
+//!
+//! - After `TRIP_AFTER` consecutive failures to reach the store (timeouts, refused or dropped
+//!   connections; not errors the server answered with), the breaker opens: operations fail at
+//!   once, without paying the timeout, so cached functions cost what their query costs. One
+//!   background probe `PING`s the store every `PROBE_EVERY`; when it answers, the pending
+//!   invalidations are applied, then the breaker closes.
+//! - An invalidation that cannot reach the store returns its error *and* is queued (up to
+//!   `MAX_PENDING` counters; past that the whole namespace is invalidated instead). While any
+//!   is pending, lookups try to deliver them first and serve nothing from the store until they
+//!   are delivered: an invalidation is never lost to an outage.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Consecutive failures that open the breaker.
+pub(crate) const TRIP_AFTER: u32 = 3;
+/// How often the probe tries the store while the breaker is open.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// The most invalidation counters kept for delivery; past that, the namespace's.
+pub(crate) const MAX_PENDING: usize = 10_000;
+
+#[derive(Default)]
+pub(crate) struct Health {
+    failures: AtomicU32,
+    open: AtomicBool,
+    pending: Mutex<BTreeSet<String>>,
+    has_pending: AtomicBool,
+}
+
+impl Health {
+    /// Whether operations should fail fast.
+    pub fn is_open(&self) -> bool {
+        self.open.load(SeqCst)
+    }
+
+    pub fn succeeded(&self) {
+        self.failures.store(0, SeqCst);
+    }
+
+    /// Counts a failure to reach the store; `true` if it just opened the breaker (the caller
+    /// then starts the probe).
+    pub fn failed(&self) -> bool {
+        self.failures.fetch_add(1, SeqCst) + 1 >= TRIP_AFTER
+            && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok()
+    }
+
+    pub fn close(&self) {
+        self.failures.store(0, SeqCst);
+        self.open.store(false, SeqCst);
+    }
+
+    /// Queues invalidation counters that could not be incremented. `ns_key` replaces them
+    /// all when the queue is full.
+    pub fn queue(&self, keys: &[String], ns_key: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.extend(keys.iter().cloned());
+        if pending.len() > MAX_PENDING {
+            pending.clear();
+            pending.insert(ns_key.to_owned());
+        }
+        self.has_pending.store(true, SeqCst);
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.has_pending.load(SeqCst)
+    }
+
+    /// The queued counters, to deliver.
+    pub fn pending(&self) -> Vec<String> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// Forgets counters that were delivered.
+    pub fn delivered(&self, keys: &[String]) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            pending.remove(key);
+        }
+        self.has_pending.store(!pending.is_empty(), SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_once_after_consecutive_failures() {
+        let health = Health::default();
+        assert!(!health.failed() && !health.failed());
+        health.succeeded();
+        assert!(!health.failed() && !health.failed());
+        assert!(health.failed(), "the third in a row opens it");
+        assert!(!health.failed(), "already open: no second probe");
+        assert!(health.is_open());
+        health.close();
+        assert!(!health.is_open());
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_a_namespace_invalidation() {
+        let health = Health::default();
+        health.queue(&["a".into(), "b".into()], "ns");
+        assert!(health.has_pending());
+        health.delivered(&["a".into()]);
+        assert_eq!(health.pending(), ["b"]);
+        let many: Vec<String> = (0..=MAX_PENDING).map(|i| i.to_string()).collect();
+        health.queue(&many, "ns");
+        assert_eq!(health.pending(), ["ns"]);
+        health.delivered(&["ns".into()]);
+        assert!(!health.has_pending());
+    }
+}
