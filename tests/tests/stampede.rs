@@ -65,18 +65,30 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `callers` concurrent calls of `slow(.., sleep, fail_first, n)`; their results, in order.
+async fn concurrently(
+    callers: usize,
+    (pool, cache, probe): (&PgPool, &QueryCache, &Arc<Probe>),
+    (sleep, fail_first, n): (f64, bool, i64),
+) -> Vec<Result<i64, String>> {
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
+            tokio::spawn(async move { slow(&cache, &pool, &probe, sleep, fail_first, n).await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(callers);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_callers_on_a_cold_key_run_the_query_once() {
     let (pool, cache, probe) = (pg().await, redis_cache("thousand").await, Arc::new(Probe::default()));
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
-            tokio::spawn(async move { slow(&cache, &pool, &probe, 0.05, false, 7).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Ok(70));
-    }
+    let results = concurrently(1000, (&pool, &cache, &probe), (0.05, false, 7)).await;
+    assert!(results.iter().all(|r| *r == Ok(70)));
     assert_eq!(probe.calls(), 1);
     let stats = cache.stats();
     assert_eq!((stats.misses, stats.hits), (1, 999), "{stats:?}");
@@ -87,16 +99,7 @@ async fn a_thousand_callers_on_a_cold_key_run_the_query_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_leader_hands_over_to_exactly_one_waiter() {
     let (pool, cache, probe) = (pg().await, redis_cache("handover").await, Arc::new(Probe::default()));
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
-            tokio::spawn(async move { slow(&cache, &pool, &probe, 0.05, true, 3).await })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
+    let results = concurrently(50, (&pool, &cache, &probe), (0.05, true, 3)).await;
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "only the failed leader sees its error");
     assert_eq!(results.iter().filter(|r| **r == Ok(30)).count(), 49);
     assert_eq!(probe.calls(), 2, "one failure, one success");

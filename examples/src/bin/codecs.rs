@@ -8,27 +8,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct UserRow {
-    id: i64,
-    name: String,
-    email: String,
-    score: i32,
-    created_at_micros: i64,
-}
+use cached_query_examples::{UserRow, user_row};
+use serde::{Serialize, de::DeserializeOwned};
 
 fn rows(n: i64) -> Vec<UserRow> {
-    (1..=n)
-        .map(|g| UserRow {
-            id: g,
-            name: format!("user_{g}"),
-            email: format!("user{g}@example.com"),
-            score: ((g * 7919) % 1000) as i32,
-            created_at_micros: 1_764_000_000_000_000 + g,
-        })
-        .collect()
+    (1..=n).map(user_row).collect()
 }
 
 struct Codec {

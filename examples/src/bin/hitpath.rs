@@ -10,35 +10,16 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct UserRow {
-    id: i64,
-    name: String,
-    email: String,
-    score: i32,
-    created_at_micros: i64,
-}
-
-fn row(id: i64) -> UserRow {
-    UserRow {
-        id,
-        name: format!("user_{id}"),
-        email: format!("user{id}@example.com"),
-        score: ((id * 7919) % 1000) as i32,
-        created_at_micros: 1_764_000_000_000_000 + id,
-    }
-}
+use cached_query_examples::{UserRow, user_row};
 
 #[cached_query(ttl = 3600, cache = cache, skip(cache))]
 async fn plain(cache: &QueryCache, id: i64) -> Option<UserRow> {
-    Some(row(id))
+    Some(user_row(id))
 }
 
 #[cached_query(ttl = 3600, cache = cache, skip(cache), tags = ["users", "user:{id}"])]
 async fn tagged(cache: &QueryCache, id: i64) -> Option<UserRow> {
-    Some(row(id))
+    Some(user_row(id))
 }
 
 const CALLS: usize = 5000;
@@ -65,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let raw_keys: Vec<String> = (0..IDS).map(|id| format!("{prefix}:raw:{id}")).collect();
     for (id, key) in raw_keys.iter().enumerate() {
-        let bytes = rmp_serde::to_vec_named(&Some(row(id as i64)))?;
+        let bytes = rmp_serde::to_vec_named(&Some(user_row(id as i64)))?;
         redis::cmd("SET").arg(key).arg(bytes).exec_async(&mut conn).await?;
     }
 
