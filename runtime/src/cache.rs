@@ -199,23 +199,26 @@ impl QueryCache {
         result
     }
 
-    /// Delivers the queued invalidations; `true` when none is left.
-    pub(crate) async fn deliver_pending(&self) -> bool {
+    /// Delivers the queued invalidations; `true` when none is left. Lookups go through the
+    /// breaker (`bounded`: a failure counts towards opening it, and an open breaker fails at
+    /// once); the breaker's own probe, which must get through while it is open, does not.
+    pub(crate) async fn deliver_pending(&self, through_breaker: bool) -> bool {
         let pending = self.inner.health.pending();
         if pending.is_empty() {
             return true;
         }
-        match tokio::time::timeout(self.inner.settings.timeout, self.inner.store.bump(&pending, GEN_KEEP))
-            .await
-        {
-            Ok(Ok(())) => {
-                self.inner.health.delivered(&pending);
-                Counters::bump(&self.inner.counters.invalidations);
-                tracing::info!(counters = pending.len(), "cached_query: queued invalidations delivered");
-                !self.inner.health.has_pending()
-            }
-            _ => false,
+        let bump = self.inner.store.bump(&pending, GEN_KEEP);
+        let delivered = if through_breaker {
+            self.bounded(bump).await.is_ok()
+        } else {
+            matches!(tokio::time::timeout(self.inner.settings.timeout, bump).await, Ok(Ok(())))
+        };
+        if delivered {
+            self.inner.health.delivered(&pending);
+            Counters::bump(&self.inner.counters.invalidations);
+            tracing::info!(counters = pending.len(), "cached_query: queued invalidations delivered");
         }
+        delivered && !self.inner.health.has_pending()
     }
 
     fn ns_key(&self) -> String {
@@ -291,7 +294,7 @@ impl QueryCache {
                 tokio::time::sleep(PROBE_EVERY).await;
                 let answered =
                     matches!(tokio::time::timeout(timeout, cache.inner.store.ping()).await, Ok(Ok(())));
-                if answered && cache.deliver_pending().await {
+                if answered && cache.deliver_pending(false).await {
                     cache.inner.health.close();
                     tracing::info!(backend = %cache.inner.store.describe(), "cached_query: cache reachable again");
                     return;

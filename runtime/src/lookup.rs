@@ -302,7 +302,7 @@ impl QueryCache {
 
     async fn read_counted<V: DeserializeOwned + 'static>(&self, target: &Target, count: bool) -> Read<V> {
         // Invalidations lost to an outage are delivered before anything is served again.
-        if self.inner().health.has_pending() && !self.deliver_pending().await {
+        if self.inner().health.has_pending() && !self.deliver_pending(true).await {
             return Read::Miss { gens: None };
         }
         let fetch = self.inner().store.fetch(&target.key, &target.gen_keys);
