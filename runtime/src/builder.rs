@@ -20,6 +20,7 @@ impl Default for Settings {
             lock_lease: Duration::from_secs(5),
             single_flight: true,
             max_value_bytes: 1 << 20,
+            local_cache: None,
         }
     }
 }
@@ -110,6 +111,14 @@ impl QueryCacheBuilder {
     /// cost every hit more than its query saves, and could fill Redis.
     pub fn max_value_bytes(mut self, max: usize) -> Self {
         self.settings.max_value_bytes = max;
+        self
+    }
+
+    /// Adds an in-process tier of at most `max_entries` entries in front of Redis: a hit there
+    /// costs no network. Kept coherent across instances by a pub/sub channel per prefix; see
+    /// the README ("Local tier"). Ignored by the in-memory backend, which is local already.
+    pub fn local_cache(mut self, max_entries: u64) -> Self {
+        self.settings.local_cache = Some(max_entries);
         self
     }
 

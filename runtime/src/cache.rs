@@ -14,7 +14,8 @@ use crate::codec::{self, Meta};
 use crate::flight::Flights;
 use crate::health::{Health, PROBE_EVERY};
 use crate::key;
-use crate::lookup::{GEN_KEEP, Target, now_ms};
+use crate::local::Local;
+use crate::lookup::{Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub flights: Flights,
     pub health: Health,
+    /// The in-process tier (`.local_cache(n)`, Redis only).
+    pub local: Option<Arc<Local>>,
     warnings: WarnLimiter,
 }
 
@@ -54,6 +57,7 @@ pub(crate) struct Settings {
     pub lock_lease: Duration,
     pub single_flight: bool,
     pub max_value_bytes: usize,
+    pub local_cache: Option<u64>,
 }
 
 impl fmt::Debug for QueryCache {
@@ -80,12 +84,21 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
+        let local = match (&store, settings.local_cache) {
+            (Store::Redis(redis), Some(max_entries)) => {
+                let local = Local::new(max_entries, &settings.prefix);
+                Local::listen(&local, redis.client().clone());
+                Some(local)
+            }
+            _ => None,
+        };
         let inner = Inner {
             store,
             settings,
             counters: Counters::default(),
             flights: Flights::default(),
             health: Health::default(),
+            local,
             warnings: WarnLimiter::new(),
         };
         QueryCache { inner: Arc::new(inner) }
@@ -207,7 +220,8 @@ impl QueryCache {
         if pending.is_empty() {
             return true;
         }
-        let bump = self.inner.store.bump(&pending, GEN_KEEP);
+        let message = self.invalidation_message(&pending);
+        let bump = self.announced_bump(&pending, &message);
         let delivered = if through_breaker {
             self.bounded(bump).await.is_ok()
         } else {

@@ -38,6 +38,7 @@ mod error;
 mod flight;
 mod health;
 mod key;
+mod local;
 mod lookup;
 mod outcome;
 mod shape;

@@ -28,6 +28,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::__private::Adapter;
 use crate::codec::{self, Meta};
 use crate::flight::{self, Leader, Role};
+use crate::local::{Local, LocalEntry};
 use crate::stats::Counters;
 use crate::{CacheError, QueryCache};
 
@@ -83,9 +84,18 @@ pub(crate) enum Found<V> {
     /// A value to return; `refresh` asks for a background refresh of it, with the freshness
     /// it had (a refresh that finds another one landed will skip).
     Value { value: V, refresh: Option<u64> },
-    /// Nothing usable: the caller runs the query, leading the key's flight if it has one, with
-    /// the counters it read before.
-    Missing { leader: Option<Leader>, gens: Gens },
+    /// Nothing usable: the caller runs the query.
+    Missing(Miss),
+}
+
+/// What a caller that must run the query carries to `compute`.
+pub(crate) struct Miss {
+    /// The key's flight, if this caller leads one.
+    leader: Option<Leader>,
+    /// The counters read before the query.
+    gens: Gens,
+    /// The local tier's epoch before the read (see `local`).
+    epoch: Option<u64>,
 }
 
 /// What one read of an entry gave.
@@ -112,16 +122,31 @@ impl QueryCache {
         policy: &Policy,
     ) -> Found<V> {
         let counters = &self.inner().counters;
+        let local = self.inner().local.as_deref();
+        let epoch = local.map(Local::epoch);
+        if let Some(entry) = self.local_get(target).await
+            && let Ok((value, meta)) = codec::decode::<V>(&entry.bytes)
+        {
+            Counters::bump(&counters.hits);
+            Counters::bump(&counters.local_hits);
+            let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
+            return Found::Value { value, refresh };
+        }
         let gens = match self.read::<V>(target).await {
-            Read::Hit { value, meta, .. } => match self.serve(value, meta, policy) {
-                Ok(found) => return found,
-                Err(()) => Some(meta.gens), // stale, and nobody can refresh it: a miss
-            },
+            Read::Hit { value, meta, bytes } => {
+                if let (Some(local), Some(epoch)) = (local, epoch) {
+                    local.put(epoch, &target.key, local_entry(target, bytes, meta)).await;
+                }
+                match self.serve(value, meta, policy) {
+                    Ok(found) => return found,
+                    Err(()) => Some(meta.gens), // stale, and nobody can refresh it: a miss
+                }
+            }
             Read::Miss { gens } => gens,
         };
         if !policy.single_flight {
             Counters::bump(&counters.misses);
-            return Found::Missing { leader: None, gens };
+            return Found::Missing(Miss { leader: None, gens, epoch });
         }
         loop {
             match self.inner().flights.join(&target.key) {
@@ -147,11 +172,11 @@ impl QueryCache {
                         }
                         Read::Hit { meta, .. } => {
                             Counters::bump(&counters.misses);
-                            Found::Missing { leader: Some(leader), gens: Some(meta.gens) }
+                            Found::Missing(Miss { leader: Some(leader), gens: Some(meta.gens), epoch })
                         }
                         Read::Miss { gens } => {
                             Counters::bump(&counters.misses);
-                            Found::Missing { leader: Some(leader), gens }
+                            Found::Missing(Miss { leader: Some(leader), gens, epoch })
                         }
                     };
                 }
@@ -181,7 +206,7 @@ impl QueryCache {
         &self,
         target: &Target,
         policy: &Policy,
-        (leader, gens): (Option<Leader>, Gens),
+        Miss { leader, gens, epoch }: Miss,
         body: F,
     ) -> R
     where
@@ -208,8 +233,9 @@ impl QueryCache {
             .and_then(|v| self.envelope(&target.key, v, A::is_empty(v), policy, gens, query_time));
         if let Some(fresh) = &fresh
             && fresh.store
+            && self.store(&target.key, &fresh.bytes, fresh.keep).await
         {
-            self.store(&target.key, &fresh.bytes, fresh.keep).await;
+            self.written(target, fresh, epoch).await;
         }
         if let Some(leader) = leader {
             // The waiters get the value even if it was not stored.
@@ -249,6 +275,7 @@ impl QueryCache {
         A: Adapter<R>,
         F: Future<Output = R>,
     {
+        let epoch = self.inner().local.as_deref().map(Local::epoch);
         // The counters to store with the new value, read before its query runs; and another
         // refresh (here or in another process) may have landed meanwhile.
         let gens = match self.read::<A::Value>(target).await {
@@ -278,6 +305,7 @@ impl QueryCache {
             Some(fresh) => {
                 if self.store(&target.key, &fresh.bytes, fresh.keep).await {
                     Counters::bump(&counters.refreshes);
+                    self.written(target, &fresh, epoch).await;
                 }
             }
             None => {
@@ -292,6 +320,23 @@ impl QueryCache {
         }
         if let Some(lease) = lease {
             self.release(lease).await;
+        }
+    }
+
+    /// A fresh entry of the local tier, if it has one and may serve.
+    async fn local_get(&self, target: &Target) -> Option<LocalEntry> {
+        self.inner().local.as_ref()?.get(&target.key).await
+    }
+
+    /// After this instance stored an entry: keep it locally, and tell the other instances to
+    /// drop their copies.
+    async fn written(&self, target: &Target, fresh: &Fresh, epoch: Option<u64>) {
+        let (Some(local), Some(epoch)) = (self.inner().local.as_deref(), epoch) else { return };
+        let Ok(meta) = codec::meta(&fresh.bytes) else { return };
+        local.put(epoch, &target.key, local_entry(target, fresh.bytes.clone(), meta)).await;
+        let message = local.written_message(&target.key);
+        if let Err(err) = self.bounded(self.inner().store.publish(local.channel(), &message)).await {
+            self.failed("publish", &target.key, &err);
         }
     }
 
@@ -390,9 +435,31 @@ impl QueryCache {
     }
 
     /// Increments invalidation counters: every entry checked against them is invalid from the
-    /// moment this returns.
+    /// moment this returns. The local tier drops its entries that depend on them in any case
+    /// (when Redis was not reached, the invalidation is queued, and older values must not be
+    /// served from here meanwhile).
     pub(crate) async fn bump(&self, gen_keys: &[String]) -> Result<(), CacheError> {
-        self.bounded(self.inner().store.bump(gen_keys, GEN_KEEP)).await
+        let message = self.invalidation_message(gen_keys);
+        let result = self.bounded(self.announced_bump(gen_keys, &message)).await;
+        if let Some(local) = &self.inner().local {
+            local.invalidated(gen_keys);
+        }
+        result
+    }
+
+    /// The backplane's message for an invalidation of `gen_keys`, with a local tier.
+    pub(crate) fn invalidation_message(&self, gen_keys: &[String]) -> Option<Vec<u8>> {
+        self.inner().local.as_ref().map(|local| local.invalidated_message(gen_keys))
+    }
+
+    /// The store operation that increments `gen_keys` and publishes `message` with them.
+    pub(crate) fn announced_bump<'a>(
+        &'a self,
+        gen_keys: &'a [String],
+        message: &'a Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), CacheError>> + 'a {
+        let announce = self.inner().local.as_deref().zip(message.as_deref()).map(|(l, m)| (l.channel(), m));
+        self.inner().store.bump(gen_keys, GEN_KEEP, announce)
     }
 
     /// Takes the lease of the target's key, or waits for the result of the process holding
@@ -435,6 +502,10 @@ impl QueryCache {
             self.failed("unlock", &lease.key, &err);
         }
     }
+}
+
+fn local_entry(target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
+    LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, gen_keys: target.gen_keys.clone().into() }
 }
 
 /// A result ready to be stored and shared.

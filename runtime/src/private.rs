@@ -245,9 +245,7 @@ impl<'a> Call<'a> {
         let policy = self.spec.policy(cache, false);
         match cache.find::<A::Value>(target, &policy).await {
             Found::Value { value, .. } => A::wrap(value),
-            Found::Missing { leader, gens } => {
-                cache.compute::<R, A, F>(target, &policy, (leader, gens), body).await
-            }
+            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body).await,
         }
     }
 
@@ -271,9 +269,7 @@ impl<'a> Call<'a> {
                 }
                 A::wrap(value)
             }
-            Found::Missing { leader, gens } => {
-                cache.compute::<R, A, F>(target, &policy, (leader, gens), body).await
-            }
+            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body).await,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct CacheStats {
     pub invalidations_queued: u64,
     /// Results larger than `max_value_bytes`: returned, not stored.
     pub oversized: u64,
+    /// Hits served by the in-process tier (`.local_cache(n)`); also in `hits`.
+    pub local_hits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +57,7 @@ pub(crate) struct Counters {
     pub lock_waits: AtomicU64,
     pub invalidations_queued: AtomicU64,
     pub oversized: AtomicU64,
+    pub local_hits: AtomicU64,
 }
 
 impl Counters {
@@ -77,6 +80,7 @@ impl Counters {
             lock_waits: self.lock_waits.load(Relaxed),
             invalidations_queued: self.invalidations_queued.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
+            local_hits: self.local_hits.load(Relaxed),
         }
     }
 }

@@ -36,10 +36,16 @@ impl Store {
         }
     }
 
-    /// Increments the counters under `gen_keys`, each kept for `keep` from now.
-    pub async fn bump(&self, gen_keys: &[String], keep: Duration) -> Result<(), CacheError> {
+    /// Increments the counters under `gen_keys`, each kept for `keep` from now, and publishes
+    /// `announce` (a channel and a message) with them.
+    pub async fn bump(
+        &self,
+        gen_keys: &[String],
+        keep: Duration,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.bump(gen_keys, keep).await,
+            Store::Redis(s) => s.bump(gen_keys, keep, announce).await,
             Store::Memory(s) => {
                 s.bump(gen_keys).await;
                 Ok(())
@@ -82,6 +88,14 @@ impl Store {
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
         match self {
             Store::Redis(s) => s.unlock(key, token).await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Publishes `message` on `channel` (Redis only).
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.publish(channel, message).await,
             Store::Memory(_) => Ok(()),
         }
     }

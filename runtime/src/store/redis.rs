@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::CacheError;
 
 pub(crate) struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     /// The URL with its password masked, for `Debug` and logs.
     redacted: String,
@@ -23,8 +24,8 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RedisStore { conn, redacted })
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(RedisStore { client, conn, redacted })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
@@ -46,14 +47,35 @@ impl RedisStore {
         Ok((value, gens.into_iter().map(Option::unwrap_or_default).collect()))
     }
 
-    pub async fn bump(&self, gen_keys: &[String], keep: Duration) -> Result<(), CacheError> {
+    /// Increments the counters (and publishes `announce` on its channel, in the same
+    /// pipeline, so that no invalidation reaches Redis without its announcement).
+    pub async fn bump(
+        &self,
+        gen_keys: &[String],
+        keep: Duration,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
         for key in gen_keys {
             pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
         }
+        if let Some((channel, message)) = announce {
+            pipe.publish(channel, message).ignore();
+        }
         let mut conn = self.conn.clone();
         pipe.exec_async(&mut conn).await?;
         Ok(())
+    }
+
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH").arg(channel).arg(message).exec_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The client, for connections of their own (the backplane's subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {

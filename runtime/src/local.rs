@@ -1,0 +1,210 @@
+//! The in-process tier (`.local_cache(n)`): entries kept in this process in front of Redis,
+//! so that a hit costs no network, kept coherent across instances by a Redis pub/sub
+//! backplane.
+//!
+//! - An entry goes into the local tier after a lookup in Redis found it valid and fresh, or
+//!   after this instance computed it; it expires there when it turns stale in Redis, never later.
+//! - Every invalidation (the counters it increments) and every overwrite is published on the
+//!   prefix's channel, `{prefix}:bus`. Each instance drops the local entries that depend on
+//!   those counters, or that key. Its own invalidations apply locally before they return.
+//! - A result computed from a read that began before a message was received is not put in the
+//!   local tier (an epoch counts the messages), so a slow reader cannot park a stale value there.
+//! - Without its subscription (connection lost, not yet subscribed), an instance serves nothing
+//!   from its local tier: it clears it and goes to Redis, until it has subscribed again.
+//!
+//! Pub/sub was chosen over RESP3 client-side caching (`CLIENT TRACKING`): tracking reports
+//! changes to the keys an instance read, but our validity lives in counters that a lookup reads
+//! with the entry; invalidations are few and explicit, and one channel per prefix carries them
+//! (and overwrites) with no per-key state in Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use moka::Expiry;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+
+use crate::lookup::now_ms;
+
+/// One local entry: the envelope's bytes and what it depends on.
+#[derive(Clone)]
+pub(crate) struct LocalEntry {
+    pub bytes: Arc<[u8]>,
+    pub fresh_until_ms: u64,
+    pub gen_keys: Arc<[String]>,
+}
+
+/// Expires each entry when it turns stale.
+struct UntilStale;
+
+impl Expiry<String, LocalEntry> for UntilStale {
+    fn expire_after_create(&self, _: &String, entry: &LocalEntry, _: Instant) -> Option<Duration> {
+        Some(Duration::from_millis(entry.fresh_until_ms.saturating_sub(now_ms())))
+    }
+}
+
+/// A message on the backplane.
+#[derive(Serialize, Deserialize)]
+enum Message {
+    /// These invalidation counters were incremented.
+    Invalidated { from: u64, gen_keys: Vec<String> },
+    /// This key was written.
+    Written { from: u64, key: String },
+}
+
+pub(crate) struct Local {
+    entries: Cache<String, LocalEntry>,
+    /// Subscribed to the backplane: the local tier may serve.
+    subscribed: AtomicBool,
+    /// Counts the messages applied (see the module docs).
+    epoch: AtomicU64,
+    /// Tells this instance's messages from the others'.
+    instance: u64,
+    channel: String,
+    /// The namespace counter, on which every entry depends.
+    ns_key: String,
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Local {
+    pub fn new(max_entries: u64, prefix: &str) -> Arc<Local> {
+        let entries = Cache::builder()
+            .max_capacity(max_entries)
+            .expire_after(UntilStale)
+            .support_invalidation_closures()
+            .build();
+        Arc::new(Local {
+            entries,
+            subscribed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            instance: fastrand::u64(..),
+            channel: format!("{prefix}:bus"),
+            ns_key: format!("{prefix}:ns"),
+            listener: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Subscribes to the backplane with `client`, in the background, for as long as `local`
+    /// lives; resubscribes after a lost connection.
+    pub fn listen(local: &Arc<Local>, client: redis::Client) {
+        let weak = Arc::downgrade(local);
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let Some(local) = weak.upgrade() else { return };
+                let channel = local.channel.clone();
+                drop(local);
+                if let Ok(mut pubsub) = client.get_async_pubsub().await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    let Some(local) = weak.upgrade() else { return };
+                    // Messages may have been missed while unsubscribed.
+                    local.entries.invalidate_all();
+                    local.epoch.fetch_add(1, SeqCst);
+                    local.subscribed.store(true, SeqCst);
+                    drop(local);
+                    backoff = Duration::from_millis(50);
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(local) = weak.upgrade() else { return };
+                        if let Ok(message) = rmp_serde::from_slice(message.get_payload_bytes()) {
+                            local.apply(message).await;
+                        }
+                    }
+                }
+                let Some(local) = weak.upgrade() else { return };
+                local.unsubscribed();
+                drop(local);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        });
+        *local.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    }
+
+    fn unsubscribed(&self) {
+        if self.subscribed.swap(false, SeqCst) {
+            tracing::warn!(channel = %self.channel, "cached_query: backplane lost; local tier bypassed until resubscribed");
+        }
+        self.entries.invalidate_all();
+        self.epoch.fetch_add(1, SeqCst);
+    }
+
+    /// Whether the local tier may serve (it is subscribed).
+    pub fn serving(&self) -> bool {
+        self.subscribed.load(SeqCst)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    pub async fn get(&self, key: &str) -> Option<LocalEntry> {
+        if !self.serving() {
+            return None;
+        }
+        self.entries.get(key).await.filter(|e| now_ms() < e.fresh_until_ms)
+    }
+
+    /// Keeps an entry, unless a message arrived since `epoch` (its read began before it).
+    pub async fn put(&self, epoch: u64, key: &str, entry: LocalEntry) {
+        if self.serving() && self.epoch() == epoch && now_ms() < entry.fresh_until_ms {
+            self.entries.insert(key.to_owned(), entry).await;
+            // A message may have been applied during the insert: undo it then.
+            if self.epoch() != epoch {
+                self.entries.invalidate(key).await;
+            }
+        }
+    }
+
+    /// Drops what depends on `gen_keys` (this instance's own invalidation, before it returns).
+    pub fn invalidated(&self, gen_keys: &[String]) {
+        self.epoch.fetch_add(1, SeqCst);
+        if gen_keys.contains(&self.ns_key) {
+            self.entries.invalidate_all();
+            return;
+        }
+        let gen_keys: Arc<[String]> = gen_keys.into();
+        // Fails only if the cache was built without invalidation closures, which it is not.
+        let _ = self
+            .entries
+            .invalidate_entries_if(move |_, entry| entry.gen_keys.iter().any(|k| gen_keys.contains(k)));
+    }
+
+    async fn apply(&self, message: Message) {
+        match message {
+            Message::Invalidated { from, gen_keys } if from != self.instance => self.invalidated(&gen_keys),
+            Message::Written { from, key } if from != self.instance => {
+                self.epoch.fetch_add(1, SeqCst);
+                self.entries.invalidate(&key).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// The message that announces `gen_keys` were incremented.
+    pub fn invalidated_message(&self, gen_keys: &[String]) -> Vec<u8> {
+        let message = Message::Invalidated { from: self.instance, gen_keys: gen_keys.to_vec() };
+        rmp_serde::to_vec(&message).expect("a message encodes")
+    }
+
+    /// The message that announces `key` was written.
+    pub fn written_message(&self, key: &str) -> Vec<u8> {
+        rmp_serde::to_vec(&Message::Written { from: self.instance, key: key.to_owned() })
+            .expect("a message encodes")
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            task.abort();
+        }
+    }
+}
