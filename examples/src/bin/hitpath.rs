@@ -78,5 +78,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     summary("cached fn hit with 2 tags (GET + MGET 4 counters)", samples, Some(base));
     let stats = cache.stats();
     assert_eq!(stats.misses, 2 * IDS as u64, "every measured call was a hit: {stats:?}");
+
+    // The same function with the in-process tier in front of Redis.
+    let local = QueryCache::builder()
+        .redis_url(&url)
+        .prefix(format!("{prefix}:l1"))
+        .local_cache(10_000)
+        .build()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while local.stats().local_hits == 0 && Instant::now() < deadline {
+        plain(&local, 0).await; // warms the key, until the backplane subscription is up
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in 0..IDS {
+        plain(&local, id).await;
+    }
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let started = Instant::now();
+        black_box(plain(&local, (i as i64) % IDS).await);
+        samples.push(started.elapsed());
+    }
+    let hits_before = local.stats().local_hits;
+    summary("hit-l1: cached fn hit in the local tier", samples, Some(base));
+    assert!(hits_before >= CALLS as u64, "every measured call was a local hit: {:?}", local.stats());
     Ok(())
 }
