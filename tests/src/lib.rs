@@ -3,10 +3,10 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cached_query::QueryCache;
+use cached_query::{QueryCache, cached_query};
 use sqlx::PgPool;
 
 /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
@@ -166,4 +166,21 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The name of user `id` in the `users_table` named `table`, cached with the tag `user:{id}`;
+/// counts its executions in `calls`.
+#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), tags = ["users", "user:{id}"])]
+pub async fn user_name(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    id: i64,
+) -> Result<String, sqlx::Error> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_one(pool)
+        .await
 }

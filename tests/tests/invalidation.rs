@@ -6,25 +6,10 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cache_invalidate, cached_query};
-use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, unique_prefix, users_table};
+use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, unique_prefix, user_name, users_table};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-
-#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), tags = ["users", "user:{id}"])]
-async fn name(
-    cache: &QueryCache,
-    pool: &PgPool,
-    table: &str,
-    calls: &AtomicUsize,
-    id: i64,
-) -> Result<String, sqlx::Error> {
-    calls.fetch_add(1, SeqCst);
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
-        .bind(id)
-        .fetch_one(pool)
-        .await
-}
 
 #[cache_invalidate(cache = cache, tags = ["user:{id}"])]
 async fn rename(
@@ -42,7 +27,7 @@ async fn rename(
 async fn tags_invalidate_exactly_their_entries(cache: QueryCache, table: &str) {
     let (pool, calls) = (pg().await, AtomicUsize::new(0));
     users_table(&pool, table).await;
-    let get = |id| name(&cache, &pool, table, &calls, id);
+    let get = |id| user_name(&cache, &pool, table, &calls, id);
     assert_eq!(get(1).await.unwrap(), "alice");
     assert_eq!(get(2).await.unwrap(), "bob");
     assert_eq!(calls.load(SeqCst), 2);
@@ -77,9 +62,9 @@ async fn tags_in_memory() {
 async fn a_failed_write_invalidates_nothing() {
     let (pool, cache, calls) = (pg().await, redis_cache("failed_write").await, AtomicUsize::new(0));
     users_table(&pool, "t_inv_failed").await;
-    name(&cache, &pool, "t_inv_failed", &calls, 1).await.unwrap();
+    user_name(&cache, &pool, "t_inv_failed", &calls, 1).await.unwrap();
     assert!(rename(&cache, &pool, "t_inv_no_such_table", 1, "x").await.is_err());
-    name(&cache, &pool, "t_inv_failed", &calls, 1).await.unwrap();
+    user_name(&cache, &pool, "t_inv_failed", &calls, 1).await.unwrap();
     assert_eq!(calls.load(SeqCst), 1, "still cached");
     assert_eq!(cache.stats().invalidations, 0);
 }
@@ -90,14 +75,14 @@ async fn invalidate_all_flushes_one_namespace_in_one_step() {
     users_table(&pool, "t_inv_all").await;
     let (mine, other) = (redis_cache("ns_mine").await, redis_cache("ns_other").await);
     for id in 1..=3 {
-        name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
-        name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
+        user_name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
+        user_name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
     }
     assert_eq!(calls.load(SeqCst), 6);
     mine.invalidate_all().await.unwrap();
     for id in 1..=3 {
-        name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
-        name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
+        user_name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
+        user_name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
     }
     assert_eq!(calls.load(SeqCst), 9, "all of `mine` ran again, none of `other`");
 }

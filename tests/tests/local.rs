@@ -5,24 +5,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cached_query::{QueryCache, cached_query};
-use cached_query_tests::{RedisServer, pg, redis_url, unique_prefix, users_table};
+use cached_query::QueryCache;
+use cached_query_tests::{
+    RedisServer, pg, redis_url, unique_prefix, user_name, user_name_invalidate, users_table,
+};
 use sqlx::PgPool;
-
-#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), tags = ["user:{id}"])]
-async fn name(
-    cache: &QueryCache,
-    pool: &PgPool,
-    table: &str,
-    calls: &AtomicUsize,
-    id: i64,
-) -> Result<String, sqlx::Error> {
-    calls.fetch_add(1, SeqCst);
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
-        .bind(id)
-        .fetch_one(pool)
-        .await
-}
 
 /// `n` instances with a local tier, sharing a prefix on the Redis at `url`.
 async fn instances(url: &str, test: &str, n: usize) -> Vec<QueryCache> {
@@ -41,7 +28,7 @@ async fn instances(url: &str, test: &str, n: usize) -> Vec<QueryCache> {
 async fn until_answer(cache: &QueryCache, pool: &PgPool, table: &str, id: i64, expected: &str) -> Duration {
     let (started, calls) = (Instant::now(), AtomicUsize::new(0));
     loop {
-        if name(cache, pool, table, &calls, id).await.unwrap() == expected {
+        if user_name(cache, pool, table, &calls, id).await.unwrap() == expected {
             return started.elapsed();
         }
         assert!(started.elapsed() < Duration::from_secs(10), "never saw {expected}");
@@ -55,7 +42,7 @@ async fn until_local_hit(cache: &QueryCache, pool: &PgPool, table: &str, id: i64
     let before = cache.stats().local_hits;
     while cache.stats().local_hits == before {
         assert!(Instant::now() < deadline, "no local hit: {:?}", cache.stats());
-        name(cache, pool, table, &calls, id).await.unwrap();
+        user_name(cache, pool, table, &calls, id).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -69,7 +56,7 @@ async fn hits_come_from_the_local_tier() {
     let before = cache.stats();
     let calls = AtomicUsize::new(0);
     for _ in 0..10 {
-        assert_eq!(name(&cache, &pool, "t_local_hits", &calls, 1).await.unwrap(), "alice");
+        assert_eq!(user_name(&cache, &pool, "t_local_hits", &calls, 1).await.unwrap(), "alice");
     }
     let after = cache.stats();
     assert_eq!(after.local_hits - before.local_hits, 10);
@@ -92,7 +79,7 @@ async fn an_invalidation_anywhere_reaches_every_local_tier() {
     caches[0].invalidate_tags(["user:2"]).await.unwrap();
     // The invalidating instance: at once. The others: after the backplane's delay.
     let calls = AtomicUsize::new(0);
-    assert_eq!(name(&caches[0], &pool, table, &calls, 2).await.unwrap(), "robert");
+    assert_eq!(user_name(&caches[0], &pool, table, &calls, 2).await.unwrap(), "robert");
     let mut delays = Vec::new();
     for cache in &caches[1..] {
         delays.push(until_answer(cache, &pool, table, 2, "robert").await);
@@ -105,7 +92,7 @@ async fn an_invalidation_anywhere_reaches_every_local_tier() {
         .execute(&pool)
         .await
         .unwrap();
-    name_invalidate(&caches[1], 2).await.unwrap();
+    user_name_invalidate(&caches[1], 2).await.unwrap();
     for cache in &caches {
         until_answer(cache, &pool, table, 2, "bobby").await;
     }
@@ -130,7 +117,7 @@ async fn without_the_backplane_the_local_tier_is_bypassed() {
     let calls = AtomicUsize::new(0);
     loop {
         let before = cache.stats().local_hits;
-        assert_eq!(name(&cache, &pool, table, &calls, 3).await.unwrap(), "carol");
+        assert_eq!(user_name(&cache, &pool, table, &calls, 3).await.unwrap(), "carol");
         if cache.stats().local_hits == before {
             break;
         }
@@ -139,7 +126,7 @@ async fn without_the_backplane_the_local_tier_is_bypassed() {
     }
     let bypassed_from = calls.load(SeqCst);
     for _ in 0..5 {
-        assert_eq!(name(&cache, &pool, table, &calls, 3).await.unwrap(), "carol");
+        assert_eq!(user_name(&cache, &pool, table, &calls, 3).await.unwrap(), "carol");
     }
     assert_eq!(calls.load(SeqCst), bypassed_from + 5, "every call ran its query");
     redis.restart();
