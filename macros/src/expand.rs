@@ -274,14 +274,9 @@ impl Gen<'_> {
             let v = self.args.version;
             quote!(.version(#v))
         });
-        let ttl = self.args.ttl.map(|secs| quote!(.ttl(#secs)));
-        let stale = self.args.stale.map(|secs| quote!(.stale(#secs)));
-        let fail_safe = (self.args.fail_safe == Some(false)).then(|| quote!(.fail_safe(false)));
-        let jitter = self.args.jitter.map(|fraction| quote!(.jitter(#fraction)));
-        let early = self.args.early.then(|| quote!(.early(true)));
-        let lock = self.args.lock.map(|lock| quote!(.lock(#lock)));
-        let none_ttl = self.args.none_ttl.map(|secs| quote!(.none_ttl(#secs)));
-        let cache_none = (self.args.cache_none == Some(false)).then(|| quote!(.cache_none(false)));
+        // How to cache: the cached function's business; `<fn>_invalidate` needs the key only.
+        let options = cached.then(|| self.spec_options());
+
         let mut handle = handle(self.args, p);
         if cached && has_transaction(&self.func.sig) {
             // Uncommitted data is never cached, and a transaction reads its own writes.
@@ -297,9 +292,23 @@ impl Gen<'_> {
         quote! {
             #here
             static __CQ_SPEC: #p::Spec =
-                #p::Spec::new(#name)#version #ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none;
+                #p::Spec::new(#name)#version #options;
             let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#tags)*#(#parts)*.keyed();
         }
+    }
+
+    /// The `Spec` builder calls for the options that say how to cache.
+    fn spec_options(&self) -> TokenStream {
+        let a = self.args;
+        let ttl = a.ttl.map(|secs| quote!(.ttl(#secs)));
+        let stale = a.stale.map(|secs| quote!(.stale(#secs)));
+        let fail_safe = (a.fail_safe == Some(false)).then(|| quote!(.fail_safe(false)));
+        let jitter = a.jitter.map(|fraction| quote!(.jitter(#fraction)));
+        let early = a.early.then(|| quote!(.early(true)));
+        let lock = a.lock.map(|lock| quote!(.lock(#lock)));
+        let none_ttl = a.none_ttl.map(|secs| quote!(.none_ttl(#secs)));
+        let cache_none = (a.cache_none == Some(false)).then(|| quote!(.cache_none(false)));
+        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none)
     }
 
     /// The function's generics, less those no key parameter mentions (an executor's `E`,

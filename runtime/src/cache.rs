@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub health: Health,
     /// The in-process tier (`.local_cache(n)`, Redis only).
     pub local: Option<Arc<Local>>,
+    /// `{prefix}:ns`, the namespace's invalidation counter, on which every entry depends.
+    pub ns_key: String,
     warnings: WarnLimiter,
 }
 
@@ -84,9 +86,10 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
+        let ns_key = format!("{}:ns", settings.prefix);
         let local = match (&store, settings.local_cache) {
             (Store::Redis(redis), Some(max_entries)) => {
-                let local = Local::new(max_entries, &settings.prefix);
+                let local = Local::new(max_entries, &settings.prefix, &ns_key);
                 Local::listen(&local, redis.client().clone());
                 Some(local)
             }
@@ -99,6 +102,7 @@ impl QueryCache {
             flights: Flights::default(),
             health: Health::default(),
             local,
+            ns_key,
             warnings: WarnLimiter::new(),
         };
         QueryCache { inner: Arc::new(inner) }
@@ -193,7 +197,7 @@ impl QueryCache {
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
     /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
     pub async fn invalidate_all(&self) -> Result<(), CacheError> {
-        self.invalidate_counters("invalidate_all", vec![self.ns_key()]).await
+        self.invalidate_counters("invalidate_all", vec![self.inner.ns_key.clone()]).await
     }
 
     /// Increments invalidation counters. When the store cannot be reached, the error is
@@ -205,7 +209,7 @@ impl QueryCache {
             Ok(()) => Counters::bump(&self.inner.counters.invalidations),
             Err(err) => {
                 self.failed(op, &keys.join(" "), err);
-                self.inner.health.queue(&keys, &self.ns_key());
+                self.inner.health.queue(&keys, &self.inner.ns_key);
                 Counters::bump(&self.inner.counters.invalidations_queued);
             }
         }
@@ -235,10 +239,6 @@ impl QueryCache {
         delivered && !self.inner.health.has_pending()
     }
 
-    fn ns_key(&self) -> String {
-        format!("{}:ns", self.inner.settings.prefix)
-    }
-
     fn tag_key(&self, tag: &str) -> String {
         format!("{}:tag:{tag}", self.inner.settings.prefix)
     }
@@ -246,7 +246,7 @@ impl QueryCache {
     /// The entry `key` of a call with `tags`, and the counters it depends on.
     pub(crate) fn target(&self, key: String, tags: &[String]) -> Target {
         let mut gen_keys = Vec::with_capacity(2 + tags.len());
-        gen_keys.push(self.ns_key());
+        gen_keys.push(self.inner.ns_key.clone());
         gen_keys.push(format!("{key}:gen"));
         gen_keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
         Target { key, gen_keys }

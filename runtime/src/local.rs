@@ -69,7 +69,7 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub fn new(max_entries: u64, prefix: &str) -> Arc<Local> {
+    pub fn new(max_entries: u64, prefix: &str, ns_key: &str) -> Arc<Local> {
         let entries = Cache::builder()
             .max_capacity(max_entries)
             .expire_after(UntilStale)
@@ -81,7 +81,7 @@ impl Local {
             epoch: AtomicU64::new(0),
             instance: fastrand::u64(..),
             channel: format!("{prefix}:bus"),
-            ns_key: format!("{prefix}:ns"),
+            ns_key: ns_key.to_owned(),
             listener: std::sync::Mutex::new(None),
         })
     }

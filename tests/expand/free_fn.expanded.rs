@@ -45,9 +45,8 @@ pub async fn user_by_id_invalidate(
         ::core::any::type_name_of_val(&__cq_here)
     }
     static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
-            ::cached_query::__private::Name::Here(__cq_here, "user_by_id"),
-        )
-        .ttl(60u64);
+        ::cached_query::__private::Name::Here(__cq_here, "user_by_id"),
+    );
     let __cq_call = ::cached_query::__private::Call::new(
             &__CQ_SPEC,
             ::cached_query::__private::Handle::installed(),

@@ -40,8 +40,7 @@ async fn top_names_invalidate(
     static __CQ_SPEC: ::cached_query::__private::Spec = ::cached_query::__private::Spec::new(
             ::cached_query::__private::Name::Given("reports::top"),
         )
-        .version(2u32)
-        .ttl(300u64);
+        .version(2u32);
     let __cq_call = ::cached_query::__private::Call::new(
             &__CQ_SPEC,
             ::cached_query::__private::Handle::installed(),
