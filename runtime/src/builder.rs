@@ -27,6 +27,7 @@ impl Default for Settings {
 
 enum Backend {
     Redis(String),
+    Cluster(Vec<String>),
     Memory(u64),
 }
 
@@ -55,6 +56,20 @@ impl QueryCacheBuilder {
     /// Stores entries in Redis at `url` (`redis://[user:password@]host[:port][/db]`).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.backend = Some(Backend::Redis(url.into()));
+        self
+    }
+
+    /// Stores entries in a Redis Cluster reached through any of `urls` (one or more of its
+    /// nodes, `redis://[user:password@]host:port`); the rest of the cluster is discovered from
+    /// them. All the keys of one prefix hash to one slot, so every lookup is still one round
+    /// trip; spread the load over the masters with several caches of different prefixes. See
+    /// the README ("Redis Cluster").
+    pub fn redis_cluster<I>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.backend = Some(Backend::Cluster(urls.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -150,6 +165,8 @@ impl QueryCacheBuilder {
             Some("the jitter must be a fraction in [0, 1)")
         } else if s.lock_lease.is_zero() {
             Some("the lock lease must be greater than zero")
+        } else if matches!(self.backend, Some(Backend::Cluster(_))) && s.prefix.contains(['{', '}']) {
+            Some("on a Redis Cluster the prefix must not contain `{` or `}` (it becomes the keys' hash tag)")
         } else {
             None
         };
@@ -158,10 +175,11 @@ impl QueryCacheBuilder {
         }
         let store = match self.backend {
             Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout)?),
+            Some(Backend::Cluster(urls)) => Store::Redis(RedisStore::cluster(&urls, s.timeout)?),
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {
                 return Err(CacheError::Config(
-                    "no backend: call `.redis_url(..)` or `.in_memory(..)` on the builder".into(),
+                    "no backend: call `.redis_url(..)`, `.redis_cluster(..)` or `.in_memory(..)` on the builder".into(),
                 ));
             }
         };

@@ -19,6 +19,7 @@ use crate::lookup::{Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::keyspace;
 use crate::warn::WarnLimiter;
 
 /// A cache of query results, in Redis or in this process. Cheap to clone (an `Arc`).
@@ -43,7 +44,9 @@ pub(crate) struct Inner {
     pub health: Health,
     /// The in-process tier (`.local_cache(n)`, Redis only).
     pub local: Option<Arc<Local>>,
-    /// `{prefix}:ns`, the namespace's invalidation counter, on which every entry depends.
+    /// What starts every key: the prefix, or on a cluster `{prefix}` (one hash slot).
+    pub keyspace: String,
+    /// `{keyspace}:ns`, the namespace's invalidation counter, on which every entry depends.
     pub ns_key: String,
     warnings: WarnLimiter,
 }
@@ -86,11 +89,13 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
-        let ns_key = format!("{}:ns", settings.prefix);
+        let cluster = matches!(&store, Store::Redis(redis) if redis.is_cluster());
+        let keyspace = keyspace(&settings.prefix, cluster);
+        let ns_key = format!("{keyspace}:ns");
         let local = match (&store, settings.local_cache) {
             (Store::Redis(redis), Some(max_entries)) => {
-                let local = Local::new(max_entries, &settings.prefix, &ns_key);
-                Local::listen(&local, redis.client().clone());
+                let local = Local::new(max_entries, &keyspace, &ns_key);
+                Local::listen(&local, redis.clients().to_vec());
                 Some(local)
             }
             _ => None,
@@ -102,6 +107,7 @@ impl QueryCache {
             flights: Flights::default(),
             health: Health::default(),
             local,
+            keyspace,
             ns_key,
             warnings: WarnLimiter::new(),
         };
@@ -123,7 +129,8 @@ impl QueryCache {
         self.inner.flights.len()
     }
 
-    /// The namespace that starts every key of this cache.
+    /// The namespace that starts every key of this cache (as the hash tag `{prefix}` on a
+    /// Redis Cluster).
     pub fn prefix(&self) -> &str {
         &self.inner.settings.prefix
     }
@@ -147,7 +154,7 @@ impl QueryCache {
     }
 
     pub(crate) fn key_from(&self, head: &str, hash: u128) -> String {
-        key::join(&self.inner.settings.prefix, head, hash)
+        key::join(&self.inner.keyspace, head, hash)
     }
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
@@ -240,7 +247,7 @@ impl QueryCache {
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}:tag:{tag}", self.inner.settings.prefix)
+        format!("{}:tag:{tag}", self.inner.keyspace)
     }
 
     /// The entry `key` of a call with `tags`, and the counters it depends on.
@@ -306,8 +313,10 @@ impl QueryCache {
             let timeout = cache.inner.settings.timeout;
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
-                let answered =
-                    matches!(tokio::time::timeout(timeout, cache.inner.store.ping()).await, Ok(Ok(())));
+                let answered = matches!(
+                    tokio::time::timeout(timeout, cache.inner.store.ping(&cache.inner.ns_key)).await,
+                    Ok(Ok(()))
+                );
                 if answered && cache.deliver_pending(false).await {
                     cache.inner.health.close();
                     tracing::info!(backend = %cache.inner.store.describe(), "cached_query: cache reachable again");

@@ -15,7 +15,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let cache = QueryCache::in_memory(10_000); // or QueryCache::builder().redis_url(..).build()
+//! let cache = QueryCache::in_memory(10_000); // or QueryCache::builder().redis_url(..) (or .redis_cluster(..)).build()
 //! cached_query::install(cache.clone());
 //!
 //! assert_eq!(score(7).await.unwrap(), 70); // miss: runs the body, stores 70

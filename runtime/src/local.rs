@@ -86,13 +86,13 @@ impl Local {
         })
     }
 
-    /// Subscribes to the backplane with `client`, in the background, for as long as `local`
-    /// lives; resubscribes after a lost connection.
-    pub fn listen(local: &Arc<Local>, client: redis::Client) {
+    /// Subscribes to the backplane through one of `clients`, in the background, for as long as
+    /// `local` lives; after a lost connection, resubscribes through the next one.
+    pub fn listen(local: &Arc<Local>, clients: Vec<redis::Client>) {
         let weak = Arc::downgrade(local);
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
-            loop {
+            for client in clients.iter().cycle() {
                 let Some(local) = weak.upgrade() else { return };
                 let channel = local.channel.clone();
                 drop(local);

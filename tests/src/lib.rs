@@ -9,6 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cached_query::{QueryCache, cached_query};
 use sqlx::PgPool;
 
+pub mod cluster;
+pub mod matrix;
+
 /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -82,6 +85,8 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     password: Option<String>,
+    /// More `redis-server` arguments (a cluster node's).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -95,7 +100,12 @@ impl RedisServer {
 
     /// A server on a free port that is not running yet (`restart` starts it).
     pub fn unstarted() -> RedisServer {
-        RedisServer { port: free_port(), password: None, child: None }
+        RedisServer::unstarted_with(free_port(), Vec::new())
+    }
+
+    /// A server on `port`, started with `args` besides the usual ones, not running yet.
+    pub fn unstarted_with(port: u16, args: Vec<String>) -> RedisServer {
+        RedisServer { port, password: None, args, child: None }
     }
 
     /// Starts a server that requires `password` (its `url()` carries it).
@@ -119,6 +129,7 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", &std::env::temp_dir().to_string_lossy()])
             .args(self.password.iter().flat_map(|p| ["--requirepass", p.as_str()]))
+            .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
@@ -152,6 +163,18 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether this server's process is running (not stopped; it may be paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Runs `args` with `redis-cli` against this server; its output.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let output =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     fn answers(&self) -> bool {

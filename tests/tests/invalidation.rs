@@ -5,53 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cached_query::{QueryCache, cache_invalidate, cached_query};
+use cached_query::{QueryCache, cached_query};
+use cached_query_tests::matrix::{rename, tags_invalidate_exactly_their_entries};
 use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, unique_prefix, user_name, users_table};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-
-#[cache_invalidate(cache = cache, tags = ["user:{id}"])]
-async fn rename(
-    cache: &QueryCache,
-    pool: &PgPool,
-    table: &str,
-    id: i64,
-    to: &str,
-) -> Result<u64, sqlx::Error> {
-    let sql = format!("UPDATE {table} SET name = $2 WHERE id = $1");
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(to).execute(pool).await?;
-    Ok(done.rows_affected())
-}
-
-async fn tags_invalidate_exactly_their_entries(cache: QueryCache, table: &str) {
-    let (pool, calls) = (pg().await, AtomicUsize::new(0));
-    users_table(&pool, table).await;
-    let get = |id| user_name(&cache, &pool, table, &calls, id);
-    assert_eq!(get(1).await.unwrap(), "alice");
-    assert_eq!(get(2).await.unwrap(), "bob");
-    assert_eq!(calls.load(SeqCst), 2);
-
-    cache.invalidate_tags(["user:1"]).await.unwrap();
-    assert_eq!(get(1).await.unwrap(), "alice");
-    assert_eq!(get(2).await.unwrap(), "bob");
-    assert_eq!(calls.load(SeqCst), 3, "only user:1 ran again");
-
-    cache.invalidate_tags(["users"]).await.unwrap();
-    get(1).await.unwrap();
-    get(2).await.unwrap();
-    assert_eq!(calls.load(SeqCst), 5, "both carry `users`");
-
-    assert_eq!(rename(&cache, &pool, table, 2, "robert").await.unwrap(), 1);
-    assert_eq!(get(2).await.unwrap(), "robert", "the write invalidated user:2");
-    assert_eq!(get(1).await.unwrap(), "alice");
-    assert_eq!(calls.load(SeqCst), 6);
-}
-
-#[tokio::test]
-async fn tags_in_redis() {
-    tags_invalidate_exactly_their_entries(redis_cache("tags").await, "t_inv_tags").await;
-}
 
 #[tokio::test]
 async fn tags_in_memory() {
@@ -67,24 +26,6 @@ async fn a_failed_write_invalidates_nothing() {
     user_name(&cache, &pool, "t_inv_failed", &calls, 1).await.unwrap();
     assert_eq!(calls.load(SeqCst), 1, "still cached");
     assert_eq!(cache.stats().invalidations, 0);
-}
-
-#[tokio::test]
-async fn invalidate_all_flushes_one_namespace_in_one_step() {
-    let (pool, calls) = (pg().await, AtomicUsize::new(0));
-    users_table(&pool, "t_inv_all").await;
-    let (mine, other) = (redis_cache("ns_mine").await, redis_cache("ns_other").await);
-    for id in 1..=3 {
-        user_name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
-        user_name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
-    }
-    assert_eq!(calls.load(SeqCst), 6);
-    mine.invalidate_all().await.unwrap();
-    for id in 1..=3 {
-        user_name(&mine, &pool, "t_inv_all", &calls, id).await.unwrap();
-        user_name(&other, &pool, "t_inv_all", &calls, id).await.unwrap();
-    }
-    assert_eq!(calls.load(SeqCst), 9, "all of `mine` ran again, none of `other`");
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

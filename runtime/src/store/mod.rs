@@ -100,10 +100,10 @@ impl Store {
         }
     }
 
-    /// Whether the store answers.
-    pub async fn ping(&self) -> Result<(), CacheError> {
+    /// Whether the store answers for `key`.
+    pub async fn ping(&self, key: &str) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.ping().await,
+            Store::Redis(s) => s.ping(key).await,
             Store::Memory(_) => Ok(()),
         }
     }

@@ -1,17 +1,72 @@
-//! The Redis backend: one multiplexed, self-reconnecting `ConnectionManager`.
+//! The Redis backend: one multiplexed, self-reconnecting connection, to a server
+//! (`ConnectionManager`) or to a Redis Cluster (the `redis` crate's async cluster client).
+//!
+//! On a cluster, every key this cache writes for one prefix hashes to one slot (the prefix is
+//! a hash tag, see [`keyspace`]), so that a lookup, an invalidation and a lease are each one
+//! pipeline to one node, as on a single server.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::CacheError;
 
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
-    /// The URL with its password masked, for `Debug` and logs.
+    /// Clients of the nodes the backplane may subscribe through (one per URL given).
+    clients: Vec<redis::Client>,
+    conn: Conn,
+    /// The URL(s) with passwords masked, for `Debug` and logs.
     redacted: String,
+}
+
+/// A connection to a server or to a cluster; cheap to clone (both are multiplexed handles).
+#[derive(Clone)]
+enum Conn {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Server(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Server(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The start of every key under `prefix`: the prefix itself on a server; on a cluster, the
+/// prefix as a hash tag (`{prefix}`), so that an entry, its counters and its lease share a
+/// slot. The price: one prefix lives on one master (see the README, "Redis Cluster").
+pub(crate) fn keyspace(prefix: &str, cluster: bool) -> String {
+    if cluster { format!("{{{prefix}}}") } else { prefix.to_owned() }
+}
+
+fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {
+    CacheError::Config(format!("invalid Redis URL `{redacted}`: {e}"))
 }
 
 impl RedisStore {
@@ -19,13 +74,36 @@ impl RedisStore {
     /// that is down when the program starts only degrades the cache until it comes up.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, CacheError> {
         let redacted = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| CacheError::Config(format!("invalid Redis URL `{redacted}`: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(RedisStore { client, conn, redacted })
+        Ok(RedisStore { clients: vec![client], conn: Conn::Server(conn), redacted })
+    }
+
+    /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
+    /// discovered from them, and followed through failovers and resharding).
+    pub fn cluster(urls: &[String], timeout: Duration) -> Result<Self, CacheError> {
+        let redacted = format!("cluster[{}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
+        if urls.is_empty() {
+            return Err(CacheError::Config("a Redis Cluster needs at least one node URL".into()));
+        }
+        let clients = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()).map_err(|e| invalid_url(&redact(url), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = ClusterClient::builder(urls.iter().map(String::as_str))
+            .build()
+            .map_err(|e| invalid_url(&redacted, e))?;
+        let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+        let conn = cluster.get_pending_async_connection_with_config(config);
+        Ok(RedisStore { clients, conn: Conn::Cluster(conn), redacted })
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
@@ -73,9 +151,10 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The client, for connections of their own (the backplane's subscription).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Clients for connections of their own (the backplane's subscription): on a cluster, one
+    /// per node URL given, since a `PUBLISH` on any node reaches the subscribers of all.
+    pub fn clients(&self) -> &[redis::Client] {
+        &self.clients
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
@@ -115,9 +194,11 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<(), CacheError> {
+    /// Whether the node holding `key` answers (`EXISTS`: on a cluster, `PING` would go to
+    /// every master, and fail while any one of them is down).
+    pub async fn ping(&self, key: &str) -> Result<(), CacheError> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING").exec_async(&mut conn).await?;
+        redis::cmd("EXISTS").arg(key).exec_async(&mut conn).await?;
         Ok(())
     }
 

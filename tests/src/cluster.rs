@@ -1,0 +1,116 @@
+//! A Redis Cluster of the test's own: `redis-server --cluster-enabled yes` processes on
+//! loopback ports, joined with `redis-cli --cluster create`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::RedisServer;
+
+/// A cluster of `masters` masters with `replicas` replicas each; its processes are killed and
+/// its directory removed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+/// A port whose cluster bus port (`port + 10000`) is free too.
+fn free_cluster_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = fastrand::u16(20_000..40_000);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !taken.contains(&port) && free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts the nodes, creates the cluster and waits until every node reports it `ok`.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("cq-cluster-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ports = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            ports.push(free_cluster_port(&ports));
+        }
+        let nodes = ports
+            .iter()
+            .map(|&port| {
+                let conf = dir.join(format!("nodes-{port}.conf")).to_string_lossy().into_owned();
+                let args = ["--cluster-enabled", "yes", "--cluster-config-file", &conf]
+                    .into_iter()
+                    .chain(["--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"])
+                    // Replicas sync at once (the default waits 5 s for more replicas).
+                    .chain(["--repl-diskless-sync-delay", "0"])
+                    .map(str::to_owned)
+                    .collect();
+                let mut node = RedisServer::unstarted_with(port, args);
+                node.restart();
+                node
+            })
+            .collect();
+        let cluster = RedisCluster { nodes, dir };
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli on PATH");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The URLs of all nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and knows all slots' owners,
+    /// and every replica has synced with its master (only a synced replica can take over).
+    pub fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+            let info = n.command(&["CLUSTER", "INFO"]).unwrap_or_default();
+            let replication = n.command(&["INFO", "replication"]).unwrap_or_default();
+            info.contains("cluster_state:ok")
+                && info.contains("cluster_slots_ok:16384")
+                && (replication.contains("role:master") || replication.contains("master_link_status:up"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node that is master of the slot of `key` right now (asked of a running node).
+    pub fn master_of(&mut self, key: &str) -> &mut RedisServer {
+        let asker = self.nodes.iter().find(|n| n.is_running()).expect("a running node");
+        let slot: u16 = asker.command(&["CLUSTER", "KEYSLOT", key]).unwrap().trim().parse().unwrap();
+        let table = asker.command(&["CLUSTER", "NODES"]).unwrap();
+        let port = table
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail"))
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let owns = fields[8..].iter().any(|range| match range.split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).contains(&slot),
+                    None => range.parse() == Ok(slot),
+                });
+                owns.then(|| fields[1].split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap())
+            })
+            .expect("a master owns the slot");
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

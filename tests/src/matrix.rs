@@ -1,0 +1,309 @@
+//! The core test matrix: what the cache promises (hits, keys and TTLs in Redis, exact, tag and
+//! namespace invalidation, stale-while-revalidate, leases across instances, the local tier's
+//! coherence), written once and run against each backend: one Redis server, a Redis Cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cached_query::{QueryCache, QueryCacheBuilder, cache_invalidate, cached_query};
+use sqlx::PgPool;
+
+use crate::{pg, unique_prefix, user_name, user_name_invalidate, users_table};
+
+/// Where the caches of a matrix run keep their entries.
+pub enum Backend {
+    Server(String),
+    Cluster(Vec<String>),
+}
+
+impl Backend {
+    /// A builder on this backend, under a prefix of its own.
+    pub fn builder(&self, prefix: &str) -> QueryCacheBuilder {
+        let builder = match self {
+            Backend::Server(url) => QueryCache::builder().redis_url(url),
+            Backend::Cluster(urls) => QueryCache::builder().redis_cluster(urls.clone()),
+        };
+        builder.prefix(prefix).timeout(Duration::from_millis(500))
+    }
+
+    /// A cache on this backend under a fresh prefix, once it answers.
+    pub async fn cache(&self, test: &str) -> QueryCache {
+        let cache = self.builder(&unique_prefix(test)).build().await.expect("build cache");
+        until_reachable(&cache).await;
+        cache
+    }
+
+    /// Runs `cmd` on this backend (routed by its key on a cluster).
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        match self {
+            Backend::Server(url) => cmd.query_async(&mut crate::redis_conn(url).await).await.unwrap(),
+            Backend::Cluster(urls) => {
+                let client = redis::cluster::ClusterClient::new(urls.clone()).unwrap();
+                cmd.query_async(&mut client.get_async_connection().await.unwrap()).await.unwrap()
+            }
+        }
+    }
+}
+
+/// Waits (with a deadline) until `cache` reads its store without an error.
+pub async fn until_reachable(cache: &QueryCache) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.get::<()>(&format!("{}:reachable", cache.prefix())).await.is_err() {
+        assert!(Instant::now() < deadline, "the cache never reached its store");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs every scenario on `backend`; `tables` names this run's tables. Returns how long
+/// invalidations took to reach the other instances' local tiers.
+pub async fn run(backend: &Backend, tables: &str) -> Vec<Duration> {
+    hits_keys_and_ttls(backend, &format!("{tables}_hits")).await;
+    tags_invalidate_exactly_their_entries(backend.cache("matrix_tags").await, &format!("{tables}_tags"))
+        .await;
+    invalidate_all_flushes_one_namespace(backend, &format!("{tables}_all")).await;
+    stale_while_revalidate(backend, &format!("{tables}_swr")).await;
+    one_lease_across_instances(backend).await;
+    local_tiers_stay_coherent(backend, &format!("{tables}_local")).await
+}
+
+/// A miss runs the query, a hit does not; the entry sits under the documented key with its
+/// TTL; other arguments get other entries; an exact invalidation drops exactly one.
+pub async fn hits_keys_and_ttls(backend: &Backend, table: &str) {
+    let (pool, cache, calls) = (pg().await, backend.cache("matrix_hits").await, AtomicUsize::new(0));
+    users_table(&pool, table).await;
+    assert_eq!(user_name(&cache, &pool, table, &calls, 1).await.unwrap(), "alice");
+    assert_eq!(user_name(&cache, &pool, table, &calls, 1).await.unwrap(), "alice");
+    assert_eq!(user_name(&cache, &pool, table, &calls, 2).await.unwrap(), "bob");
+    assert_eq!(calls.load(SeqCst), 2);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.errors), (1, 2, 0), "{stats:?}");
+
+    let key = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
+    let ttl: i64 = backend.query(redis::cmd("PTTL").arg(&key)).await;
+    assert!((54_000..=66_000).contains(&ttl), "TTL 60 s ± 10 % jitter, got {ttl} ms for {key}");
+
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'alicia' WHERE id = 1")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    user_name_invalidate(&cache, 1).await.unwrap();
+    assert_eq!(user_name(&cache, &pool, table, &calls, 1).await.unwrap(), "alicia");
+    assert_eq!(user_name(&cache, &pool, table, &calls, 2).await.unwrap(), "bob");
+    assert_eq!(calls.load(SeqCst), 3, "only the invalidated entry ran again");
+}
+
+/// Renames user `id`, invalidating the tag `user:{id}`.
+#[cache_invalidate(cache = cache, tags = ["user:{id}"])]
+pub async fn rename(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    id: i64,
+    to: &str,
+) -> Result<u64, sqlx::Error> {
+    let sql = format!("UPDATE {table} SET name = $2 WHERE id = $1");
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(to).execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// Invalidating a tag drops the entries carrying it, and only those.
+pub async fn tags_invalidate_exactly_their_entries(cache: QueryCache, table: &str) {
+    let (pool, calls) = (pg().await, AtomicUsize::new(0));
+    users_table(&pool, table).await;
+    let get = |id| user_name(&cache, &pool, table, &calls, id);
+    assert_eq!(get(1).await.unwrap(), "alice");
+    assert_eq!(get(2).await.unwrap(), "bob");
+    assert_eq!(calls.load(SeqCst), 2);
+
+    cache.invalidate_tags(["user:1"]).await.unwrap();
+    assert_eq!(get(1).await.unwrap(), "alice");
+    assert_eq!(get(2).await.unwrap(), "bob");
+    assert_eq!(calls.load(SeqCst), 3, "only user:1 ran again");
+
+    cache.invalidate_tags(["users"]).await.unwrap();
+    get(1).await.unwrap();
+    get(2).await.unwrap();
+    assert_eq!(calls.load(SeqCst), 5, "both carry `users`");
+
+    assert_eq!(rename(&cache, &pool, table, 2, "robert").await.unwrap(), 1);
+    assert_eq!(get(2).await.unwrap(), "robert", "the write invalidated user:2");
+    assert_eq!(get(1).await.unwrap(), "alice");
+    assert_eq!(calls.load(SeqCst), 6);
+}
+
+/// `invalidate_all` drops every entry of its prefix, none of another's.
+pub async fn invalidate_all_flushes_one_namespace(backend: &Backend, table: &str) {
+    let (pool, calls) = (pg().await, AtomicUsize::new(0));
+    users_table(&pool, table).await;
+    let (mine, other) = (backend.cache("ns_mine").await, backend.cache("ns_other").await);
+    for id in 1..=3 {
+        user_name(&mine, &pool, table, &calls, id).await.unwrap();
+        user_name(&other, &pool, table, &calls, id).await.unwrap();
+    }
+    assert_eq!(calls.load(SeqCst), 6);
+    mine.invalidate_all().await.unwrap();
+    for id in 1..=3 {
+        user_name(&mine, &pool, table, &calls, id).await.unwrap();
+        user_name(&other, &pool, table, &calls, id).await.unwrap();
+    }
+    assert_eq!(calls.load(SeqCst), 9, "all of `mine` ran again, none of `other`");
+}
+
+#[cached_query(ttl = 1, stale = 60, jitter = 0, cache = cache, skip(cache, table, calls))]
+async fn fresh_name(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: Arc<AtomicUsize>,
+    id: i64,
+) -> Result<String, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Past its TTL, an entry is served stale while one refresh runs in the background.
+pub async fn stale_while_revalidate(backend: &Backend, table: &str) {
+    let (pool, cache, calls) = (pg().await, backend.cache("matrix_swr").await, Arc::new(AtomicUsize::new(0)));
+    users_table(&pool, table).await;
+    let get = || fresh_name(&cache, &pool, table, calls.clone(), 3);
+    assert_eq!(get().await.unwrap(), "carol");
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'caroline' WHERE id = 3")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().stale_served == 0 {
+        assert!(Instant::now() < deadline, "never served stale: {:?}", cache.stats());
+        assert_eq!(get().await.unwrap(), "carol", "fresh, then stale: the old value");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while get().await.unwrap() != "caroline" {
+        assert!(Instant::now() < deadline, "the refresh never landed: {:?}", cache.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls.load(SeqCst), 2, "one query, one refresh");
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, calls))]
+async fn slow_square(
+    cache: &QueryCache,
+    pool: &PgPool,
+    calls: &AtomicUsize,
+    n: i64,
+) -> Result<i64, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    sqlx::query_scalar("SELECT $1::bigint * $1::bigint FROM pg_sleep(0.3)").bind(n).fetch_one(pool).await
+}
+
+/// With `lock`, instances that miss together run the query once: one holds the lease, the
+/// others wait for its result.
+pub async fn one_lease_across_instances(backend: &Backend) {
+    let (pool, calls, prefix) = (pg().await, AtomicUsize::new(0), unique_prefix("matrix_lease"));
+    let mut caches = Vec::new();
+    for _ in 0..3 {
+        let cache =
+            backend.builder(&prefix).lock(true).lock_wait(Duration::from_secs(5)).build().await.unwrap();
+        until_reachable(&cache).await;
+        caches.push(cache);
+    }
+    let call = |cache| slow_square(cache, &pool, &calls, 7);
+    let results = tokio::join!(call(&caches[0]), call(&caches[1]), call(&caches[2]));
+    assert_eq!((results.0.unwrap(), results.1.unwrap(), results.2.unwrap()), (49, 49, 49));
+    assert_eq!(calls.load(SeqCst), 1, "one instance ran the query");
+    assert!(caches.iter().map(|c| c.stats().lock_waits).sum::<u64>() >= 1);
+}
+
+/// `n` instances with a local tier, sharing a prefix on `backend`.
+pub async fn local_instances(backend: &Backend, test: &str, n: usize) -> Vec<QueryCache> {
+    let prefix = unique_prefix(test);
+    let mut all = Vec::new();
+    for _ in 0..n {
+        let cache = backend.builder(&prefix).local_cache(1000).build().await.unwrap();
+        until_reachable(&cache).await;
+        all.push(cache);
+    }
+    all
+}
+
+/// Calls until `cache` answers `expected`, with a deadline; how long it took.
+pub async fn until_answer(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    id: i64,
+    expected: &str,
+) -> Duration {
+    let (started, calls) = (Instant::now(), AtomicUsize::new(0));
+    loop {
+        if user_name(cache, pool, table, &calls, id).await.unwrap() == expected {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never saw {expected}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Calls until a hit comes from the local tier (its subscription is up), with a deadline.
+pub async fn until_local_hit(cache: &QueryCache, pool: &PgPool, table: &str, id: i64) {
+    let (deadline, calls) = (Instant::now() + Duration::from_secs(10), AtomicUsize::new(0));
+    let before = cache.stats().local_hits;
+    while cache.stats().local_hits == before {
+        assert!(Instant::now() < deadline, "no local hit: {:?}", cache.stats());
+        user_name(cache, pool, table, &calls, id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every instance's local tier serves hits without a query, and drops what another instance
+/// invalidated (tag, exact key, namespace) within a bounded delay; returns those delays.
+pub async fn local_tiers_stay_coherent(backend: &Backend, table: &str) -> Vec<Duration> {
+    let pool = pg().await;
+    users_table(&pool, table).await;
+    let caches = local_instances(backend, "coherence", 3).await;
+    for cache in &caches {
+        until_local_hit(cache, &pool, table, 1).await;
+        until_local_hit(cache, &pool, table, 2).await;
+    }
+    let calls = AtomicUsize::new(0);
+    let before = caches[0].stats().local_hits;
+    for _ in 0..10 {
+        assert_eq!(user_name(&caches[0], &pool, table, &calls, 2).await.unwrap(), "bob");
+    }
+    assert_eq!((caches[0].stats().local_hits - before, calls.load(SeqCst)), (10, 0));
+
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'robert' WHERE id = 2")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    caches[0].invalidate_tags(["user:2"]).await.unwrap();
+    // The invalidating instance: at once. The others: after the backplane's delay.
+    assert_eq!(user_name(&caches[0], &pool, table, &calls, 2).await.unwrap(), "robert");
+    let mut delays = Vec::new();
+    for cache in &caches[1..] {
+        delays.push(until_answer(cache, &pool, table, 2, "robert").await);
+    }
+    assert!(delays.iter().all(|d| *d < Duration::from_secs(1)), "{delays:?}");
+
+    // A write that another instance recomputes replaces the copies too (exact invalidation).
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'bobby' WHERE id = 2")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    user_name_invalidate(&caches[1], 2).await.unwrap();
+    for cache in &caches {
+        until_answer(cache, &pool, table, 2, "bobby").await;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'al' WHERE id = 1")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    caches[2].invalidate_all().await.unwrap();
+    for cache in &caches {
+        until_answer(cache, &pool, table, 1, "al").await;
+    }
+    delays
+}

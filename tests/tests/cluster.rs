@@ -1,0 +1,105 @@
+//! Redis Cluster: the core matrix on a 3-master cluster the test starts itself, the key layout
+//! (one hash slot per prefix), and a master failover under load. The same matrix runs on the
+//! shared Redis server too, so the two backends are held to one standard.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cached_query::{CacheError, QueryCache};
+use cached_query_tests::cluster::RedisCluster;
+use cached_query_tests::matrix::{self, Backend};
+use cached_query_tests::{pg, redis_url, user_name, user_name_invalidate, users_table};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_matrix_on_one_server() {
+    let delays = matrix::run(&Backend::Server(redis_url()), "t_matrix_server").await;
+    println!("local tier, server: invalidation reached the other instances after {delays:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_matrix_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let backend = Backend::Cluster(cluster.urls());
+    let delays = matrix::run(&backend, "t_matrix_cluster").await;
+    println!("local tier, cluster: invalidation reached the other instances after {delays:?}");
+
+    // Every key of one prefix is in one slot: the hash tag is the prefix.
+    let cache = backend.cache("slots").await;
+    let (pool, calls) = (pg().await, AtomicUsize::new(0));
+    users_table(&pool, "t_cluster_slots").await;
+    user_name(&cache, &pool, "t_cluster_slots", &calls, 1).await.unwrap();
+    cache.invalidate_tags(["user:1"]).await.unwrap();
+    user_name_invalidate(&cache, 1).await.unwrap();
+    user_name(&cache, &pool, "t_cluster_slots", &calls, 1).await.unwrap();
+    let key = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
+    assert!(key.starts_with(&format!("{{{}}}:", cache.prefix())), "{key}");
+    let keys = [key.clone(), format!("{key}:gen"), format!("{{{}}}:tag:user:1", cache.prefix())];
+    let mut slots = Vec::new();
+    for key in &keys {
+        slots.push(backend.query::<u16>(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await);
+        assert_eq!(backend.query::<u8>(redis::cmd("EXISTS").arg(key)).await, 1, "{key} exists");
+    }
+    assert!(slots.iter().all(|s| *s == slots[0]), "{keys:?} in slots {slots:?}");
+}
+
+#[tokio::test]
+async fn cluster_configuration_errors_come_from_build() {
+    let none: [&str; 0] = [];
+    for (builder, expected) in [
+        (QueryCache::builder().redis_cluster(none), "at least one node"),
+        (QueryCache::builder().redis_cluster(["redis://127.0.0.1:1", "nonsense"]), "invalid Redis URL"),
+        (QueryCache::builder().redis_cluster(["redis://127.0.0.1:1"]).prefix("a{b}"), "hash tag"),
+    ] {
+        match builder.build().await {
+            Err(CacheError::Config(message)) => assert!(message.contains(expected), "{message}"),
+            other => panic!("expected a configuration error about {expected}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_keeps_queries_answering() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let backend = Backend::Cluster(cluster.urls());
+    let (pool, calls, table) = (pg().await, AtomicUsize::new(0), "t_cluster_failover");
+    users_table(&pool, table).await;
+    let cache = backend.cache("failover").await;
+    for id in 1..=3 {
+        user_name(&cache, &pool, table, &calls, id).await.unwrap();
+    }
+    assert_eq!(calls.load(SeqCst), 3);
+
+    let master = cluster.master_of(&format!("{{{}}}:ns", cache.prefix()));
+    let killed = master.port;
+    master.stop();
+    // Every call answers, rightly, throughout: from the database while the slot has no
+    // master, from the cache again once the replica has taken over.
+    let (deadline, started) = (Instant::now() + Duration::from_secs(30), Instant::now());
+    let mut answered = 0;
+    loop {
+        let before = cache.stats();
+        for (id, name) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+            assert_eq!(user_name(&cache, &pool, table, &calls, id).await.unwrap(), name);
+            answered += 1;
+        }
+        let after = cache.stats();
+        if after.hits - before.hits == 3 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let nodes = cluster.nodes.iter().find(|n| n.is_running()).unwrap().command(&["CLUSTER", "NODES"]);
+            panic!("no hits 30 s after killing {killed}: {after:?}\n{}", nodes.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("failover: {answered} calls answered; cache hits again after {:?}", started.elapsed());
+    assert_ne!(cluster.master_of(&format!("{{{}}}:ns", cache.prefix())).port, killed, "a replica took over");
+
+    // Invalidation works on the new master.
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'carla' WHERE id = 3")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    cache.invalidate_tags(["user:3"]).await.unwrap();
+    assert_eq!(user_name(&cache, &pool, table, &calls, 3).await.unwrap(), "carla");
+}
