@@ -1,11 +1,14 @@
 //! What a cache hit costs next to the physical minimum, a raw `GET` of the same bytes:
 //! sequential calls against Redis at `REDIS_URL`, for one row (the workload's Q1 shape).
+//! With `REDIS_CLUSTER_URLS` (comma-separated node URLs), the same against a Redis Cluster.
 //! The output is recorded in `docs/benchmarks.md`.
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin hitpath
+//! REDIS_CLUSTER_URLS=redis://127.0.0.1:7001 cargo run --release -p cached-query-examples --bin hitpath
 //! ```
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,48 @@ fn summary(name: &str, mut samples: Vec<Duration>, base: Option<Duration>) -> Du
     let ratio = base.map_or(String::from("1.00"), |b| format!("{:.2}", p50.as_secs_f64() / b.as_secs_f64()));
     println!("| {name} | {p50:.1?} | {p99:.1?} | {ratio} |");
     p50
+}
+
+/// Times `CALLS` sequential calls of `call(i)`.
+async fn sample<F: Future>(mut call: impl FnMut(usize) -> F) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let started = Instant::now();
+        black_box(call(i).await);
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// Raw `GET` + decode of one-row values stored under `{prefix}:raw:{id}`, then the hit of
+/// `plain` on `cache`, on the connection `conn` of the same kind; the rows of the table.
+async fn raw_and_hit<C>(
+    label: &str,
+    cache: &QueryCache,
+    conn: &mut C,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    C: redis::aio::ConnectionLike + Clone,
+{
+    // Keys of the cache's own keyspace (on a cluster: its slot), named `raw`.
+    let raw_keys: Vec<String> = (0..IDS).map(|id| cache.key("raw", 0, &id).unwrap()).collect();
+    for (id, key) in raw_keys.iter().enumerate() {
+        let bytes = rmp_serde::to_vec_named(&Some(user_row(id as i64)))?;
+        redis::cmd("SET").arg(key).arg(bytes).exec_async(conn).await?;
+        plain(cache, id as i64).await;
+    }
+    let samples = sample(|i| {
+        let (mut conn, key) = (conn.clone(), &raw_keys[i % IDS as usize]);
+        async move {
+            let bytes: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap();
+            rmp_serde::from_slice::<Option<UserRow>>(&bytes).unwrap()
+        }
+    })
+    .await;
+    let base = summary(&format!("{label}: raw GET + MessagePack decode"), samples, None);
+    let samples = sample(|i| plain(cache, (i as i64) % IDS)).await;
+    summary(&format!("{label}: cached fn hit"), samples, Some(base));
+    Ok(())
 }
 
 #[tokio::main]
@@ -103,5 +148,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hits_before = local.stats().local_hits;
     summary("hit-l1: cached fn hit in the local tier", samples, Some(base));
     assert!(hits_before >= CALLS as u64, "every measured call was a local hit: {:?}", local.stats());
+
+    if let Ok(urls) = std::env::var("REDIS_CLUSTER_URLS") {
+        let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+        let cluster = QueryCache::builder().redis_cluster(urls.clone()).prefix(&prefix).build().await?;
+        let mut conn = redis::cluster::ClusterClient::new(urls)?.get_async_connection().await?;
+        raw_and_hit("cluster", &cluster, &mut conn).await?;
+        raw_and_hit(
+            "server",
+            &cache,
+            &mut redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?,
+        )
+        .await?;
+    }
     Ok(())
 }
