@@ -164,6 +164,12 @@ impl QueryCache {
         Ok(bytes.and_then(|b| codec::decode(&b).ok()).map(|(value, _)| value))
     }
 
+    /// Decodes the bytes of an entry as they are stored (what a raw `GET` of its key returns)
+    /// into a `T`: for tools that read Redis directly, and for measuring the codec.
+    pub fn decode_entry<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CacheError> {
+        codec::decode(bytes).map(|(value, _)| value).map_err(|e| CacheError::Decode(e.to_string()))
+    }
+
     /// Encodes `value` and stores it under `key` for `ttl`.
     pub async fn set<T: Serialize + DeserializeOwned + 'static>(
         &self,

@@ -101,7 +101,7 @@ pub(crate) struct Miss {
 /// What one read of an entry gave.
 enum Read<V> {
     /// A valid entry (its counters unchanged).
-    Hit { value: V, meta: Meta, bytes: Arc<[u8]> },
+    Hit { value: V, meta: Meta, bytes: Vec<u8> },
     /// None, or one that was invalidated, or one that does not decode.
     Miss { gens: Gens },
 }
@@ -135,7 +135,7 @@ impl QueryCache {
         let gens = match self.read::<V>(target).await {
             Read::Hit { value, meta, bytes } => {
                 if let (Some(local), Some(epoch)) = (local, epoch) {
-                    local.put(epoch, &target.key, local_entry(target, bytes, meta)).await;
+                    local.put(epoch, &target.key, local_entry(target, bytes.into(), meta)).await;
                 }
                 match self.serve(value, meta, policy) {
                     Ok(found) => return found,
@@ -166,7 +166,7 @@ impl QueryCache {
                     // (Quietly: a bad entry was counted by the first read.)
                     return match self.read_counted::<V>(target, false).await {
                         Read::Hit { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
-                            leader.finish(Some(bytes));
+                            leader.finish(Some(bytes.into()));
                             Counters::bump(&counters.hits);
                             Found::Value { value, refresh: None }
                         }
@@ -363,7 +363,7 @@ impl QueryCache {
         let gens = gens_hash(&values);
         let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
         match codec::decode(&bytes) {
-            Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes: bytes.into() },
+            Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes },
             Ok(_) => Read::Miss { gens: Some(gens) }, // invalidated since it was computed
             Err(err) => {
                 if count {
@@ -476,7 +476,7 @@ impl QueryCache {
             tokio::time::sleep(LEASE_POLL).await;
             if let Read::Hit { value, bytes, .. } = self.read::<V>(target).await {
                 Counters::bump(&self.inner().counters.lock_waits);
-                return LeaseWait::Result(value, bytes);
+                return LeaseWait::Result(value, bytes.into());
             }
         }
     }

@@ -1,0 +1,469 @@
+//! The workload benchmark (`shared/workload.md`): three queries against Postgres, each served
+//! by the database, by a raw Redis `GET` of the bytes the cache stores (the physical limit),
+//! by a `#[cached_query]` hit, by a hit in the local tier, and by the `cached` crate's Redis
+//! store, one after another in one run. Prints Markdown tables and, with `--write`, replaces
+//! the results section of `docs/benchmarks.md`.
+//!
+//! ```sh
+//! cargo run --release -p cached-query-examples --bin bench -- --write
+//! ```
+//!
+//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), `REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), `BENCH_SECS` (seconds per throughput point, default 1.5).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cached::macros::concurrent_cached;
+use cached_query::{QueryCache, cached_query};
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+/// A row of `bench.users`.
+#[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct User {
+    id: i64,
+    name: String,
+    email: String,
+    score: i32,
+    created_at: DateTime<Utc>,
+}
+
+/// A row of Q3.
+#[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Bucket {
+    bucket: i32,
+    count: i64,
+    avg_name_len: f64,
+}
+
+const Q1: &str = "SELECT id, name, email, score, created_at FROM bench.users WHERE id = $1";
+const Q2: &str =
+    "SELECT id, name, email, score, created_at FROM bench.users WHERE id >= $1 ORDER BY id LIMIT 100";
+// The workload's Q3; the casts give the columns Rust types (`avg` is `numeric`).
+const Q3: &str = "SELECT (score % 10)::int AS bucket, count(*) AS count, avg(length(name))::float8 AS avg_name_len \
+                  FROM bench.users WHERE email LIKE $1 GROUP BY 1 ORDER BY 1";
+const Q3_PATTERN: &str = "%7%@example.com";
+
+async fn q1_db(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(Q1).bind(id).fetch_optional(pool).await
+}
+
+async fn q2_db(pool: &PgPool, from: i64) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as(Q2).bind(from).fetch_all(pool).await
+}
+
+async fn q3_db(pool: &PgPool, pattern: &str) -> Result<Vec<Bucket>, sqlx::Error> {
+    sqlx::query_as(Q3).bind(pattern).fetch_all(pool).await
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q1(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
+    q1_db(pool, id).await
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q2(cache: &QueryCache, pool: &PgPool, from: i64) -> Result<Vec<User>, sqlx::Error> {
+    q2_db(pool, from).await
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q3(cache: &QueryCache, pool: &PgPool, pattern: &str) -> Result<Vec<Bucket>, sqlx::Error> {
+    q3_db(pool, pattern).await
+}
+
+/// The pool, for the `cached` crate's functions (their arguments are their key).
+static POOL: OnceLock<PgPool> = OnceLock::new();
+
+fn pool() -> &'static PgPool {
+    POOL.get().expect("the pool is set first")
+}
+
+#[concurrent_cached(
+    redis = true,
+    ttl_secs = 3600,
+    cache_prefix_block = r##"{ "cq-bench-cached-q1:" }"##,
+    map_error = r##"|e| sqlx::Error::Protocol(format!("{e:?}"))"##
+)]
+async fn q1_cached_crate(id: i64) -> Result<Option<User>, sqlx::Error> {
+    q1_db(pool(), id).await
+}
+
+#[concurrent_cached(
+    redis = true,
+    ttl_secs = 3600,
+    cache_prefix_block = r##"{ "cq-bench-cached-q2:" }"##,
+    map_error = r##"|e| sqlx::Error::Protocol(format!("{e:?}"))"##
+)]
+async fn q2_cached_crate(from: i64) -> Result<Vec<User>, sqlx::Error> {
+    q2_db(pool(), from).await
+}
+
+#[concurrent_cached(
+    redis = true,
+    ttl_secs = 3600,
+    cache_prefix_block = r##"{ "cq-bench-cached-q3:" }"##,
+    map_error = r##"|e| sqlx::Error::Protocol(format!("{e:?}"))"##
+)]
+async fn q3_cached_crate(pattern: String) -> Result<Vec<Bucket>, sqlx::Error> {
+    q3_db(pool(), &pattern).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Query {
+    Q1,
+    Q2,
+    Q3,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    Db,
+    RedisGet,
+    RedisGetDecode,
+    Hit,
+    HitL1,
+    CachedCrate,
+}
+
+const PATHS: [Path; 6] =
+    [Path::Db, Path::RedisGet, Path::RedisGetDecode, Path::Hit, Path::HitL1, Path::CachedCrate];
+const TASKS: [usize; 4] = [1, 8, 32, 128];
+const IDS: usize = 1000;
+
+impl Path {
+    fn label(self) -> &'static str {
+        match self {
+            Path::Db => "db",
+            Path::RedisGet => "redis-get",
+            Path::RedisGetDecode => "redis-get + decode",
+            Path::Hit => "hit",
+            Path::HitL1 => "hit-l1",
+            Path::CachedCrate => "cached-crate",
+        }
+    }
+}
+
+/// Everything a call needs.
+struct Bench {
+    pool: PgPool,
+    cache: QueryCache,
+    local: QueryCache,
+    raw: ConnectionManager,
+    /// The keys of the cache's entries, by query and argument index.
+    keys: [Vec<String>; 3],
+}
+
+/// The argument of call `i`: 1,000 distinct ids spread over the table.
+fn id_of(i: usize) -> i64 {
+    1 + (i % IDS) as i64 * 97
+}
+
+impl Bench {
+    /// One call of `query` by `path`; returns something derived from the answer.
+    async fn call(&self, query: Query, path: Path, i: usize) -> usize {
+        let (pool, id) = (&self.pool, id_of(i));
+        match (path, query) {
+            (Path::Db, Query::Q1) => q1_db(pool, id).await.unwrap().is_some() as usize,
+            (Path::Db, Query::Q2) => q2_db(pool, id).await.unwrap().len(),
+            (Path::Db, Query::Q3) => q3_db(pool, Q3_PATTERN).await.unwrap().len(),
+            (Path::RedisGet, q) => self.get(q, i).await.len(),
+            (Path::RedisGetDecode, Query::Q1) => {
+                self.get_decoded::<Option<User>>(Query::Q1, i).await.is_some() as usize
+            }
+            (Path::RedisGetDecode, Query::Q2) => self.get_decoded::<Vec<User>>(Query::Q2, i).await.len(),
+            (Path::RedisGetDecode, Query::Q3) => self.get_decoded::<Vec<Bucket>>(Query::Q3, i).await.len(),
+            (Path::Hit | Path::HitL1, q) => {
+                let cache = if path == Path::Hit { &self.cache } else { &self.local };
+                match q {
+                    Query::Q1 => q1(cache, pool, id).await.unwrap().is_some() as usize,
+                    Query::Q2 => q2(cache, pool, id).await.unwrap().len(),
+                    Query::Q3 => q3(cache, pool, Q3_PATTERN).await.unwrap().len(),
+                }
+            }
+            (Path::CachedCrate, Query::Q1) => q1_cached_crate(id).await.unwrap().is_some() as usize,
+            (Path::CachedCrate, Query::Q2) => q2_cached_crate(id).await.unwrap().len(),
+            (Path::CachedCrate, Query::Q3) => q3_cached_crate(Q3_PATTERN.to_owned()).await.unwrap().len(),
+        }
+    }
+
+    fn key(&self, query: Query, i: usize) -> &str {
+        let keys = &self.keys[query as usize];
+        &keys[i % keys.len()]
+    }
+
+    async fn get(&self, query: Query, i: usize) -> Vec<u8> {
+        let mut conn = self.raw.clone();
+        let bytes: Option<Vec<u8>> =
+            redis::cmd("GET").arg(self.key(query, i)).query_async(&mut conn).await.unwrap();
+        bytes.expect("a warm key")
+    }
+
+    async fn get_decoded<T: DeserializeOwned + 'static>(&self, query: Query, i: usize) -> T {
+        QueryCache::decode_entry(&self.get(query, i).await).expect("an entry of this type")
+    }
+}
+
+/// Median and p99 of `calls` sequential calls.
+async fn sequential<F: Future<Output = usize>>(
+    calls: usize,
+    mut call: impl FnMut(usize) -> F,
+) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let started = Instant::now();
+        black_box(call(i).await);
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    (samples[calls / 2], samples[calls * 99 / 100])
+}
+
+/// Calls per second with `tasks` concurrent tasks calling in a loop for `secs`.
+async fn throughput(bench: &Arc<Bench>, query: Query, path: Path, tasks: usize, secs: f64) -> f64 {
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (bench, stop, done) = (bench.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = t * 7919;
+                while !stop.load(Relaxed) {
+                    black_box(bench.call(query, path, i).await);
+                    done.fetch_add(1, Relaxed);
+                    i += 1;
+                    // A local hit never waits on I/O: let the scheduler (and its timers) run.
+                    tokio::task::consume_budget().await;
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let (calls, elapsed) = (done.load(Relaxed), started.elapsed());
+    stop.store(true, Relaxed);
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    calls as f64 / elapsed.as_secs_f64()
+}
+
+/// What one path measured: sequential median, throughput at each of `TASKS`.
+struct Row {
+    p50: Duration,
+    ops: Vec<f64>,
+}
+
+async fn setup(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let rows: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM bench.users").fetch_one(pool).await.ok();
+    if rows != Some(100_000) {
+        sqlx::raw_sql(
+            "CREATE SCHEMA IF NOT EXISTS bench;
+             DROP TABLE IF EXISTS bench.users;
+             CREATE TABLE bench.users (id bigint primary key, name text not null, email text not null,
+                                       score int not null, created_at timestamptz not null default now());
+             INSERT INTO bench.users (id, name, email, score)
+               SELECT g, 'user_' || g, 'user' || g || '@example.com', (g * 7919) % 1000
+               FROM generate_series(1, 100000) g;
+             ANALYZE bench.users;",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Warms every key of every cached path, and returns the cache's keys.
+async fn warm(bench: &Bench, query: Query) -> Vec<String> {
+    let distinct = if query == Query::Q3 { 1 } else { IDS };
+    for i in 0..distinct {
+        for path in [Path::Hit, Path::HitL1, Path::CachedCrate] {
+            bench.call(query, path, i).await;
+        }
+    }
+    let name = match query {
+        Query::Q1 => "bench::q1",
+        Query::Q2 => "bench::q2",
+        Query::Q3 => "bench::q3",
+    };
+    (0..distinct)
+        .map(|i| match query {
+            Query::Q3 => bench.cache.key(name, 0, &(Q3_PATTERN,)).unwrap(),
+            _ => bench.cache.key(name, 0, &(id_of(i),)).unwrap(),
+        })
+        .collect()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn kops(ops: f64) -> String {
+    if ops >= 10_000.0 { format!("{:.0}k", ops / 1000.0) } else { format!("{ops:.0}") }
+}
+
+/// `name version` of a package in the workspace's lock file.
+fn locked(name: &str) -> String {
+    let lock = include_str!("../../../Cargo.lock");
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    lock.find(&needle)
+        .map(|at| lock[at + needle.len()..].split('"').next().unwrap_or("?").to_owned())
+        .map_or_else(|| format!("{name} ?"), |v| format!("{name} {v}"))
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1.5);
+    let write = std::env::args().any(|a| a == "--write");
+    // The `cached` crate's Redis store reads its URL from this variable; set before any thread.
+    // SAFETY: no other thread exists yet (the runtime's workers do not read the environment).
+    unsafe { std::env::set_var("CACHED_REDIS_CONNECTION_STRING", &redis_url) };
+
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&database_url).await?;
+    setup(&pool).await?;
+    POOL.set(pool.clone()).expect("set once");
+    let prefix = format!("cq-bench:{}", std::process::id());
+    let cache = QueryCache::builder().redis_url(&redis_url).prefix(&prefix).build().await?;
+    let local = QueryCache::builder()
+        .redis_url(&redis_url)
+        .prefix(format!("{prefix}:l1"))
+        .local_cache(10_000)
+        .build()
+        .await?;
+    let raw = ConnectionManager::new(redis::Client::open(redis_url.as_str())?).await?;
+    let mut bench = Bench { pool, cache, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()] };
+    // The local tier serves once its backplane subscription is up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bench.local.stats().local_hits == 0 && Instant::now() < deadline {
+        bench.call(Query::Q1, Path::HitL1, 0).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for query in [Query::Q1, Query::Q2, Query::Q3] {
+        bench.keys[query as usize] = warm(&bench, query).await;
+    }
+    let bench = Arc::new(bench);
+    let before = (bench.cache.stats(), bench.local.stats());
+    // `BENCH_PROFILE=Q1/hit`: only that path, 32 tasks for 10 s (run under `perf record`).
+    if let Ok(which) = std::env::var("BENCH_PROFILE") {
+        let query =
+            [Query::Q1, Query::Q2, Query::Q3].into_iter().find(|q| which.starts_with(&format!("{q:?}/")));
+        let path = PATHS.into_iter().find(|p| which.ends_with(&format!("/{}", p.label())));
+        let (Some(query), Some(path)) = (query, path) else {
+            return Err(format!("no such path: {which}").into());
+        };
+        println!("{which}: {:.0} ops/s at 32 tasks", throughput(&bench, query, path, 32, 10.0).await);
+        return Ok(());
+    }
+
+    let mut out = String::new();
+    let cpu = command_output("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]);
+    let redis_version = command_output("redis-server", &["--version"]);
+    let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&bench.pool).await?;
+    writeln!(out, "Machine: {} cores ({cpu}), shared by the client, Redis and Postgres.", num_cpus())?;
+    writeln!(
+        out,
+        "Versions: {}, {}, {}, {}, {}; {redis_version}; PostgreSQL {postgres}.",
+        command_output("rustc", &["--version"]),
+        format_args!("cached-query {}", env!("CARGO_PKG_VERSION")),
+        locked("cached"),
+        locked("redis"),
+        locked("sqlx")
+    )?;
+    writeln!(
+        out,
+        "Command: `cargo run --release -p cached-query-examples --bin bench -- --write` ({secs} s per throughput point).\n"
+    )?;
+
+    let mut ratios = String::from(
+        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (query, name, what) in [
+        (Query::Q1, "Q1", "point lookup, 1 row"),
+        (Query::Q2, "Q2", "page of 100 rows"),
+        (Query::Q3, "Q3", "aggregate over a sequential scan, 10 rows"),
+    ] {
+        writeln!(out, "### {name}: {what}\n")?;
+        writeln!(
+            out,
+            "| path | p50 | p99 | ops/s @1 | @8 | @32 | @128 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        )?;
+        let mut rows = Vec::new();
+        for path in PATHS {
+            let calls = if query == Query::Q3 && path == Path::Db { 200 } else { 2000 };
+            let (p50, p99) = sequential(calls, |i| bench.call(query, path, i)).await;
+            let mut ops = Vec::new();
+            for tasks in TASKS {
+                ops.push(throughput(&bench, query, path, tasks, secs).await);
+            }
+            let cells: Vec<String> = ops.iter().map(|o| kops(*o)).collect();
+            writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                path.label(),
+                micros(p50),
+                micros(p99),
+                cells.join(" | ")
+            )?;
+            eprintln!(
+                "{name} {:<20} p50 {:>10} p99 {:>10} ops {:?}",
+                path.label(),
+                micros(p50),
+                micros(p99),
+                cells
+            );
+            rows.push(Row { p50, ops });
+        }
+        writeln!(out)?;
+        let row = |p: Path| &rows[PATHS.iter().position(|x| *x == p).unwrap()];
+        let p50 = |p: Path| row(p).p50.as_secs_f64();
+        let at32 = |p: Path| row(p).ops[2];
+        writeln!(
+            ratios,
+            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
+            p50(Path::Hit) / p50(Path::RedisGetDecode),
+            p50(Path::Hit) / p50(Path::RedisGet),
+            p50(Path::Hit) / p50(Path::Db),
+            p50(Path::Hit) / p50(Path::CachedCrate),
+            at32(Path::Hit) / at32(Path::CachedCrate),
+            at32(Path::Hit) / at32(Path::RedisGet),
+            p50(Path::Hit) / p50(Path::HitL1),
+        )?;
+    }
+    out.push_str("### Ratios\n\n");
+    out.push_str(&ratios);
+    let after = (bench.cache.stats(), bench.local.stats());
+    assert_eq!(after.0.misses, before.0.misses, "every measured `hit` call was a hit: {:?}", after.0);
+    assert_eq!(after.1.misses, before.1.misses, "every measured `hit-l1` call was a hit: {:?}", after.1);
+    println!("{out}");
+    if write {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
+        let doc = std::fs::read_to_string(path)?;
+        let (start, end) = ("<!-- bench:start -->\n", "<!-- bench:end -->");
+        let (a, b) =
+            (doc.find(start).ok_or("no bench:start marker")?, doc.find(end).ok_or("no bench:end marker")?);
+        std::fs::write(path, format!("{}{start}{out}{}", &doc[..a], &doc[b..]))?;
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
