@@ -164,6 +164,15 @@ impl QueryCache {
         Ok(bytes.and_then(|b| codec::decode(&b).ok()).map(|(value, _)| value))
     }
 
+    /// The bytes [`set`](QueryCache::set) would store for `value` with `ttl` (the envelope and
+    /// the encoded value): for tools that write Redis directly, and for measuring the codec.
+    pub fn encode_entry<T: Serialize + DeserializeOwned + 'static>(
+        value: &T,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, CacheError> {
+        codec::encode(value, Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0, gens: 0 })
+    }
+
     /// Decodes the bytes of an entry as they are stored (what a raw `GET` of its key returns)
     /// into a `T`: for tools that read Redis directly, and for measuring the codec.
     pub fn decode_entry<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CacheError> {
@@ -177,8 +186,7 @@ impl QueryCache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        let meta = Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0, gens: 0 };
-        let bytes = codec::encode(value, meta)?;
+        let bytes = QueryCache::encode_entry(value, ttl)?;
         self.bounded(self.inner.store.set(key, &bytes, ttl)).await
     }
 

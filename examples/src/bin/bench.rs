@@ -20,21 +20,11 @@ use std::time::{Duration, Instant};
 
 use cached::macros::concurrent_cached;
 use cached_query::{QueryCache, cached_query};
-use chrono::{DateTime, Utc};
+use cached_query_examples::User;
 use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-
-/// A row of `bench.users`.
-#[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct User {
-    id: i64,
-    name: String,
-    email: String,
-    score: i32,
-    created_at: DateTime<Utc>,
-}
 
 /// A row of Q3.
 #[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
