@@ -1,8 +1,8 @@
-//! The bytes stored under a key: a small envelope around a MessagePack payload.
+//! The bytes stored under a key: a small envelope around the encoded value.
 //!
 //! ```text
-//! b"CQ" | format (1) | shape fingerprint (8, LE) | fresh until (8, LE) | query time (4, LE)
-//!       | generations (8, LE) | payload
+//! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | fresh until (8, LE)
+//!       | query time (4, LE) | generations (8, LE) | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
@@ -11,20 +11,31 @@
 //! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
 //! entry is valid only while they are unchanged (see `lookup`).
 //!
-//! The payload is MessagePack with structs as maps (field names included), so a changed
-//! field type or a missing required field fails to decode; the fingerprint (see `shape`)
-//! catches what serde would accept silently (an added `Option` field). Any mismatch, foreign
-//! or corrupt bytes, is a decode error, which the cache treats as a miss and overwrites.
+//! The payload is in one of two codecs, chosen per entry when it is written:
+//! - **postcard**, compact and the fastest to decode, but without field names or types: a
+//!   reader trusts it only because the shape fingerprint is that of a *complete* shape (every
+//!   value's kind, in order; see `shape`) equal to its own. It is used for types whose shape is
+//!   complete, and only for a value whose postcard bytes decode back to the same value (checked
+//!   when writing, on a miss: this catches `skip_serializing_if` and other asymmetric serde
+//!   attributes, which a trace of `Deserialize` cannot see).
+//! - **MessagePack** with structs as maps (field names included) otherwise: self-describing, so
+//!   a changed field type or a missing required field fails to decode, and the fingerprint
+//!   catches what serde would accept silently (an added `Option` field).
+//!
+//! Any mismatch, foreign or corrupt bytes, is a decode error, which the cache treats as a miss
+//! and overwrites.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CacheError;
-use crate::shape::fingerprint;
+use crate::shape::shape;
 
 const MAGIC: &[u8; 2] = b"CQ";
-const FORMAT: u8 = 3;
-const HEADER: usize = MAGIC.len() + 1 + 8 + 8 + 4 + 8;
+const FORMAT: u8 = 4;
+const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8;
+const MSGPACK: u8 = 0;
+const POSTCARD: u8 = 1;
 
 /// What the envelope says about its entry, besides the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +56,7 @@ pub(crate) enum DecodeError {
     /// Written for a type of another shape.
     Shape,
     /// The payload does not decode into the type.
-    Payload(rmp_serde::decode::Error),
+    Payload(String),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -63,15 +74,32 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     value: &T,
     meta: Meta,
 ) -> Result<Vec<u8>, CacheError> {
+    let shape = shape::<T>();
     let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(MAGIC);
-    buf.push(FORMAT);
-    buf.extend_from_slice(&fingerprint::<T>().to_le_bytes());
+    buf.extend_from_slice(&[FORMAT, POSTCARD]);
+    buf.extend_from_slice(&shape.fingerprint.to_le_bytes());
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
     buf.extend_from_slice(&meta.gens.to_le_bytes());
+    if shape.complete {
+        let mut postcard = postcard::to_extend(value, buf).map_err(|e| CacheError::Encode(e.to_string()))?;
+        if round_trips(value, &postcard[HEADER..]) {
+            return Ok(postcard);
+        }
+        postcard.truncate(HEADER);
+        buf = postcard;
+    }
+    buf[MAGIC.len() + 1] = MSGPACK;
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
     Ok(buf)
+}
+
+/// Whether `payload` (the postcard bytes of `value`) decodes to the same value: compared by
+/// their MessagePack encodings, which carry every field name and value.
+fn round_trips<T: Serialize + DeserializeOwned>(value: &T, payload: &[u8]) -> bool {
+    let Ok(back) = postcard::from_bytes::<T>(payload) else { return false };
+    matches!((rmp_serde::to_vec_named(value), rmp_serde::to_vec_named(&back)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// The envelope's metadata, without decoding the value.
@@ -79,25 +107,32 @@ pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
     if bytes.len() < HEADER || &bytes[..2] != MAGIC || bytes[2] != FORMAT {
         return Err(DecodeError::Envelope);
     }
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     Ok(Meta {
-        fresh_until_ms: u64::from_le_bytes(bytes[11..19].try_into().expect("8 bytes")),
-        query_ms: u32::from_le_bytes(bytes[19..23].try_into().expect("4 bytes")),
-        gens: u64::from_le_bytes(bytes[23..31].try_into().expect("8 bytes")),
+        fresh_until_ms: u64_at(12),
+        query_ms: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
+        gens: u64_at(24),
     })
 }
 
 /// Decodes an envelope written by [`encode`] for the same type.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
     let meta = meta(bytes)?;
-    let stored = u64::from_le_bytes(bytes[3..11].try_into().expect("8 bytes"));
-    if stored != fingerprint::<T>() {
+    let shape = shape::<T>();
+    if u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")) != shape.fingerprint {
         return Err(DecodeError::Shape);
     }
-    let payload = &bytes[HEADER..];
     // From the slice, not through `Read` (which copies every string once more: 30 % slower
     // for rows). Bytes after the value are not looked at: the header already rejects bytes
     // that are not an entry of this type.
-    let value = rmp_serde::from_slice(payload).map_err(DecodeError::Payload)?;
+    let payload = &bytes[HEADER..];
+    let value = match bytes[3] {
+        POSTCARD if shape.complete => {
+            postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))
+        }
+        MSGPACK => rmp_serde::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string())),
+        _ => Err(DecodeError::Envelope),
+    }?;
     Ok((value, meta))
 }
 
@@ -135,5 +170,78 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         let _ = decode::<Row>(&flipped); // must not panic, whatever it returns
+    }
+
+    /// A timestamp-like type: parses its string, refusing `""`.
+    #[derive(Debug, PartialEq)]
+    struct Stamp(String);
+
+    impl Serialize for Stamp {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Stamp {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(d)?;
+            if text.contains('T') {
+                Ok(Stamp(text))
+            } else {
+                Err(serde::de::Error::custom("not a timestamp"))
+            }
+        }
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Stamped {
+        id: i64,
+        at: Stamp,
+        note: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Sparse {
+        id: i64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        note: Option<String>,
+        score: u8,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Status {
+        Active { since: i64 },
+        Gone,
+    }
+
+    fn codec_of(bytes: &[u8]) -> u8 {
+        bytes[MAGIC.len() + 1]
+    }
+
+    #[test]
+    fn complete_shapes_are_stored_with_postcard() {
+        let rows = vec![Row { id: 1, name: "a".into() }];
+        assert_eq!(codec_of(&encode(&rows, META).unwrap()), POSTCARD);
+        // A field that refuses `""` is traced with another sample: still complete.
+        let stamped = Stamped { id: 1, at: Stamp("2026-11-24T00:00:00Z".into()), note: None };
+        let bytes = encode(&stamped, META).unwrap();
+        assert_eq!(codec_of(&bytes), POSTCARD);
+        assert_eq!(decode::<Stamped>(&bytes).unwrap().0, stamped);
+    }
+
+    #[test]
+    fn what_postcard_cannot_carry_safely_goes_as_messagepack() {
+        // `skip_serializing_if`: the postcard bytes would not decode back; checked per value.
+        let sparse = Sparse { id: 1, note: None, score: 3 };
+        let bytes = encode(&sparse, META).unwrap();
+        assert_eq!(codec_of(&bytes), MSGPACK);
+        assert_eq!(decode::<Sparse>(&bytes).unwrap().0, sparse);
+        let full = Sparse { id: 1, note: Some("n".into()), score: 3 };
+        assert_eq!(decode::<Sparse>(&encode(&full, META).unwrap()).unwrap().0, full);
+        // Enums of several variants: only one is traced, the shape is incomplete.
+        let status = vec![Status::Gone, Status::Active { since: 5 }];
+        let bytes = encode(&status, META).unwrap();
+        assert_eq!(codec_of(&bytes), MSGPACK);
+        assert_eq!(decode::<Vec<Status>>(&bytes).unwrap().0, status);
     }
 }

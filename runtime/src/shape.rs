@@ -7,10 +7,16 @@
 //! shape of its type: the names of the structs, their fields, enum variants and the kinds of
 //! the primitives, traced once by driving `T::deserialize` with a recording deserializer.
 //!
-//! Unlike a full schema tracer (serde-reflection), this one accepts that some types refuse
-//! the made-up sample values it feeds them (a timestamp parsed from `""`, say): it keeps what
-//! it recorded up to that point. Every struct's full list of field names is recorded before
-//! any of its fields is visited, so the field names of a row type are always part of it.
+//! Some types refuse the sample values the tracer feeds them (a timestamp parsed from `""`):
+//! the tracer then tries again with other samples for that string or byte string (a date, a
+//! time, a UUID...). A type that refuses them all, or reads itself with `deserialize_any`
+//! (`serde_json::Value`, untagged enums), or has enums with more than one variant (only one
+//! is traced), or nests deeper than `MAX_DEPTH`, gets an *incomplete* shape: what was recorded
+//! up to there. Every struct's full list of field names is recorded before any of its fields
+//! is visited, so the field names of a row type are always part of it.
+//!
+//! A *complete* shape records the kind of every value in the order serde reads it: enough to
+//! trust a format without field names or types (postcard, see `codec`).
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -19,38 +25,110 @@ use std::collections::HashMap;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use xxhash_rust::xxh3::Xxh3;
 
-/// The fingerprint of `T`'s shape, computed once per type and thread.
-pub(crate) fn fingerprint<T: DeserializeOwned + 'static>() -> u64 {
+/// What the tracer learnt of a type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// A hash of the recorded shape (completeness included).
+    pub fingerprint: u64,
+    /// Whether every value of the type was traced (see the module docs).
+    pub complete: bool,
+}
+
+/// The shape of `T`, traced once per type and thread.
+pub(crate) fn shape<T: DeserializeOwned + 'static>() -> Shape {
     thread_local! {
-        static KNOWN: RefCell<HashMap<TypeId, u64>> = RefCell::new(HashMap::new());
+        static KNOWN: RefCell<HashMap<TypeId, Shape>> = RefCell::new(HashMap::new());
     }
     KNOWN.with(|known| {
-        if let Some(fp) = known.borrow().get(&TypeId::of::<T>()) {
-            return *fp;
+        if let Some(shape) = known.borrow().get(&TypeId::of::<T>()) {
+            return *shape;
         }
-        let fp = trace::<T>();
-        known.borrow_mut().insert(TypeId::of::<T>(), fp);
-        fp
+        let shape = trace::<T>();
+        known.borrow_mut().insert(TypeId::of::<T>(), shape);
+        shape
     })
 }
 
-fn trace<T: DeserializeOwned>() -> u64 {
-    let mut tracer = Tracer { hash: Xxh3::new(), depth: 0 };
-    // An error only means the type refused a sample value; what was recorded stands.
+/// The fingerprint of `T`'s shape.
+#[cfg(test)]
+fn fingerprint<T: DeserializeOwned + 'static>() -> u64 {
+    shape::<T>().fingerprint
+}
+
+/// Strings that types which parse their string accept: a timestamp, a date, a time, a UUID,
+/// a number.
+const STR_SAMPLES: [&str; 7] = [
+    "",
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T00:00:00",
+    "1970-01-01",
+    "00:00:00",
+    "00000000-0000-0000-0000-000000000000",
+    "0",
+];
+/// Byte strings likewise: empty, then a UUID's 16 bytes.
+const BYTES_SAMPLES: [&[u8]; 2] = [&[], &[0; 16]];
+/// How many traces a type may take (each retry tries one more sample at one leaf).
+const MAX_TRACES: usize = 64;
+
+fn trace<T: DeserializeOwned>() -> Shape {
+    // The sample chosen at each string leaf, in the order the leaves are visited.
+    let mut choices: Vec<usize> = Vec::new();
+    for _ in 0..MAX_TRACES {
+        let mut tracer =
+            Tracer { hash: Xxh3::new(), depth: 0, complete: true, choices: &choices, leaf: 0, last: None };
+        let retry = match T::deserialize(&mut tracer) {
+            Ok(_) => None,
+            Err(Stop::Incomplete) => {
+                tracer.complete = false;
+                None
+            }
+            // The type refused a sample: try the next one at the last leaf visited, if any.
+            Err(Stop::Refused) => match tracer.last {
+                Some((leaf, samples)) if choices.get(leaf).copied().unwrap_or(0) + 1 < samples => Some(leaf),
+                _ => {
+                    tracer.complete = false;
+                    None
+                }
+            },
+        };
+        let Some(leaf) = retry else { return tracer.finish() };
+        if choices.len() <= leaf {
+            choices.resize(leaf + 1, 0);
+        }
+        choices[leaf] += 1;
+    }
+    // Out of tries: what the last one recorded, as incomplete.
+    let mut tracer =
+        Tracer { hash: Xxh3::new(), depth: 0, complete: false, choices: &choices, leaf: 0, last: None };
     let _ = T::deserialize(&mut tracer);
-    tracer.hash.digest()
+    tracer.complete = false;
+    tracer.finish()
 }
 
 /// Containers nested deeper than this are not traced (recursive types end here).
 const MAX_DEPTH: u32 = 32;
 
-struct Tracer {
+struct Tracer<'c> {
     hash: Xxh3,
     depth: u32,
+    complete: bool,
+    /// The sample to use at each string leaf (index into its samples; 0 when absent).
+    choices: &'c [usize],
+    /// String leaves visited so far.
+    leaf: usize,
+    /// The last string leaf visited: its index and how many samples it has.
+    last: Option<(usize, usize)>,
 }
 
+/// Why a trace ended early.
 #[derive(Debug)]
-struct Stop;
+enum Stop {
+    /// The type refused a sample value (its `Visitor` failed).
+    Refused,
+    /// Nothing more can be learnt (`deserialize_any`, depth, an empty enum).
+    Incomplete,
+}
 
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,11 +140,24 @@ impl std::error::Error for Stop {}
 
 impl de::Error for Stop {
     fn custom<M: std::fmt::Display>(_: M) -> Self {
-        Stop
+        Stop::Refused
     }
 }
 
-impl Tracer {
+impl Tracer<'_> {
+    fn finish(mut self) -> Shape {
+        self.hash.update(&[self.complete as u8]);
+        Shape { fingerprint: self.hash.digest(), complete: self.complete }
+    }
+
+    /// The sample for the next string leaf out of `samples`.
+    fn sample<S: Copy>(&mut self, samples: &[S]) -> S {
+        let choice = self.choices.get(self.leaf).copied().unwrap_or(0).min(samples.len() - 1);
+        self.last = Some((self.leaf, samples.len()));
+        self.leaf += 1;
+        samples[choice]
+    }
+
     fn record(&mut self, kind: &str) {
         self.hash.update(kind.as_bytes());
         self.hash.update(&[0]);
@@ -82,7 +173,7 @@ impl Tracer {
     /// Visits one nested level (a field, an element), refusing to go deeper than `MAX_DEPTH`.
     fn nested<'de, S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Stop> {
         if self.depth >= MAX_DEPTH {
-            return Err(Stop);
+            return Err(Stop::Incomplete);
         }
         self.depth += 1;
         let result = seed.deserialize(&mut *self);
@@ -100,7 +191,7 @@ macro_rules! primitive {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for &mut Tracer {
+impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
     type Error = Stop;
 
     primitive! {
@@ -118,18 +209,34 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
         deserialize_f32 => visit_f32(0.0);
         deserialize_f64 => visit_f64(0.0);
         deserialize_char => visit_char('a');
-        deserialize_str => visit_str("");
-        deserialize_string => visit_str("");
-        deserialize_bytes => visit_bytes(&[]);
-        deserialize_byte_buf => visit_bytes(&[]);
         deserialize_unit => visit_unit();
         deserialize_identifier => visit_str("");
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.record("deserialize_str");
+        visitor.visit_str(self.sample(&STR_SAMPLES))
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.record("deserialize_string");
+        visitor.visit_str(self.sample(&STR_SAMPLES))
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.record("deserialize_bytes");
+        visitor.visit_bytes(self.sample(&BYTES_SAMPLES))
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.record("deserialize_byte_buf");
+        visitor.visit_bytes(self.sample(&BYTES_SAMPLES))
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
         // A self-describing type (`serde_json::Value`, untagged enums): nothing more to learn.
         self.record("any");
-        Err(Stop)
+        Err(Stop::Incomplete)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
@@ -139,7 +246,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
         self.record("option");
         if self.depth >= MAX_DEPTH {
-            return Err(Stop);
+            return Err(Stop::Incomplete);
         }
         self.depth += 1;
         let result = visitor.visit_some(&mut *self);
@@ -163,7 +270,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
     ) -> Result<V::Value, Stop> {
         self.record(name);
         if self.depth >= MAX_DEPTH {
-            return Err(Stop);
+            return Err(Stop::Incomplete);
         }
         self.depth += 1;
         let result = visitor.visit_newtype_struct(&mut *self);
@@ -216,7 +323,11 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
     ) -> Result<V::Value, Stop> {
         self.record(name);
         self.record_names(variants);
-        let first = variants.first().ok_or(Stop)?;
+        if variants.len() != 1 {
+            // Only the first variant would be traced: the others' contents stay unknown.
+            self.complete = false;
+        }
+        let first = variants.first().ok_or(Stop::Incomplete)?;
         visitor.visit_enum(Variant { tracer: self, name: first })
     }
 
@@ -226,12 +337,12 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
 }
 
 /// The elements of a sequence, tuple or struct (one sample element for a sequence).
-struct Elements<'a> {
-    tracer: &'a mut Tracer,
+struct Elements<'a, 'c> {
+    tracer: &'a mut Tracer<'c>,
     left: usize,
 }
 
-impl<'de> de::SeqAccess<'de> for Elements<'_> {
+impl<'de> de::SeqAccess<'de> for Elements<'_, '_> {
     type Error = Stop;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
@@ -244,12 +355,12 @@ impl<'de> de::SeqAccess<'de> for Elements<'_> {
 }
 
 /// One sample entry of a map.
-struct Entries<'a> {
-    tracer: &'a mut Tracer,
+struct Entries<'a, 'c> {
+    tracer: &'a mut Tracer<'c>,
     left: usize,
 }
 
-impl<'de> de::MapAccess<'de> for Entries<'_> {
+impl<'de> de::MapAccess<'de> for Entries<'_, '_> {
     type Error = Stop;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
@@ -266,14 +377,14 @@ impl<'de> de::MapAccess<'de> for Entries<'_> {
 }
 
 /// The first variant of an enum, traced as a sample.
-struct Variant<'a> {
-    tracer: &'a mut Tracer,
+struct Variant<'a, 'c> {
+    tracer: &'a mut Tracer<'c>,
     name: &'static str,
 }
 
-impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
+impl<'de, 'a, 'c> de::EnumAccess<'de> for Variant<'a, 'c> {
     type Error = Stop;
-    type Variant = &'a mut Tracer;
+    type Variant = &'a mut Tracer<'c>;
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant), Stop> {
         let value = seed.deserialize(self.name.into_deserializer())?;
@@ -281,7 +392,7 @@ impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     }
 }
 
-impl<'de> de::VariantAccess<'de> for &mut Tracer {
+impl<'de> de::VariantAccess<'de> for &mut Tracer<'_> {
     type Error = Stop;
 
     fn unit_variant(self) -> Result<(), Stop> {
@@ -372,6 +483,28 @@ mod tests {
     #[test]
     fn fields_after_a_refusing_field_still_count() {
         assert_ne!(fingerprint::<a::WithPicky>(), fingerprint::<b::WithPicky>());
+        assert!(!shape::<a::WithPicky>().complete, "refuses every sample");
+    }
+
+    #[test]
+    fn what_can_be_traced_whole_is_complete() {
+        assert!(shape::<v2::User>().complete);
+        assert!(shape::<Vec<(i64, Option<String>, Vec<u8>)>>().complete);
+        assert!(shape::<std::collections::BTreeMap<String, v1::User>>().complete);
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Untagged {
+            _A(i64),
+            _B(String),
+        }
+        assert!(!shape::<Untagged>().complete, "deserialize_any");
+        #[derive(Deserialize)]
+        enum Two {
+            _A,
+            _B(String),
+        }
+        assert!(!shape::<Two>().complete, "one variant of two traced");
+        assert_ne!(fingerprint::<i32>(), fingerprint::<i64>());
     }
 
     #[test]
