@@ -1,6 +1,7 @@
 //! The workload benchmark (`shared/workload.md`): three queries against Postgres, each served
 //! by the database, by a raw Redis `GET` of the bytes the cache stores (the physical limit),
-//! by a `#[cached_query]` hit, by a hit in the local tier, and by the `cached` crate's Redis
+//! by a raw `MGET` of those bytes and their invalidation counters (what a lookup reads), by a
+//! `#[cached_query]` hit, by a hit in the local tier, and by the `cached` crate's Redis
 //! store, one after another in one run. Prints Markdown tables and, with `--write`, replaces
 //! the results section of `docs/benchmarks.md`.
 //!
@@ -12,7 +13,6 @@
 //! `redis://127.0.0.1:6379`), `BENCH_SECS` (seconds per throughput point, default 1.5).
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -118,13 +118,21 @@ enum Path {
     Db,
     RedisGet,
     RedisGetDecode,
+    RedisMgetDecode,
     Hit,
     HitL1,
     CachedCrate,
 }
 
-const PATHS: [Path; 6] =
-    [Path::Db, Path::RedisGet, Path::RedisGetDecode, Path::Hit, Path::HitL1, Path::CachedCrate];
+const PATHS: [Path; 7] = [
+    Path::Db,
+    Path::RedisGet,
+    Path::RedisGetDecode,
+    Path::RedisMgetDecode,
+    Path::Hit,
+    Path::HitL1,
+    Path::CachedCrate,
+];
 const TASKS: [usize; 4] = [1, 8, 32, 128];
 const IDS: usize = 1000;
 
@@ -134,6 +142,7 @@ impl Path {
             Path::Db => "db",
             Path::RedisGet => "redis-get",
             Path::RedisGetDecode => "redis-get + decode",
+            Path::RedisMgetDecode => "redis-mget + decode",
             Path::Hit => "hit",
             Path::HitL1 => "hit-l1",
             Path::CachedCrate => "cached-crate",
@@ -149,6 +158,8 @@ struct Bench {
     raw: ConnectionManager,
     /// The keys of the cache's entries, by query and argument index.
     keys: [Vec<String>; 3],
+    /// The cache's namespace counter (`{prefix}:ns`), which every lookup reads.
+    ns_key: String,
 }
 
 /// The argument of call `i`: 1,000 distinct ids spread over the table.
@@ -170,6 +181,11 @@ impl Bench {
             }
             (Path::RedisGetDecode, Query::Q2) => self.get_decoded::<Vec<User>>(Query::Q2, i).await.len(),
             (Path::RedisGetDecode, Query::Q3) => self.get_decoded::<Vec<Bucket>>(Query::Q3, i).await.len(),
+            (Path::RedisMgetDecode, Query::Q1) => {
+                self.mget_decoded::<Option<User>>(Query::Q1, i).await.is_some() as usize
+            }
+            (Path::RedisMgetDecode, Query::Q2) => self.mget_decoded::<Vec<User>>(Query::Q2, i).await.len(),
+            (Path::RedisMgetDecode, Query::Q3) => self.mget_decoded::<Vec<Bucket>>(Query::Q3, i).await.len(),
             (Path::Hit | Path::HitL1, q) => {
                 let cache = if path == Path::Hit { &self.cache } else { &self.local };
                 match q {
@@ -199,21 +215,46 @@ impl Bench {
     async fn get_decoded<T: DeserializeOwned + 'static>(&self, query: Query, i: usize) -> T {
         QueryCache::decode_entry(&self.get(query, i).await).expect("an entry of this type")
     }
+
+    /// What a lookup reads, by hand: one `MGET` of the entry, the namespace counter and the
+    /// key's counter; then the entry decoded.
+    async fn mget_decoded<T: DeserializeOwned + 'static>(&self, query: Query, i: usize) -> T {
+        let (mut conn, key) = (self.raw.clone(), self.key(query, i));
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(key)
+            .arg(&self.ns_key)
+            .arg(format!("{key}:gen"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let entry = values.into_iter().next().flatten().expect("a warm key");
+        QueryCache::decode_entry(&entry).expect("an entry of this type")
+    }
 }
 
-/// Median and p99 of `calls` sequential calls.
-async fn sequential<F: Future<Output = usize>>(
-    calls: usize,
-    mut call: impl FnMut(usize) -> F,
-) -> (Duration, Duration) {
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let started = Instant::now();
-        black_box(call(i).await);
-        samples.push(started.elapsed());
+/// Median and p99 of sequential calls of `query` by each path: `ROUNDS` rounds, each making
+/// a slice of every path's calls in turn, so that the machine's drifts hit all paths alike.
+async fn sequential(bench: &Bench, query: Query) -> Vec<(Duration, Duration)> {
+    const ROUNDS: usize = 30;
+    let mut samples = vec![Vec::new(); PATHS.len()];
+    for round in 0..ROUNDS {
+        for (p, path) in PATHS.into_iter().enumerate() {
+            // 3,000 calls in all (200 for the heavy query on the database).
+            let per_round = if query == Query::Q3 && path == Path::Db { 7 } else { 100 };
+            for i in round * per_round..(round + 1) * per_round {
+                let started = Instant::now();
+                black_box(bench.call(query, path, i).await);
+                samples[p].push(started.elapsed());
+            }
+        }
     }
-    samples.sort();
-    (samples[calls / 2], samples[calls * 99 / 100])
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            (s[s.len() / 2], s[s.len() * 99 / 100])
+        })
+        .collect()
 }
 
 /// Calls per second with `tasks` concurrent tasks calling in a loop for `secs`.
@@ -248,6 +289,24 @@ async fn throughput(bench: &Arc<Bench>, query: Query, path: Path, tasks: usize, 
 struct Row {
     p50: Duration,
     ops: Vec<f64>,
+}
+
+/// CPU seconds used so far by this process and by the Redis server.
+async fn cpu_used(bench: &Bench) -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields 14 and 15 (user, system), in clock ticks (100 per second on Linux), counted after
+    // the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let client = (ticks(11) + ticks(12)) / 100.0;
+    let info: String =
+        redis::cmd("INFO").arg("cpu").query_async(&mut bench.raw.clone()).await.unwrap_or_default();
+    let redis = info
+        .lines()
+        .filter_map(|line| line.strip_prefix("used_cpu_sys:").or_else(|| line.strip_prefix("used_cpu_user:")))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .sum();
+    (client, redis)
 }
 
 async fn setup(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -338,7 +397,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let raw = ConnectionManager::new(redis::Client::open(redis_url.as_str())?).await?;
-    let mut bench = Bench { pool, cache, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()] };
+    let ns_key = format!("{prefix}:ns");
+    let mut bench = Bench { pool, cache, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()], ns_key };
     // The local tier serves once its backplane subscription is up.
     let deadline = Instant::now() + Duration::from_secs(10);
     while bench.local.stats().local_hits == 0 && Instant::now() < deadline {
@@ -382,7 +442,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let mut ratios = String::from(
-        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit / redis-mget+decode (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (query, name, what) in [
         (Query::Q1, "Q1", "point lookup, 1 row"),
@@ -392,20 +452,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(out, "### {name}: {what}\n")?;
         writeln!(
             out,
-            "| path | p50 | p99 | ops/s @1 | @8 | @32 | @128 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| path | p50 | p99 | ops/s @1 | @8 | @32 | @128 | CPU µs per call @32: client + Redis |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         )?;
         let mut rows = Vec::new();
-        for path in PATHS {
-            let calls = if query == Query::Q3 && path == Path::Db { 200 } else { 2000 };
-            let (p50, p99) = sequential(calls, |i| bench.call(query, path, i)).await;
-            let mut ops = Vec::new();
+        let latencies = sequential(&bench, query).await;
+        for (path, (p50, p99)) in PATHS.into_iter().zip(latencies) {
+            let (mut ops, mut cpu_cell) = (Vec::new(), String::new());
             for tasks in TASKS {
-                ops.push(throughput(&bench, query, path, tasks, secs).await);
+                let before = cpu_used(&bench).await;
+                let started = Instant::now();
+                let rate = throughput(&bench, query, path, tasks, secs).await;
+                if tasks == 32 {
+                    let (after, calls) = (cpu_used(&bench).await, rate * started.elapsed().as_secs_f64());
+                    let per_call = |a: f64, b: f64| (a - b) * 1e6 / calls;
+                    cpu_cell =
+                        format!("{:.1} + {:.1}", per_call(after.0, before.0), per_call(after.1, before.1));
+                }
+                ops.push(rate);
             }
             let cells: Vec<String> = ops.iter().map(|o| kops(*o)).collect();
             writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {cpu_cell} |",
                 path.label(),
                 micros(p50),
                 micros(p99),
@@ -426,13 +494,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let at32 = |p: Path| row(p).ops[2];
         writeln!(
             ratios,
-            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
+            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
             p50(Path::Hit) / p50(Path::RedisGetDecode),
             p50(Path::Hit) / p50(Path::RedisGet),
             p50(Path::Hit) / p50(Path::Db),
             p50(Path::Hit) / p50(Path::CachedCrate),
             at32(Path::Hit) / at32(Path::CachedCrate),
             at32(Path::Hit) / at32(Path::RedisGet),
+            at32(Path::Hit) / at32(Path::RedisMgetDecode),
             p50(Path::Hit) / p50(Path::HitL1),
         )?;
     }
