@@ -129,8 +129,8 @@ impl QueryCache {
         self.inner.flights.len()
     }
 
-    /// The namespace that starts every key of this cache (as the hash tag `{prefix}` on a
-    /// Redis Cluster).
+    /// The namespace that starts every key of this cache (on a Redis Cluster the keys start
+    /// with it as a hash tag, `{prefix}`).
     pub fn prefix(&self) -> &str {
         &self.inner.settings.prefix
     }
@@ -194,6 +194,14 @@ impl QueryCache {
     /// from the moment this returns, no lookup serves it, nor a value whose query began
     /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
+        if self.inner.keyspace != self.inner.settings.prefix && !key.starts_with(&self.inner.keyspace) {
+            // On a cluster, a key outside `{prefix}` is in another slot than the counters it
+            // would be delivered with after an outage (`CROSSSLOT`).
+            return Err(CacheError::Config(format!(
+                "`{key}` is not a key of this cache (on a Redis Cluster they start with `{}`)",
+                self.inner.keyspace
+            )));
+        }
         self.invalidate_counters("invalidate", vec![format!("{key}:gen")]).await?;
         // The entry is invalid already; deleting it only frees the memory.
         let _ = self.bounded(self.inner.store.delete(key)).await;
@@ -315,7 +323,7 @@ impl QueryCache {
         result
     }
 
-    /// While the breaker is open: `PING` the store every `PROBE_EVERY`; once it answers,
+    /// While the breaker is open: try the store every `PROBE_EVERY`; once it answers,
     /// deliver the queued invalidations, then close the breaker.
     fn spawn_probe(&self) {
         tracing::warn!(

@@ -83,12 +83,18 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
     buf.extend_from_slice(&meta.gens.to_le_bytes());
     if shape.complete {
-        let mut postcard = postcard::to_extend(value, buf).map_err(|e| CacheError::Encode(e.to_string()))?;
-        if round_trips(value, &postcard[HEADER..]) {
+        let mut named = None;
+        // A value postcard refuses (a sequence of unknown length) goes as MessagePack too.
+        if let Ok(postcard) = postcard::to_extend(value, buf.clone())
+            && survives(value, &postcard[HEADER..], &mut named)
+        {
             return Ok(postcard);
         }
-        postcard.truncate(HEADER);
-        buf = postcard;
+        if let Some(Ok(named)) = named {
+            buf[MAGIC.len() + 1] = MSGPACK;
+            buf.extend_from_slice(&named);
+            return Ok(buf);
+        }
     }
     buf[MAGIC.len() + 1] = MSGPACK;
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
@@ -96,10 +102,16 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
 }
 
 /// Whether `payload` (the postcard bytes of `value`) decodes to the same value: compared by
-/// their MessagePack encodings, which carry every field name and value.
-fn round_trips<T: Serialize + DeserializeOwned>(value: &T, payload: &[u8]) -> bool {
+/// their MessagePack encodings, which carry every field name and value. Leaves the value's
+/// MessagePack encoding in `named`, for the caller to store instead.
+fn survives<T: Serialize + DeserializeOwned>(
+    value: &T,
+    payload: &[u8],
+    named: &mut Option<Result<Vec<u8>, rmp_serde::encode::Error>>,
+) -> bool {
     let Ok(back) = postcard::from_bytes::<T>(payload) else { return false };
-    matches!((rmp_serde::to_vec_named(value), rmp_serde::to_vec_named(&back)), (Ok(a), Ok(b)) if a == b)
+    let original = named.insert(rmp_serde::to_vec_named(value));
+    matches!((original, rmp_serde::to_vec_named(&back)), (Ok(a), Ok(b)) if *a == b)
 }
 
 /// The envelope's metadata, without decoding the value.
@@ -243,5 +255,20 @@ mod tests {
         let bytes = encode(&status, META).unwrap();
         assert_eq!(codec_of(&bytes), MSGPACK);
         assert_eq!(decode::<Vec<Status>>(&bytes).unwrap().0, status);
+        // A sequence of unknown length, which postcard refuses to write.
+        let evens = Evens(vec![1, 2, 3, 4]);
+        let bytes = encode(&evens, META).unwrap();
+        assert_eq!(codec_of(&bytes), MSGPACK);
+        assert_eq!(decode::<Evens>(&bytes).unwrap().0, Evens(vec![2, 4]));
+    }
+
+    /// Serializes only its even numbers, through an iterator of unknown length.
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Evens(Vec<i64>);
+
+    impl Serialize for Evens {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().filter(|n| *n % 2 == 0))
+        }
     }
 }

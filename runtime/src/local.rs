@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::lookup::now_ms;
 
+/// How long connecting and subscribing to the backplane may take, per node tried.
+const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
+
 /// One local entry: the envelope's bytes and what it depends on.
 #[derive(Clone)]
 pub(crate) struct LocalEntry {
@@ -96,8 +99,11 @@ impl Local {
                 let Some(local) = weak.upgrade() else { return };
                 let channel = local.channel.clone();
                 drop(local);
-                if let Ok(mut pubsub) = client.get_async_pubsub().await
-                    && pubsub.subscribe(&channel).await.is_ok()
+                // Bounded: a node that does not answer must not hold up the next one.
+                let connect = tokio::time::timeout(SUBSCRIBE_WITHIN, client.get_async_pubsub());
+                if let Ok(Ok(mut pubsub)) = connect.await
+                    && let Ok(Ok(())) =
+                        tokio::time::timeout(SUBSCRIBE_WITHIN, pubsub.subscribe(&channel)).await
                 {
                     let Some(local) = weak.upgrade() else { return };
                     // Messages may have been missed while unsubscribed.

@@ -69,23 +69,27 @@ const STR_SAMPLES: [&str; 7] = [
 /// Byte strings likewise: empty, then a UUID's 16 bytes.
 const BYTES_SAMPLES: [&[u8]; 2] = [&[], &[0; 16]];
 /// How many traces a type may take (each retry tries one more sample at one leaf).
-const MAX_TRACES: usize = 64;
+const MAX_TRACES: usize = 256;
 
 fn trace<T: DeserializeOwned>() -> Shape {
     // The sample chosen at each string leaf, in the order the leaves are visited.
     let mut choices: Vec<usize> = Vec::new();
-    for _ in 0..MAX_TRACES {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let mut tracer =
             Tracer { hash: Xxh3::new(), depth: 0, complete: true, choices: &choices, leaf: 0, last: None };
         let retry = match T::deserialize(&mut tracer) {
             Ok(_) => None,
-            Err(Stop::Incomplete) => {
-                tracer.complete = false;
-                None
-            }
-            // The type refused a sample: try the next one at the last leaf visited, if any.
+            Err(Stop::Incomplete) => None,
+            // The type refused a sample: try the next one at the last string leaf visited, if
+            // it has one and tries are left; otherwise the shape stays incomplete.
             Err(Stop::Refused) => match tracer.last {
-                Some((leaf, samples)) if choices.get(leaf).copied().unwrap_or(0) + 1 < samples => Some(leaf),
+                Some((leaf, samples))
+                    if attempt < MAX_TRACES && choices.get(leaf).copied().unwrap_or(0) + 1 < samples =>
+                {
+                    Some(leaf)
+                }
                 _ => {
                     tracer.complete = false;
                     None
@@ -98,12 +102,6 @@ fn trace<T: DeserializeOwned>() -> Shape {
         }
         choices[leaf] += 1;
     }
-    // Out of tries: what the last one recorded, as incomplete.
-    let mut tracer =
-        Tracer { hash: Xxh3::new(), depth: 0, complete: false, choices: &choices, leaf: 0, last: None };
-    let _ = T::deserialize(&mut tracer);
-    tracer.complete = false;
-    tracer.finish()
 }
 
 /// Containers nested deeper than this are not traced (recursive types end here).
@@ -150,6 +148,12 @@ impl Tracer<'_> {
         Shape { fingerprint: self.hash.digest(), complete: self.complete }
     }
 
+    /// Marks the shape incomplete (also when the type swallows the error that follows).
+    fn incomplete(&mut self) -> Stop {
+        self.complete = false;
+        Stop::Incomplete
+    }
+
     /// The sample for the next string leaf out of `samples`.
     fn sample<S: Copy>(&mut self, samples: &[S]) -> S {
         let choice = self.choices.get(self.leaf).copied().unwrap_or(0).min(samples.len() - 1);
@@ -173,7 +177,7 @@ impl Tracer<'_> {
     /// Visits one nested level (a field, an element), refusing to go deeper than `MAX_DEPTH`.
     fn nested<'de, S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Stop> {
         if self.depth >= MAX_DEPTH {
-            return Err(Stop::Incomplete);
+            return Err(self.incomplete());
         }
         self.depth += 1;
         let result = seed.deserialize(&mut *self);
@@ -236,17 +240,19 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
         // A self-describing type (`serde_json::Value`, untagged enums): nothing more to learn.
         self.record("any");
-        Err(Stop::Incomplete)
+        Err(self.incomplete())
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        // Something read and thrown away: its kind is not known.
+        self.complete = false;
         visitor.visit_unit()
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
         self.record("option");
         if self.depth >= MAX_DEPTH {
-            return Err(Stop::Incomplete);
+            return Err(self.incomplete());
         }
         self.depth += 1;
         let result = visitor.visit_some(&mut *self);
@@ -270,7 +276,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
     ) -> Result<V::Value, Stop> {
         self.record(name);
         if self.depth >= MAX_DEPTH {
-            return Err(Stop::Incomplete);
+            return Err(self.incomplete());
         }
         self.depth += 1;
         let result = visitor.visit_newtype_struct(&mut *self);
@@ -327,7 +333,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
             // Only the first variant would be traced: the others' contents stay unknown.
             self.complete = false;
         }
-        let first = variants.first().ok_or(Stop::Incomplete)?;
+        let Some(first) = variants.first() else { return Err(self.incomplete()) };
         visitor.visit_enum(Variant { tracer: self, name: first })
     }
 

@@ -13,12 +13,15 @@ pub struct RedisCluster {
     dir: std::path::PathBuf,
 }
 
-/// A port whose cluster bus port (`port + 10000`) is free too.
+/// A port whose cluster bus port (`port + 10000`) is free too; both below the ephemeral range
+/// that `free_port()` and outgoing connections use, and clear of the ports in `taken` and of
+/// their bus ports.
 fn free_cluster_port(taken: &[u16]) -> u16 {
     loop {
-        let port = fastrand::u16(20_000..40_000);
+        let port = fastrand::u16(10_000..20_000);
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if !taken.contains(&port) && free(port) && free(port + 10_000) {
+        let clash = taken.iter().any(|&t| [t, t + 10_000].contains(&port) || t == port + 10_000);
+        if !clash && free(port) && free(port + 10_000) {
             return port;
         }
     }
@@ -95,8 +98,11 @@ impl RedisCluster {
             .filter(|line| line.contains("master") && !line.contains("fail"))
             .find_map(|line| {
                 let fields: Vec<&str> = line.split(' ').collect();
+                // Slot ranges (`0-5460`) or single slots; `[..]` entries are migrations.
                 let owns = fields[8..].iter().any(|range| match range.split_once('-') {
-                    Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).contains(&slot),
+                    Some((a, b)) => {
+                        matches!((a.parse(), b.parse()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+                    }
                     None => range.parse() == Ok(slot),
                 });
                 owns.then(|| fields[1].split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap())

@@ -40,6 +40,9 @@ async fn the_core_matrix_on_a_cluster() {
         assert_eq!(backend.query::<u8>(redis::cmd("EXISTS").arg(key)).await, 1, "{key} exists");
     }
     assert!(slots.iter().all(|s| *s == slots[0]), "{keys:?} in slots {slots:?}");
+    assert_eq!(cache.stats().errors, 0, "no CROSSSLOT or other failure: {:?}", cache.stats());
+    // A key outside the prefix's slot would break the delivery of queued invalidations.
+    assert!(matches!(cache.invalidate("elsewhere:key").await, Err(CacheError::Config(_))));
 }
 
 #[tokio::test]

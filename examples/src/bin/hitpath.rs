@@ -1,4 +1,5 @@
-//! What a cache hit costs next to the physical minimum, a raw `GET` of the same bytes:
+//! What a cache hit costs next to a raw `GET` of one row's bytes plus their MessagePack decode
+//! (the cache itself stores postcard when it can: see `bench` for the exact bytes):
 //! sequential calls against Redis at `REDIS_URL`, for one row (the workload's Q1 shape).
 //! With `REDIS_CLUSTER_URLS` (comma-separated node URLs), the same against a Redis Cluster.
 //! The output is recorded in `docs/benchmarks.md`.
@@ -47,8 +48,8 @@ async fn sample<F: Future>(mut call: impl FnMut(usize) -> F) -> Vec<Duration> {
     samples
 }
 
-/// Raw `GET` + decode of one-row values stored under `{prefix}:raw:{id}`, then the hit of
-/// `plain` on `cache`, on the connection `conn` of the same kind; the rows of the table.
+/// Raw `GET` + decode of one-row values stored under keys of `cache` named `raw`, then the hit
+/// of `plain` on `cache`, through `conn`, a connection of the same kind; prints both rows.
 async fn raw_and_hit<C>(
     label: &str,
     cache: &QueryCache,
@@ -61,7 +62,7 @@ where
     let raw_keys: Vec<String> = (0..IDS).map(|id| cache.key("raw", 0, &id).unwrap()).collect();
     for (id, key) in raw_keys.iter().enumerate() {
         let bytes = rmp_serde::to_vec_named(&Some(user_row(id as i64)))?;
-        redis::cmd("SET").arg(key).arg(bytes).exec_async(conn).await?;
+        redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(3_600_000).exec_async(conn).await?;
         plain(cache, id as i64).await;
     }
     let samples = sample(|i| {
@@ -92,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw_keys: Vec<String> = (0..IDS).map(|id| format!("{prefix}:raw:{id}")).collect();
     for (id, key) in raw_keys.iter().enumerate() {
         let bytes = rmp_serde::to_vec_named(&Some(user_row(id as i64)))?;
-        redis::cmd("SET").arg(key).arg(bytes).exec_async(&mut conn).await?;
+        redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(3_600_000).exec_async(&mut conn).await?;
     }
 
     println!("Sequential, {CALLS} calls over {IDS} warm keys, one row per value.\n");
@@ -113,14 +114,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(plain(&cache, (i as i64) % IDS).await);
         samples.push(started.elapsed());
     }
-    summary("cached fn hit (GET entry + MGET 2 counters, pipelined)", samples, Some(base));
+    summary("cached fn hit (MGET of the entry and 2 counters)", samples, Some(base));
     let mut samples = Vec::with_capacity(CALLS);
     for i in 0..CALLS {
         let started = Instant::now();
         black_box(tagged(&cache, (i as i64) % IDS).await);
         samples.push(started.elapsed());
     }
-    summary("cached fn hit with 2 tags (GET + MGET 4 counters)", samples, Some(base));
+    summary("cached fn hit with 2 tags (MGET of the entry and 4 counters)", samples, Some(base));
     let stats = cache.stats();
     assert_eq!(stats.misses, 2 * IDS as u64, "every measured call was a hit: {stats:?}");
 
