@@ -492,6 +492,43 @@ mod tests {
         assert!(!shape::<a::WithPicky>().complete, "refuses every sample");
     }
 
+    /// Accepts only a timestamp, like `chrono::DateTime` does.
+    struct Stamp;
+    impl<'de> Deserialize<'de> for Stamp {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            if s.ends_with('Z') { Ok(Stamp) } else { Err(de::Error::custom(format!("bad {s}"))) }
+        }
+    }
+    mod c {
+        #[derive(serde::Deserialize)]
+        pub struct Row {
+            _at: super::Stamp,
+            _inner: Inner,
+        }
+        #[derive(serde::Deserialize)]
+        pub struct Inner {
+            _score: i32,
+        }
+    }
+    mod d {
+        #[derive(serde::Deserialize)]
+        pub struct Row {
+            _at: super::Stamp,
+            _inner: Inner,
+        }
+        #[derive(serde::Deserialize)]
+        pub struct Inner {
+            _score: i64,
+        }
+    }
+
+    #[test]
+    fn a_timestamp_field_does_not_hide_what_follows_it() {
+        assert!(shape::<c::Row>().complete, "the timestamp accepted a later sample");
+        assert_ne!(fingerprint::<c::Row>(), fingerprint::<d::Row>(), "a retyped field after it");
+    }
+
     #[test]
     fn what_can_be_traced_whole_is_complete() {
         assert!(shape::<v2::User>().complete);
