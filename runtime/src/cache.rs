@@ -14,7 +14,7 @@ use crate::codec::{self, Meta};
 use crate::flight::Flights;
 use crate::health::{Health, PROBE_EVERY};
 use crate::key;
-use crate::local::Local;
+use crate::local::{HEARTBEAT_EVERY, Local};
 use crate::lookup::{Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
@@ -111,7 +111,30 @@ impl QueryCache {
             ns_key,
             warnings: WarnLimiter::new(),
         };
-        QueryCache { inner: Arc::new(inner) }
+        let cache = QueryCache { inner: Arc::new(inner) };
+        if cache.inner.local.is_some() {
+            cache.spawn_heartbeat();
+        }
+        cache
+    }
+
+    /// Checks the local tier's subscription every `HEARTBEAT_EVERY` (see `local`), for as long
+    /// as the cache lives.
+    fn spawn_heartbeat(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(local) = inner.local.clone() else { return };
+                let Some((channel, message, seq)) = local.heartbeat() else { continue };
+                let publish = inner.store.publish(channel, &message);
+                let sent = matches!(tokio::time::timeout(HEARTBEAT_EVERY, publish).await, Ok(Ok(())));
+                drop(inner);
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                local.check_heartbeat(seq, sent);
+            }
+        });
     }
 
     pub(crate) fn inner(&self) -> &Inner {

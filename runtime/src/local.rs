@@ -11,6 +11,11 @@
 //!   local tier (an epoch counts the messages), so a slow reader cannot park a stale value there.
 //! - Without its subscription (connection lost, not yet subscribed), an instance serves nothing
 //!   from its local tier: it clears it and goes to Redis, until it has subscribed again.
+//! - A subscription can also go quiet without dropping (its node frozen, or cut off from the
+//!   other nodes of a cluster). So each instance publishes a heartbeat on a channel of its own
+//!   every `HEARTBEAT_EVERY`, through the cache's connection, and listens for it on its
+//!   subscription: a heartbeat that has not come back by the next one counts as a lost
+//!   subscription.
 //!
 //! Pub/sub was chosen over RESP3 client-side caching (`CLIENT TRACKING`): tracking reports
 //! changes to the keys an instance read, but our validity lives in counters that a lookup reads
@@ -27,6 +32,9 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
 use crate::lookup::now_ms;
+
+/// How often an instance checks its subscription with a heartbeat.
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
 /// How long connecting and subscribing to the backplane may take, per node tried.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
@@ -66,6 +74,13 @@ pub(crate) struct Local {
     /// Tells this instance's messages from the others'.
     instance: u64,
     channel: String,
+    /// This instance's heartbeat channel, `{channel}:hb:{instance}`.
+    heartbeat_channel: String,
+    /// The last heartbeat sent, and the last one heard back.
+    heartbeat_sent: AtomicU64,
+    heartbeat_heard: AtomicU64,
+    /// Tells the listener to drop its subscription and subscribe again.
+    resubscribe: Arc<tokio::sync::Notify>,
     /// The namespace counter, on which every entry depends.
     ns_key: String,
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -78,12 +93,17 @@ impl Local {
             .expire_after(UntilStale)
             .support_invalidation_closures()
             .build();
+        let instance = fastrand::u64(..);
         Arc::new(Local {
             entries,
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
-            instance: fastrand::u64(..),
+            instance,
             channel: format!("{prefix}:bus"),
+            heartbeat_channel: format!("{prefix}:bus:hb:{instance:016x}"),
+            heartbeat_sent: AtomicU64::new(0),
+            heartbeat_heard: AtomicU64::new(0),
+            resubscribe: Arc::default(),
             ns_key: ns_key.to_owned(),
             listener: std::sync::Mutex::new(None),
         })
@@ -92,18 +112,18 @@ impl Local {
     /// Subscribes to the backplane through one of `clients`, in the background, for as long as
     /// `local` lives; after a lost connection, resubscribes through the next one.
     pub fn listen(local: &Arc<Local>, clients: Vec<redis::Client>) {
-        let weak = Arc::downgrade(local);
+        let (weak, resubscribe) = (Arc::downgrade(local), local.resubscribe.clone());
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             for client in clients.iter().cycle() {
                 let Some(local) = weak.upgrade() else { return };
-                let channel = local.channel.clone();
+                let channels = [local.channel.clone(), local.heartbeat_channel.clone()];
                 drop(local);
                 // Bounded: a node that does not answer must not hold up the next one.
                 let connect = tokio::time::timeout(SUBSCRIBE_WITHIN, client.get_async_pubsub());
                 if let Ok(Ok(mut pubsub)) = connect.await
                     && let Ok(Ok(())) =
-                        tokio::time::timeout(SUBSCRIBE_WITHIN, pubsub.subscribe(&channel)).await
+                        tokio::time::timeout(SUBSCRIBE_WITHIN, pubsub.subscribe(&channels)).await
                 {
                     let Some(local) = weak.upgrade() else { return };
                     // Messages may have been missed while unsubscribed.
@@ -113,9 +133,18 @@ impl Local {
                     drop(local);
                     backoff = Duration::from_millis(50);
                     let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
+                    loop {
+                        let message = tokio::select! {
+                            message = messages.next() => message,
+                            () = resubscribe.notified() => None,
+                        };
+                        let Some(message) = message else { break };
                         let Some(local) = weak.upgrade() else { return };
-                        if let Ok(message) = rmp_serde::from_slice(message.get_payload_bytes()) {
+                        if message.get_channel_name() == local.heartbeat_channel {
+                            if let Ok(seq) = rmp_serde::from_slice(message.get_payload_bytes()) {
+                                local.heartbeat_heard.fetch_max(seq, SeqCst);
+                            }
+                        } else if let Ok(message) = rmp_serde::from_slice(message.get_payload_bytes()) {
                             local.apply(message).await;
                         }
                     }
@@ -128,6 +157,25 @@ impl Local {
             }
         });
         *local.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    }
+
+    /// The next heartbeat to publish (its channel and message), while subscribed.
+    pub fn heartbeat(&self) -> Option<(&str, Vec<u8>, u64)> {
+        if !self.serving() {
+            return None;
+        }
+        let seq = self.heartbeat_sent.fetch_add(1, SeqCst) + 1;
+        Some((&self.heartbeat_channel, rmp_serde::to_vec(&seq).expect("a number encodes"), seq))
+    }
+
+    /// Checks that heartbeat `seq` came back (`sent` false: it could not even be sent); if
+    /// not, the subscription is treated as lost: bypassed, and subscribed again.
+    pub fn check_heartbeat(&self, seq: u64, sent: bool) {
+        if self.serving() && (!sent || self.heartbeat_heard.load(SeqCst) < seq) {
+            tracing::warn!(channel = %self.channel, "cached_query: backplane heartbeat not heard back; resubscribing");
+            self.unsubscribed();
+            self.resubscribe.notify_one();
+        }
     }
 
     fn unsubscribed(&self) {

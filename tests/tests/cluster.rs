@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache};
 use cached_query_tests::cluster::RedisCluster;
-use cached_query_tests::matrix::{self, Backend};
-use cached_query_tests::{pg, redis_url, user_name, user_name_invalidate, users_table};
+use cached_query_tests::matrix::{self, Backend, until_answer, until_local_hit, until_reachable};
+use cached_query_tests::{pg, redis_url, unique_prefix, user_name, user_name_invalidate, users_table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_matrix_on_one_server() {
@@ -105,4 +105,38 @@ async fn a_master_failover_keeps_queries_answering() {
         .unwrap();
     cache.invalidate_tags(["user:3"]).await.unwrap();
     assert_eq!(user_name(&cache, &pool, table, &calls, 3).await.unwrap(), "carla");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_backplane_node_stops_the_local_tier_serving() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let (pool, table, prefix) = (pg().await, "t_cluster_heartbeat", unique_prefix("heartbeat"));
+    users_table(&pool, table).await;
+    // The reader subscribes through the first URL it is given: one that is not the master of
+    // the prefix's slot, so that invalidations still succeed while it is frozen.
+    let master = cluster.master_of(&format!("{{{prefix}}}:ns")).port;
+    let urls = cluster.urls();
+    let frozen = urls.iter().position(|url| !url.ends_with(&format!(":{master}"))).unwrap();
+    let mut order = urls.clone();
+    order.swap(0, frozen);
+    let reader =
+        QueryCache::builder().redis_cluster(order).prefix(&prefix).local_cache(100).build().await.unwrap();
+    let writer = QueryCache::builder().redis_cluster(urls).prefix(&prefix).build().await.unwrap();
+    until_reachable(&reader).await;
+    until_reachable(&writer).await;
+    until_local_hit(&reader, &pool, table, 1).await;
+
+    // The subscription's node freezes: its connection stays open, nothing comes through it.
+    cluster.nodes[frozen].pause();
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'alicia' WHERE id = 1")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    writer.invalidate_tags(["user:1"]).await.unwrap();
+    let invalidated = Instant::now();
+    // Without the heartbeat, the reader would serve `alice` from its local tier until the TTL
+    // (60 s); `until_answer` gives up after 10 s.
+    until_answer(&reader, &pool, table, 1, "alicia").await;
+    println!("a frozen backplane node was noticed after {:?}", invalidated.elapsed());
+    cluster.nodes[frozen].resume();
 }
