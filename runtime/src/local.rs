@@ -14,7 +14,7 @@
 //! - A subscription can also go quiet without dropping (its node frozen, or cut off from the
 //!   other nodes of a cluster). So each instance publishes a heartbeat on a channel of its own
 //!   every `HEARTBEAT_EVERY`, through the cache's connection, and listens for it on its
-//!   subscription: a heartbeat that has not come back by the next one counts as a lost
+//!   subscription: two heartbeats in a row that have not come back count as a lost
 //!   subscription.
 //!
 //! Pub/sub was chosen over RESP3 client-side caching (`CLIENT TRACKING`): tracking reports
@@ -168,10 +168,12 @@ impl Local {
         Some((&self.heartbeat_channel, rmp_serde::to_vec(&seq).expect("a number encodes"), seq))
     }
 
-    /// Checks that heartbeat `seq` came back (`sent` false: it could not even be sent); if
-    /// not, the subscription is treated as lost: bypassed, and subscribed again.
+    /// Called one `HEARTBEAT_EVERY` after heartbeat `seq` was published (`sent` false: it
+    /// could not even be published). If it could not be, or the one before it has not come
+    /// back either (one late heartbeat is forgiven, for a busy process), the subscription is
+    /// treated as lost: bypassed, and subscribed again.
     pub fn check_heartbeat(&self, seq: u64, sent: bool) {
-        if self.serving() && (!sent || self.heartbeat_heard.load(SeqCst) < seq) {
+        if self.serving() && (!sent || self.heartbeat_heard.load(SeqCst) + 1 < seq) {
             tracing::warn!(channel = %self.channel, "cached_query: backplane heartbeat not heard back; resubscribing");
             self.unsubscribed();
             self.resubscribe.notify_one();
