@@ -195,6 +195,16 @@ macro_rules! primitive {
     )*};
 }
 
+/// Strings and byte strings: visited with the sample chosen for that leaf (see `trace`).
+macro_rules! leaf {
+    ($($method:ident => $visit:ident($samples:expr);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+            self.record(stringify!($method));
+            visitor.$visit(self.sample(&$samples))
+        }
+    )*};
+}
+
 impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
     type Error = Stop;
 
@@ -217,24 +227,11 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
         deserialize_identifier => visit_str("");
     }
 
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        self.record("deserialize_str");
-        visitor.visit_str(self.sample(&STR_SAMPLES))
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        self.record("deserialize_string");
-        visitor.visit_str(self.sample(&STR_SAMPLES))
-    }
-
-    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        self.record("deserialize_bytes");
-        visitor.visit_bytes(self.sample(&BYTES_SAMPLES))
-    }
-
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        self.record("deserialize_byte_buf");
-        visitor.visit_bytes(self.sample(&BYTES_SAMPLES))
+    leaf! {
+        deserialize_str => visit_str(STR_SAMPLES);
+        deserialize_string => visit_str(STR_SAMPLES);
+        deserialize_bytes => visit_bytes(BYTES_SAMPLES);
+        deserialize_byte_buf => visit_bytes(BYTES_SAMPLES);
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
