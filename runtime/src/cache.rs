@@ -89,8 +89,7 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
-        let cluster = matches!(&store, Store::Redis(redis) if redis.is_cluster());
-        let keyspace = keyspace(&settings.prefix, cluster);
+        let keyspace = keyspace(&settings.prefix, store.is_cluster());
         let ns_key = format!("{keyspace}:ns");
         let local = match (&store, settings.local_cache) {
             (Store::Redis(redis), Some(max_entries)) => {
@@ -217,7 +216,7 @@ impl QueryCache {
     /// from the moment this returns, no lookup serves it, nor a value whose query began
     /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        if self.inner.keyspace != self.inner.settings.prefix && !key.starts_with(&self.inner.keyspace) {
+        if self.inner.store.is_cluster() && !key.starts_with(&self.inner.keyspace) {
             // On a cluster, a key outside `{prefix}` is in another slot than the counters it
             // would be delivered with after an outage (`CROSSSLOT`).
             return Err(CacheError::Config(format!(

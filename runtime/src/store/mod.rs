@@ -108,6 +108,11 @@ impl Store {
         }
     }
 
+    /// Whether this is a Redis Cluster (whose keys of one prefix share a hash tag).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Store::Redis(s) if s.is_cluster())
+    }
+
     /// A description for `Debug`, without secrets.
     pub fn describe(&self) -> String {
         match self {
