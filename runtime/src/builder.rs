@@ -21,6 +21,7 @@ impl Default for Settings {
             single_flight: true,
             max_value_bytes: 1 << 20,
             local_cache: None,
+            client_tracking: true,
         }
     }
 }
@@ -144,6 +145,16 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Whether a lookup on a single Redis server keeps the invalidation counters it depends on
+    /// in this process, kept exact by Redis's server-assisted client-side caching (RESP3
+    /// `CLIENT TRACKING`, Redis 6+), so that a warm hit is one `GET` (default `true`). Off, or
+    /// on a server that refuses it, or on a cluster, every lookup reads the counters with its
+    /// entry (one `MGET`). See the README ("What a hit costs").
+    pub fn client_tracking(mut self, on: bool) -> Self {
+        self.settings.client_tracking = on;
+        self
+    }
+
     /// How long a lease lasts if its holder never releases it (a crashed process; default 5 s).
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.settings.lock_lease = lease;
@@ -174,7 +185,7 @@ impl QueryCacheBuilder {
             return Err(CacheError::Config(problem.into()));
         }
         let store = match self.backend {
-            Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout)?),
+            Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout, s.client_tracking)?),
             Some(Backend::Cluster(urls)) => Store::Redis(RedisStore::cluster(&urls, s.timeout)?),
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {

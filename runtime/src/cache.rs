@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     pub single_flight: bool,
     pub max_value_bytes: usize,
     pub local_cache: Option<u64>,
+    /// Keep the counters in this process, tracked by Redis (single server only).
+    pub client_tracking: bool,
 }
 
 impl fmt::Debug for QueryCache {

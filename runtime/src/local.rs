@@ -17,10 +17,10 @@
 //!   subscription: two heartbeats in a row that have not come back count as a lost
 //!   subscription.
 //!
-//! Pub/sub was chosen over RESP3 client-side caching (`CLIENT TRACKING`): tracking reports
-//! changes to the keys an instance read, but our validity lives in counters that a lookup reads
-//! with the entry; invalidations are few and explicit, and one channel per prefix carries them
-//! (and overwrites) with no per-key state in Redis.
+//! Pub/sub was chosen over client-side caching of the entries (`CLIENT TRACKING`):
+//! invalidations are few and explicit, and one channel per prefix carries them (and
+//! overwrites) with no per-key state in Redis, on a server, a cluster or behind a proxy.
+//! (Tracking does keep the counters of Redis lookups, see `store::tracking`.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};

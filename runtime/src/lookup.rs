@@ -1,7 +1,8 @@
 //! The path of a cached call, top to bottom.
 //!
 //! 1. `find`: one round trip reads the entry and the invalidation counters it depends on (the
-//!    namespace's, the key's, its tags'). An entry is valid only if it was computed from a read
+//!    namespace's, the key's, its tags'; on a single server, once known, they are kept in the
+//!    process by client tracking and a warm hit is one `GET`: see `store::tracking`). An entry is valid only if it was computed from a read
 //!    that began after the last increment of each: this is what makes an invalidation final
 //!    (no stale set, see the README). A fresh entry is returned; a stale one (past its TTL,
 //!    within `stale`) is returned too and refreshed once in the background.

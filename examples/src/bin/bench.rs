@@ -1,7 +1,8 @@
 //! The workload benchmark (`shared/workload.md`): three queries against Postgres, each served
 //! by the database, by a raw Redis `GET` of the bytes the cache stores (the physical limit),
-//! by a raw `MGET` of those bytes and their invalidation counters (what a lookup reads), by a
-//! `#[cached_query]` hit, by a hit in the local tier, and by the `cached` crate's Redis
+//! by a raw `MGET` of those bytes and their invalidation counters (what a lookup without client
+//! tracking reads), by a `#[cached_query]` hit (one `GET`: client tracking keeps the counters),
+//! by the same hit with tracking off, by a hit in the local tier, and by the `cached` crate's Redis
 //! store, one after another in one run. Prints Markdown tables and, with `--write`, replaces
 //! the results section of `docs/benchmarks.md`.
 //!
@@ -120,16 +121,18 @@ enum Path {
     RedisGetDecode,
     RedisMgetDecode,
     Hit,
+    HitMget,
     HitL1,
     CachedCrate,
 }
 
-const PATHS: [Path; 7] = [
+const PATHS: [Path; 8] = [
     Path::Db,
     Path::RedisGet,
     Path::RedisGetDecode,
     Path::RedisMgetDecode,
     Path::Hit,
+    Path::HitMget,
     Path::HitL1,
     Path::CachedCrate,
 ];
@@ -144,6 +147,7 @@ impl Path {
             Path::RedisGetDecode => "redis-get + decode",
             Path::RedisMgetDecode => "redis-mget + decode",
             Path::Hit => "hit",
+            Path::HitMget => "hit, no tracking",
             Path::HitL1 => "hit-l1",
             Path::CachedCrate => "cached-crate",
         }
@@ -154,6 +158,8 @@ impl Path {
 struct Bench {
     pool: PgPool,
     cache: QueryCache,
+    /// The same entries, looked up without client tracking (counters read with each entry).
+    untracked: QueryCache,
     local: QueryCache,
     raw: ConnectionManager,
     /// The keys of the cache's entries, by query and argument index.
@@ -186,8 +192,12 @@ impl Bench {
             }
             (Path::RedisMgetDecode, Query::Q2) => self.mget_decoded::<Vec<User>>(Query::Q2, i).await.len(),
             (Path::RedisMgetDecode, Query::Q3) => self.mget_decoded::<Vec<Bucket>>(Query::Q3, i).await.len(),
-            (Path::Hit | Path::HitL1, q) => {
-                let cache = if path == Path::Hit { &self.cache } else { &self.local };
+            (Path::Hit | Path::HitMget | Path::HitL1, q) => {
+                let cache = match path {
+                    Path::Hit => &self.cache,
+                    Path::HitMget => &self.untracked,
+                    _ => &self.local,
+                };
                 match q {
                     Query::Q1 => q1(cache, pool, id).await.unwrap().is_some() as usize,
                     Query::Q2 => q2(cache, pool, id).await.unwrap().len(),
@@ -332,7 +342,7 @@ async fn setup(pool: &PgPool) -> Result<(), sqlx::Error> {
 async fn warm(bench: &Bench, query: Query) -> Vec<String> {
     let distinct = if query == Query::Q3 { 1 } else { IDS };
     for i in 0..distinct {
-        for path in [Path::Hit, Path::HitL1, Path::CachedCrate] {
+        for path in [Path::Hit, Path::HitMget, Path::HitL1, Path::CachedCrate] {
             bench.call(query, path, i).await;
         }
     }
@@ -390,6 +400,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     POOL.set(pool.clone()).expect("set once");
     let prefix = format!("cq-bench:{}", std::process::id());
     let cache = QueryCache::builder().redis_url(&redis_url).prefix(&prefix).build().await?;
+    let untracked =
+        QueryCache::builder().redis_url(&redis_url).prefix(&prefix).client_tracking(false).build().await?;
     let local = QueryCache::builder()
         .redis_url(&redis_url)
         .prefix(format!("{prefix}:l1"))
@@ -398,7 +410,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let raw = ConnectionManager::new(redis::Client::open(redis_url.as_str())?).await?;
     let ns_key = format!("{prefix}:ns");
-    let mut bench = Bench { pool, cache, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()], ns_key };
+    let mut bench =
+        Bench { pool, cache, untracked, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()], ns_key };
     // The local tier serves once its backplane subscription is up.
     let deadline = Instant::now() + Duration::from_secs(10);
     while bench.local.stats().local_hits == 0 && Instant::now() < deadline {
@@ -442,7 +455,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let mut ratios = String::from(
-        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit / redis-mget+decode (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit / redis-mget+decode (ops @32) | hit / hit, no tracking (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (query, name, what) in [
         (Query::Q1, "Q1", "point lookup, 1 row"),
@@ -494,7 +507,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let at32 = |p: Path| row(p).ops[2];
         writeln!(
             ratios,
-            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
+            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
             p50(Path::Hit) / p50(Path::RedisGetDecode),
             p50(Path::Hit) / p50(Path::RedisGet),
             p50(Path::Hit) / p50(Path::Db),
@@ -502,6 +515,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             at32(Path::Hit) / at32(Path::CachedCrate),
             at32(Path::Hit) / at32(Path::RedisGet),
             at32(Path::Hit) / at32(Path::RedisMgetDecode),
+            at32(Path::Hit) / at32(Path::HitMget),
             p50(Path::Hit) / p50(Path::HitL1),
         )?;
     }

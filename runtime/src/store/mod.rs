@@ -3,6 +3,7 @@
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod tracking;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! a hash tag, see [`keyspace`]), so that a lookup, an invalidation and a lease are each one
 //! pipeline to one node, as on a single server.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -13,12 +13,15 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use super::tracking::Tracking;
 use crate::CacheError;
 
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
     clients: Vec<redis::Client>,
     conn: Conn,
+    /// Lookups with the counters kept in this process (see `tracking`); single server only.
+    tracking: Option<Arc<Tracking>>,
     /// The URL(s) with passwords masked, for `Debug` and logs.
     redacted: String,
 }
@@ -66,7 +69,7 @@ pub(crate) fn keyspace(prefix: &str, cluster: bool) -> String {
 }
 
 /// An invalidation counter's value (`INCR` stores it as decimal text).
-fn counter(bytes: &[u8]) -> Result<u64, CacheError> {
+pub(super) fn counter(bytes: &[u8]) -> Result<u64, CacheError> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|text| text.parse().ok())
@@ -80,7 +83,8 @@ fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {
 impl RedisStore {
     /// Validates `url` and prepares a connection that is made on first use, so that a Redis
     /// that is down when the program starts only degrades the cache until it comes up.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, CacheError> {
+    /// With `track`, lookups keep the counters in this process (see `tracking`).
+    pub fn new(url: &str, timeout: Duration, track: bool) -> Result<Self, CacheError> {
         let redacted = redact(url);
         let client = redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))?;
         // No response timeout of its own: every request already runs under the cache's timer
@@ -89,7 +93,11 @@ impl RedisStore {
         let config =
             ConnectionManagerConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(RedisStore { clients: vec![client], conn: Conn::Server(conn), redacted })
+        let tracking = match track {
+            true => Some(Tracking::new(&client, timeout).map_err(|e| invalid_url(&redacted, e))?),
+            false => None,
+        };
+        Ok(RedisStore { clients: vec![client], conn: Conn::Server(conn), tracking, redacted })
     }
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
@@ -108,7 +116,7 @@ impl RedisStore {
             .map_err(|e| invalid_url(&redacted, e))?;
         let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
         let conn = cluster.get_pending_async_connection_with_config(config);
-        Ok(RedisStore { clients, conn: Conn::Cluster(conn), redacted })
+        Ok(RedisStore { clients, conn: Conn::Cluster(conn), tracking: None, redacted })
     }
 
     /// Whether this is a cluster.
@@ -126,6 +134,9 @@ impl RedisStore {
         key: &str,
         gen_keys: &[String],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+        if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
+            return session.fetch(key, gen_keys).await;
+        }
         // One `MGET` of the entry and its counters: one round trip, and one command for Redis
         // (a pipelined GET + MGET costs it two, which halves what it serves under load).
         // Not a snapshot across keys, and it need not be: see `lookup` for why reading the
@@ -135,7 +146,7 @@ impl RedisStore {
             redis::cmd("MGET").arg(key).arg(gen_keys).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
-        let gens = values.map(|v| v.map_or(Ok(0), |bytes| counter(&bytes))).collect::<Result<_, _>>()?;
+        let gens = values.map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<_, _>>()?;
         Ok((entry, gens))
     }
 

@@ -1,0 +1,270 @@
+//! Lookups whose invalidation counters are known in this process, kept exact by Redis:
+//! server-assisted client-side caching (`CLIENT TRACKING`, Redis 6+, RESP3), for the counters
+//! only. A warm hit is then one `GET` of the entry instead of an `MGET` of the entry and its
+//! counters.
+//!
+//! Why it is exact, not eventually consistent: the counters are read (`CLIENT CACHING YES` +
+//! `MGET`) on a connection of their own that has tracking on, and the entries are read with
+//! `GET` on that same connection. When a counter changes, Redis queues the invalidation on that
+//! connection at once, so it arrives *before* the reply of any `GET` that Redis ran after the
+//! change; the connection's driver hands it to [`Counters::apply`] synchronously, before it
+//! hands over later replies. A lookup reads the counters from this process only after its
+//! `GET` has answered: every increment that completed before the `GET` ran has removed its
+//! counter by then, and a removed counter is read from Redis again. (The manager connection's
+//! push forwarding goes through a task of its own, which would lose this ordering: hence the
+//! dedicated connection.)
+//!
+//! A counter value read from Redis is kept only if no invalidation arrived while it was read
+//! (one could be about it). On a lost connection the known counters are dropped, the lookups
+//! go back to the `MGET` path, and the connection is made again in the background. A server
+//! that refuses RESP3 or `CLIENT TRACKING` turns this off for good (logged once).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
+
+use super::redis::counter;
+use crate::CacheError;
+use crate::lookup::now_ms;
+
+/// The most counters kept; past that they are dropped and read again as needed.
+const MAX_COUNTERS: usize = 100_000;
+/// The longest wait between two attempts to make the connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The tracked connection of one cache, made on first use and again after it is lost.
+pub(crate) struct Tracking {
+    /// A RESP3 client of the cache's server.
+    client: redis::Client,
+    timeout: Duration,
+    session: ArcSwapOption<Session>,
+    connecting: AtomicBool,
+    /// Set when the server cannot track (no RESP3, no `CLIENT TRACKING`, not allowed).
+    off: AtomicBool,
+    /// Unix ms before which no new attempt is made, and the wait after the next failure.
+    retry_at: AtomicU64,
+    backoff_ms: AtomicU64,
+}
+
+/// One tracked connection and the counters known through it.
+pub(crate) struct Session {
+    conn: MultiplexedConnection,
+    counters: Arc<Counters>,
+}
+
+/// Counter values, kept exact by the connection's invalidation messages.
+#[derive(Default)]
+struct Counters {
+    values: RwLock<HashMap<String, u64>>,
+    /// Counts the invalidations applied (a value read meanwhile is not kept).
+    invalidations: AtomicU64,
+    /// False once the connection is lost: the values are dropped, and no more are kept.
+    alive: AtomicBool,
+}
+
+impl Counters {
+    /// What the connection's driver calls for each message the server pushes, before it
+    /// passes on the replies that follow it.
+    fn apply(&self, info: PushInfo) {
+        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        if let Value::BulkString(key) = key {
+                            values.remove(String::from_utf8_lossy(key).as_ref());
+                        }
+                    }
+                }
+                // `FLUSHALL` / `FLUSHDB`, or a message this code does not know: forget all.
+                _ => values.clear(),
+            },
+            PushKind::Disconnection => {
+                self.alive.store(false, SeqCst);
+                values.clear();
+            }
+            _ => return,
+        }
+        self.invalidations.fetch_add(1, SeqCst);
+    }
+
+    /// The values of all `keys`, if all are known.
+    fn get(&self, keys: &[String]) -> Option<Vec<u64>> {
+        let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
+        keys.iter().map(|key| values.get(key).copied()).collect()
+    }
+
+    /// Keeps values read from Redis, unless an invalidation arrived since `seen`.
+    fn keep(&self, seen: u64, keys: &[String], read: &[u64]) {
+        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+        if self.invalidations.load(SeqCst) != seen || !self.alive.load(SeqCst) {
+            return;
+        }
+        if values.len() + keys.len() > MAX_COUNTERS {
+            values.clear();
+        }
+        for (key, value) in keys.iter().zip(read) {
+            values.insert(key.clone(), *value);
+        }
+    }
+}
+
+impl Session {
+    /// The entry under `key` and the counters under `gen_keys`, as `RedisStore::fetch` returns
+    /// them: the counters are at least as recent as the entry (see the module docs).
+    pub async fn fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+        let mut conn = self.conn.clone();
+        if self.counters.get(gen_keys).is_some() {
+            let entry: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            // Read after the reply: invalidations sent before it have been applied.
+            if let Some(gens) = self.counters.get(gen_keys) {
+                return Ok((entry, gens));
+            }
+        }
+        let seen = self.counters.invalidations.load(SeqCst);
+        let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+            .cmd("GET")
+            .arg(key)
+            .cmd("CLIENT")
+            .arg("CACHING")
+            .arg("YES")
+            .ignore()
+            .cmd("MGET")
+            .arg(gen_keys)
+            .query_async(&mut conn)
+            .await?;
+        let gens =
+            values.iter().map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<Vec<_>, _>>()?;
+        self.counters.keep(seen, gen_keys, &gens);
+        Ok((entry, gens))
+    }
+}
+
+impl Tracking {
+    /// Tracking for the server of `client` (its own RESP3 connection, made on first use).
+    pub fn new(client: &redis::Client, timeout: Duration) -> Result<Arc<Self>, RedisError> {
+        let info = client.get_connection_info().clone();
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        Ok(Arc::new(Tracking {
+            client: redis::Client::open(info.set_redis_settings(settings))?,
+            timeout,
+            session: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            off: AtomicBool::new(false),
+            retry_at: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(50),
+        }))
+    }
+
+    /// The live session, if there is one; otherwise starts making one (in the background, at
+    /// most one attempt at a time, with a growing wait between failed ones).
+    pub fn session(self: &Arc<Self>) -> Option<Arc<Session>> {
+        if let Some(session) = &*self.session.load()
+            && session.counters.alive.load(SeqCst)
+        {
+            return Some(session.clone());
+        }
+        if self.off.load(SeqCst)
+            || now_ms() < self.retry_at.load(SeqCst)
+            || self.connecting.swap(true, SeqCst)
+        {
+            return None;
+        }
+        let tracking = self.clone();
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(tracking.timeout, tracking.connect()).await;
+            match result {
+                Ok(Ok(session)) => {
+                    tracking.session.store(Some(Arc::new(session)));
+                    tracking.backoff_ms.store(50, SeqCst);
+                }
+                Ok(Err(err)) if !transient(&err) => {
+                    tracking.off.store(true, SeqCst);
+                    tracing::warn!(%err, "cached_query: Redis cannot track keys (RESP3 CLIENT TRACKING); lookups read the counters with each entry");
+                }
+                _ => {
+                    let backoff = tracking.backoff_ms.load(SeqCst);
+                    tracking.retry_at.store(now_ms() + backoff, SeqCst);
+                    tracking.backoff_ms.store((backoff * 2).min(MAX_BACKOFF.as_millis() as u64), SeqCst);
+                }
+            }
+            tracking.connecting.store(false, SeqCst);
+        });
+        None
+    }
+
+    async fn connect(&self) -> Result<Session, RedisError> {
+        let counters = Arc::new(Counters { alive: AtomicBool::new(true), ..Counters::default() });
+        let pushes = counters.clone();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None) // the cache's own timer bounds every request
+            .set_push_sender(move |info| {
+                pushes.apply(info);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN").exec_async(&mut conn).await?;
+        Ok(Session { conn, counters })
+    }
+}
+
+/// Whether a failure to make the connection may pass (the server was not reachable), as
+/// opposed to the server refusing what tracking needs.
+fn transient(err: &RedisError) -> bool {
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalidate(keys: &[&str]) -> PushInfo {
+        let keys = keys.iter().map(|k| Value::BulkString(k.as_bytes().to_vec())).collect();
+        PushInfo { kind: PushKind::Invalidate, data: vec![Value::Array(keys)] }
+    }
+
+    fn counters(keys: &[&str]) -> (Counters, Vec<String>) {
+        let counters = Counters { alive: AtomicBool::new(true), ..Counters::default() };
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        counters.keep(0, &keys, &[1, 2]);
+        (counters, keys)
+    }
+
+    #[test]
+    fn invalidations_drop_their_counters_and_a_lost_connection_all() {
+        let (counters, keys) = counters(&["ns", "k:gen"]);
+        assert_eq!(counters.get(&keys), Some(vec![1, 2]));
+        counters.apply(invalidate(&["k:gen", "other"]));
+        assert_eq!(counters.get(&keys), None);
+        assert_eq!(counters.get(&keys[..1]), Some(vec![1]));
+        counters.apply(PushInfo { kind: PushKind::Invalidate, data: vec![Value::Nil] });
+        assert_eq!(counters.get(&keys[..1]), None, "FLUSHALL forgets all");
+        counters.keep(counters.invalidations.load(SeqCst), &keys, &[1, 2]);
+        counters.apply(PushInfo { kind: PushKind::Disconnection, data: vec![] });
+        assert_eq!(counters.get(&keys[..1]), None);
+        counters.keep(counters.invalidations.load(SeqCst), &keys, &[1, 2]);
+        assert_eq!(counters.get(&keys[..1]), None, "nothing is kept once the connection is lost");
+    }
+
+    #[test]
+    fn a_value_read_while_an_invalidation_arrived_is_not_kept() {
+        let (counters, keys) = counters(&["ns", "k:gen"]);
+        counters.apply(invalidate(&["ns"]));
+        let seen = counters.invalidations.load(SeqCst);
+        counters.apply(invalidate(&["unrelated"])); // arrives while `ns` is read again
+        counters.keep(seen, &keys[..1], &[5]);
+        assert_eq!(counters.get(&keys[..1]), None);
+        counters.keep(counters.invalidations.load(SeqCst), &keys[..1], &[5]);
+        assert_eq!(counters.get(&keys[..1]), Some(vec![5]));
+    }
+}
