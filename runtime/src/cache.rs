@@ -226,7 +226,7 @@ impl QueryCache {
                 self.inner.keyspace
             )));
         }
-        self.invalidate_counters("invalidate", vec![format!("{key}:gen")]).await?;
+        self.invalidate_counters("invalidate", vec![gen_key(key)]).await?;
         // The entry is invalid already; deleting it only frees the memory.
         let _ = self.bounded(self.inner.store.delete(key)).await;
         Ok(())
@@ -293,14 +293,19 @@ impl QueryCache {
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}:tag:{tag}", self.inner.keyspace)
+        let keyspace = &self.inner.keyspace;
+        let mut key = String::with_capacity(keyspace.len() + 5 + tag.len());
+        key.push_str(keyspace);
+        key.push_str(":tag:");
+        key.push_str(tag);
+        key
     }
 
     /// The entry `key` of a call with `tags`, and the counters it depends on.
     pub(crate) fn target(&self, key: String, tags: &[String]) -> Target {
         let mut gen_keys = Vec::with_capacity(2 + tags.len());
         gen_keys.push(self.inner.ns_key.clone());
-        gen_keys.push(format!("{key}:gen"));
+        gen_keys.push(gen_key(&key));
         gen_keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
         Target { key, gen_keys }
     }
@@ -371,4 +376,13 @@ impl QueryCache {
             }
         });
     }
+}
+
+/// `{key}:gen`, the invalidation counter of the entry under `key` (built on every lookup: no
+/// `format!`).
+fn gen_key(key: &str) -> String {
+    let mut gen_key = String::with_capacity(key.len() + 4);
+    gen_key.push_str(key);
+    gen_key.push_str(":gen");
+    gen_key
 }

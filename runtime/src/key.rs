@@ -69,9 +69,11 @@ pub(crate) fn join(prefix: &str, head: &str, hash: u128) -> String {
     key.push_str(prefix);
     key.push(':');
     key.push_str(head);
-    for shift in (0..32).rev() {
-        key.push(HEX[((hash >> (shift * 4)) & 0xf) as usize] as char);
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = HEX[((hash >> ((31 - i) * 4)) & 0xf) as usize];
     }
+    key.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
     key
 }
 

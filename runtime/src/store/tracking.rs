@@ -20,6 +20,7 @@
 //! that refuses RESP3 or `CLIENT TRACKING` turns this off for good (logged once).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::redis::counter;
 use crate::CacheError;
@@ -60,11 +62,42 @@ pub(crate) struct Session {
 /// Counter values, kept exact by the connection's invalidation messages.
 #[derive(Default)]
 struct Counters {
-    values: RwLock<HashMap<String, u64>>,
+    values: RwLock<HashMap<String, u64, KeyHash>>,
     /// Counts the invalidations applied (a value read meanwhile is not kept).
     invalidations: AtomicU64,
     /// False once the connection is lost: the values are dropped, and no more are kept.
     alive: AtomicBool,
+}
+
+/// Hashes the counters' keys with seeded XXH3: they are long (an entry's key and `:gen`) and
+/// read on every hit, where SipHash cost more than the rest of the check.
+#[derive(Clone, Copy)]
+struct KeyHash(u64);
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        KeyHash(fastrand::u64(..)) // a seed of its own per map: no crafted collisions
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Counters {
@@ -123,9 +156,14 @@ impl Session {
         gen_keys: &[String],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
         let mut conn = self.conn.clone();
-        if self.counters.get(gen_keys).is_some() {
+        let seen = self.counters.invalidations.load(SeqCst);
+        if let Some(gens) = self.counters.get(gen_keys) {
             let entry: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-            // Read after the reply: invalidations sent before it have been applied.
+            // The counters must be those after the reply (the invalidations sent before it have
+            // been applied by now): the ones read before it, if no invalidation came meanwhile.
+            if self.counters.invalidations.load(SeqCst) == seen {
+                return Ok((entry, gens));
+            }
             if let Some(gens) = self.counters.get(gen_keys) {
                 return Ok((entry, gens));
             }
