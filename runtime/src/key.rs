@@ -1,52 +1,34 @@
 //! Stable, unambiguous cache keys: `{prefix}:{name}:v{version}:{hash}`.
 //!
-//! `hash` is the 128-bit XXH3 of the key arguments encoded with postcard's wire format, fed
-//! straight into the hasher (no buffer). Both are specified byte for byte and independent of
-//! the platform, the process and the Rust version, unlike `std`'s `Hasher`s. The encoding is
+//! `hash` is the 128-bit XXH3 of the key arguments encoded with postcard's wire format. Both
+//! are specified byte for byte and independent of the platform, the process and the Rust
+//! version, unlike `std`'s `Hasher`s. The encoding is
 //! self-delimiting (strings and sequences carry their length, options and enums a tag), so
 //! `("a:b", "c")` and `("a", "b:c")` encode, and hash, differently. Argument values never
 //! appear in the key itself, so they cannot inject Redis syntax into it.
 
 use serde::Serialize;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128;
 
-/// Hashes key arguments one after the other. postcard encodes a tuple as its fields in
-/// order, so adding `a` then `b` hashes exactly what adding `(a, b)` does.
+/// Collects key arguments one after the other, then hashes them. postcard encodes a tuple as
+/// its fields in order, so adding `a` then `b` hashes exactly what adding `(a, b)` does.
+/// The encoding goes into a small buffer hashed at the end, rather than through a streaming
+/// hasher: a call moves this along with it, and a streaming XXH3 state is ~600 bytes.
 #[derive(Clone)]
-pub(crate) struct KeyHasher(Xxh3);
+pub(crate) struct KeyHasher(Vec<u8>);
 
 impl KeyHasher {
     pub fn new() -> Self {
-        KeyHasher(Xxh3::new())
+        KeyHasher(Vec::with_capacity(32))
     }
 
     pub fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), postcard::Error> {
-        postcard::serialize_with_flavor(value, HashFlavor(&mut self.0))
+        self.0 = postcard::to_extend(value, std::mem::take(&mut self.0))?;
+        Ok(())
     }
 
     pub fn finish(&self) -> u128 {
-        self.0.digest128()
-    }
-}
-
-/// Feeds postcard's output into an XXH3 hasher.
-struct HashFlavor<'a>(&'a mut Xxh3);
-
-impl postcard::ser_flavors::Flavor for HashFlavor<'_> {
-    type Output = ();
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.update(data);
-        Ok(())
-    }
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.update(&[data]);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
+        xxh3_128(&self.0)
     }
 }
 

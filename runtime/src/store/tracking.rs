@@ -168,6 +168,18 @@ impl Session {
                 return Ok((entry, gens));
             }
         }
+        // Boxed: the rare path would otherwise make every lookup's future (moved on each call)
+        // as large as its own.
+        Box::pin(self.read_counters(key, gen_keys)).await
+    }
+
+    /// The entry and its counters read from Redis, the counters kept for the next lookups.
+    async fn read_counters(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+        let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = redis::pipe()
             .cmd("GET")
