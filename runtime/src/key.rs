@@ -13,22 +13,62 @@ use xxhash_rust::xxh3::xxh3_128;
 /// Collects key arguments one after the other, then hashes them. postcard encodes a tuple as
 /// its fields in order, so adding `a` then `b` hashes exactly what adding `(a, b)` does.
 /// The encoding goes into a small buffer hashed at the end, rather than through a streaming
-/// hasher: a call moves this along with it, and a streaming XXH3 state is ~600 bytes.
+/// hasher (a call moves this along with it, and a streaming XXH3 state is ~600 bytes); the
+/// buffer is inline up to `INLINE` bytes, which holds the usual keys without allocating.
 #[derive(Clone)]
-pub(crate) struct KeyHasher(Vec<u8>);
+pub(crate) struct KeyHasher {
+    inline: [u8; INLINE],
+    len: usize,
+    /// Everything, once it outgrew `inline`.
+    spilled: Vec<u8>,
+}
+
+const INLINE: usize = 48;
 
 impl KeyHasher {
     pub fn new() -> Self {
-        KeyHasher(Vec::with_capacity(32))
+        KeyHasher { inline: [0; INLINE], len: 0, spilled: Vec::new() }
     }
 
     pub fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), postcard::Error> {
-        self.0 = postcard::to_extend(value, std::mem::take(&mut self.0))?;
-        Ok(())
+        postcard::serialize_with_flavor(value, Append(self))
     }
 
     pub fn finish(&self) -> u128 {
-        xxh3_128(&self.0)
+        xxh3_128(self.bytes())
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.spilled.is_empty() { &self.inline[..self.len] } else { &self.spilled }
+    }
+}
+
+/// Appends postcard's output to a [`KeyHasher`]'s buffer.
+struct Append<'a>(&'a mut KeyHasher);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let hasher = &mut *self.0;
+        if hasher.spilled.is_empty() && hasher.len + data.len() <= INLINE {
+            hasher.inline[hasher.len..hasher.len + data.len()].copy_from_slice(data);
+            hasher.len += data.len();
+        } else {
+            if hasher.spilled.is_empty() {
+                hasher.spilled.extend_from_slice(&hasher.inline[..hasher.len]);
+            }
+            hasher.spilled.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -86,6 +126,19 @@ mod tests {
         hasher.add(&Some(3u32)).unwrap();
         hasher.add(&vec![1u8, 2]).unwrap();
         assert_eq!(hasher.finish(), hash_args(&("alice", Some(3u32), vec![1u8, 2])).unwrap());
+    }
+
+    #[test]
+    fn long_arguments_hash_as_short_ones_would() {
+        let long = "x".repeat(200);
+        let mut hasher = KeyHasher::new();
+        hasher.add(&7i64).unwrap();
+        hasher.add(&long).unwrap();
+        assert_eq!(hasher.finish(), xxh3_128(&postcard::to_extend(&(7i64, &long), Vec::new()).unwrap()));
+        assert_eq!(
+            hash_args(&(7i64,)).unwrap(),
+            xxh3_128(&postcard::to_extend(&(7i64,), Vec::new()).unwrap())
+        );
     }
 
     #[test]
