@@ -38,7 +38,10 @@ impl Health {
     }
 
     pub fn succeeded(&self) {
-        self.failures.store(0, SeqCst);
+        // Read first: every hit passes here, and a store would bounce the line between cores.
+        if self.failures.load(SeqCst) != 0 {
+            self.failures.store(0, SeqCst);
+        }
     }
 
     /// Counts a failure to reach the store; `true` if it just opened the breaker (the caller
