@@ -268,10 +268,19 @@ impl Tracking {
     }
 }
 
-/// Whether a failure to make the connection may pass (the server was not reachable), as
-/// opposed to the server refusing what tracking needs.
+/// Whether a failure to make the connection may pass (the server unreachable, loading, busy:
+/// tried again later), as opposed to the server refusing what tracking needs: RESP3
+/// (`NOPROTO`, or no `HELLO` at all), `CLIENT TRACKING` (unknown, or denied by an ACL).
 fn transient(err: &RedisError) -> bool {
-    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal()
+    if err.kind() == redis::ErrorKind::RESP3NotSupported {
+        return false;
+    }
+    let refused = match err.code() {
+        Some("NOPERM" | "NOPROTO") => true,
+        Some("ERR") => err.detail().is_some_and(|detail| detail.to_ascii_lowercase().contains("unknown")),
+        _ => false,
+    };
+    !refused
 }
 
 #[cfg(test)]
@@ -304,6 +313,28 @@ mod tests {
         assert_eq!(counters.get(&keys[..1]), None);
         counters.keep(counters.invalidations.load(SeqCst), &keys, &[1, 2]);
         assert_eq!(counters.get(&keys[..1]), None, "nothing is kept once the connection is lost");
+    }
+
+    fn server_error(reply: &str) -> RedisError {
+        redis::parse_redis_value(reply.as_bytes()).unwrap().extract_error().unwrap_err()
+    }
+
+    #[test]
+    fn only_a_refusal_turns_tracking_off() {
+        for refused in [
+            "-NOPERM User default has no permissions to run the 'client|tracking' command\r\n",
+            "-NOPROTO unsupported protocol version\r\n",
+            "-ERR unknown subcommand 'TRACKING'. Try CLIENT HELP.\r\n",
+        ] {
+            assert!(!transient(&server_error(refused)), "{refused}");
+        }
+        for passing in ["-LOADING Redis is loading the dataset in memory\r\n", "-BUSY a script runs\r\n"] {
+            assert!(transient(&server_error(passing)), "{passing}");
+        }
+        let refused = redis::RedisError::from((redis::ErrorKind::RESP3NotSupported, "no HELLO"));
+        assert!(!transient(&refused));
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(transient(&io));
     }
 
     #[test]
