@@ -139,15 +139,54 @@ async fn a_lost_tracking_connection_falls_back_and_comes_back() {
 
 #[tokio::test]
 async fn a_server_that_refuses_tracking_is_read_with_mget() {
-    let acl = "--user default on nopass ~* &* +@all -client|tracking".split(' ').map(String::from).collect();
-    let mut server = RedisServer::unstarted_with(cached_query_tests::free_port(), acl);
-    server.restart();
-    let prefix = unique_prefix("refused");
-    let (reader, writer) = (cache_on(&server, &prefix, true).await, cache_on(&server, &prefix, true).await);
+    for denied in ["-client|tracking", "-client|caching"] {
+        let acl = format!("--user default on nopass ~* &* +@all {denied}");
+        let mut server = RedisServer::unstarted_with(
+            cached_query_tests::free_port(),
+            acl.split(' ').map(String::from).collect(),
+        );
+        server.restart();
+        let prefix = unique_prefix("refused");
+        let (reader, writer) =
+            (cache_on(&server, &prefix, true).await, cache_on(&server, &prefix, true).await);
+        let source = AtomicI64::new(1);
+        until_hits_cost(&server, &reader, &source, 1, (0, 1)).await;
+        source.store(2, SeqCst);
+        writer.invalidate_tags(["item:1"]).await.unwrap();
+        assert_eq!(item(&reader, &source, 1).await, 2001, "{denied}");
+        assert_eq!(cost(&server, &reader, &source, 1).await, ((0, 1), 2001), "{denied}: and stays on MGET");
+    }
+}
+
+/// A cache used from a second runtime after the first, on which its tracked connection was
+/// made, is gone (its connection's driver went with it, without a word).
+#[test]
+fn a_tracked_connection_whose_runtime_is_gone_is_made_again() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("runtime_gone");
+    let runtime =
+        || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let source = AtomicI64::new(1);
-    until_hits_cost(&server, &reader, &source, 1, (0, 1)).await;
-    source.store(2, SeqCst);
-    writer.invalidate_tags(["item:1"]).await.unwrap();
-    assert_eq!(item(&reader, &source, 1).await, 2001);
-    assert_eq!(cost(&server, &reader, &source, 1).await, ((0, 1), 2001), "and stays on MGET");
+    let first = runtime();
+    let (reader, writer) = first.block_on(async {
+        let (reader, writer) =
+            (cache_on(&server, &prefix, true).await, cache_on(&server, &prefix, true).await);
+        until_hits_cost(&server, &reader, &source, 1, (1, 0)).await;
+        (reader, writer)
+    });
+    drop(first);
+    runtime().block_on(async {
+        source.store(2, SeqCst);
+        // The writer's connections went with the first runtime too: retry until it gets through.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.invalidate_tags(["item:1"]).await.is_err() {
+            assert!(Instant::now() < deadline, "the writer reconnects");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(item(&reader, &source, 1).await, 2001);
+        until_hits_cost(&server, &reader, &source, 1, (1, 0)).await;
+        source.store(3, SeqCst);
+        writer.invalidate_tags(["item:1"]).await.unwrap();
+        assert_eq!(item(&reader, &source, 1).await, 3001, "tracked again, on the new runtime");
+    });
 }

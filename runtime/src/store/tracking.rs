@@ -15,9 +15,11 @@
 //! dedicated connection.)
 //!
 //! A counter value read from Redis is kept only if no invalidation arrived while it was read
-//! (one could be about it). On a lost connection the known counters are dropped, the lookups
-//! go back to the `MGET` path, and the connection is made again in the background. A server
-//! that refuses RESP3 or `CLIENT TRACKING` turns this off for good (logged once).
+//! (one could be about it). On a lost connection (the driver's disconnection message, or a
+//! request that finds it broken: a driver dropped with its runtime says nothing) the known
+//! counters are dropped, the lookups go back to the `MGET` path, and the connection is made
+//! again in the background. A server that refuses RESP3, `CLIENT TRACKING` or `CLIENT CACHING`
+//! turns this off for good (logged once).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -118,11 +120,19 @@ impl Counters {
                 _ => values.clear(),
             },
             PushKind::Disconnection => {
-                self.alive.store(false, SeqCst);
-                values.clear();
+                drop(values);
+                return self.lose();
             }
             _ => return,
         }
+        self.invalidations.fetch_add(1, SeqCst);
+    }
+
+    /// The connection is lost (or broken): nothing known is trusted, and nothing more is kept.
+    fn lose(&self) {
+        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+        self.alive.store(false, SeqCst);
+        values.clear();
         self.invalidations.fetch_add(1, SeqCst);
     }
 
@@ -158,7 +168,8 @@ impl Session {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         if let Some(gens) = self.counters.get(gen_keys) {
-            let entry: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let entry: Option<Vec<u8>> =
+                redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
             // The counters must be those after the reply (the invalidations sent before it have
             // been applied by now): the ones read before it, if no invalidation came meanwhile.
             if self.counters.invalidations.load(SeqCst) == seen {
@@ -171,6 +182,15 @@ impl Session {
         // Boxed: the rare path would otherwise make every lookup's future (moved on each call)
         // as large as its own.
         Box::pin(self.read_counters(key, gen_keys)).await
+    }
+
+    /// A request failed: if the connection is broken (which its driver does not always
+    /// announce, e.g. when the runtime it ran on is gone), the session is given up.
+    fn failed(&self, err: RedisError) -> CacheError {
+        if err.is_unrecoverable_error() || err.is_io_error() || err.is_connection_dropped() {
+            self.counters.lose();
+        }
+        err.into()
     }
 
     /// The entry and its counters read from Redis, the counters kept for the next lookups.
@@ -191,7 +211,8 @@ impl Session {
             .cmd("MGET")
             .arg(gen_keys)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         let gens =
             values.iter().map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<Vec<_>, _>>()?;
         self.counters.keep(seen, gen_keys, &gens);
@@ -229,8 +250,9 @@ impl Tracking {
         {
             return None;
         }
-        let tracking = self.clone();
+        let attempt = Attempt(self.clone());
         tokio::spawn(async move {
+            let tracking = &attempt.0;
             let result = tokio::time::timeout(tracking.timeout, tracking.connect()).await;
             match result {
                 Ok(Ok(session)) => {
@@ -247,7 +269,6 @@ impl Tracking {
                     tracking.backoff_ms.store((backoff * 2).min(MAX_BACKOFF.as_millis() as u64), SeqCst);
                 }
             }
-            tracking.connecting.store(false, SeqCst);
         });
         None
     }
@@ -263,8 +284,30 @@ impl Tracking {
                 Ok::<(), std::convert::Infallible>(())
             });
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
-        redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN").exec_async(&mut conn).await?;
+        // `CLIENT CACHING` is checked too (an ACL may allow one and not the other); `PING`
+        // takes the flag it sets without tracking anything.
+        redis::pipe()
+            .cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("OPTIN")
+            .cmd("CLIENT")
+            .arg("CACHING")
+            .arg("YES")
+            .cmd("PING")
+            .exec_async(&mut conn)
+            .await?;
         Ok(Session { conn, counters })
+    }
+}
+
+/// An attempt to connect under way; lets the next one start however this one ends (even if
+/// its task is dropped with its runtime).
+struct Attempt(Arc<Tracking>);
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, SeqCst);
     }
 }
 
