@@ -293,12 +293,7 @@ impl QueryCache {
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        let keyspace = &self.inner.keyspace;
-        let mut key = String::with_capacity(keyspace.len() + 5 + tag.len());
-        key.push_str(keyspace);
-        key.push_str(":tag:");
-        key.push_str(tag);
-        key
+        [&self.inner.keyspace, ":tag:", tag].concat()
     }
 
     /// The entry `key` of a call with `tags`, and the counters it depends on.
@@ -378,11 +373,8 @@ impl QueryCache {
     }
 }
 
-/// `{key}:gen`, the invalidation counter of the entry under `key` (built on every lookup: no
-/// `format!`).
+/// `{key}:gen`, the invalidation counter of the entry under `key` (built on every lookup: one
+/// allocation, no `format!`).
 fn gen_key(key: &str) -> String {
-    let mut gen_key = String::with_capacity(key.len() + 4);
-    gen_key.push_str(key);
-    gen_key.push_str(":gen");
-    gen_key
+    [key, ":gen"].concat()
 }

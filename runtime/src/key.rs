@@ -87,16 +87,11 @@ pub(crate) fn head(name: &str, version: u32) -> String {
 /// Joins the parts into the key, with the hash in 32 lowercase hex digits.
 pub(crate) fn join(prefix: &str, head: &str, hash: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut key = String::with_capacity(prefix.len() + 1 + head.len() + 32);
-    key.push_str(prefix);
-    key.push(':');
-    key.push_str(head);
     let mut hex = [0u8; 32];
     for (i, digit) in hex.iter_mut().enumerate() {
         *digit = HEX[((hash >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    key.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
-    key
+    [prefix, ":", head, std::str::from_utf8(&hex).expect("hex digits are ASCII")].concat()
 }
 
 #[cfg(test)]

@@ -106,26 +106,26 @@ impl Counters {
     /// What the connection's driver calls for each message the server pushes, before it
     /// passes on the replies that follow it.
     fn apply(&self, info: PushInfo) {
-        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
         match info.kind {
-            PushKind::Invalidate => match info.data.first() {
-                Some(Value::Array(keys)) => {
-                    for key in keys {
-                        if let Value::BulkString(key) = key {
-                            values.remove(String::from_utf8_lossy(key).as_ref());
+            PushKind::Invalidate => {
+                let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+                match info.data.first() {
+                    Some(Value::Array(keys)) => {
+                        for key in keys {
+                            if let Value::BulkString(key) = key {
+                                values.remove(String::from_utf8_lossy(key).as_ref());
+                            }
                         }
                     }
+                    // `FLUSHALL` / `FLUSHDB`, or a message this code does not know: forget all.
+                    _ => values.clear(),
                 }
-                // `FLUSHALL` / `FLUSHDB`, or a message this code does not know: forget all.
-                _ => values.clear(),
-            },
-            PushKind::Disconnection => {
-                drop(values);
-                return self.lose();
+                // Under the lock, so that `keep` and the lookups see the count with the values.
+                self.invalidations.fetch_add(1, SeqCst);
             }
-            _ => return,
+            PushKind::Disconnection => self.lose(),
+            _ => {}
         }
-        self.invalidations.fetch_add(1, SeqCst);
     }
 
     /// The connection is lost (or broken): nothing known is trusted, and nothing more is kept.
