@@ -103,6 +103,14 @@ pub fn adapter(ret: &Type, p: &TokenStream) -> TokenStream {
     }
 }
 
+/// How the value that `__cq_adapter` stores is copied out of kept decodes, if it can be (see
+/// `__private::copy`).
+fn copier(ret: &Type, p: &TokenStream) -> TokenStream {
+    quote_spanned! {ret.span()=>
+        { use #p::copy::*; (&#p::probe(&__cq_adapter)).__cq_copier() }
+    }
+}
+
 fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = None;
     let args = CachedQueryArgs::parse(args, attr::CACHED_QUERY, &mut errors);
@@ -170,18 +178,23 @@ impl Gen<'_> {
         let p = &self.private;
         let call = self.call(true);
         let adapter = adapter(ret, p);
+        let copier = copier(ret, p);
         // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
-            None => quote_spanned!(ret.span()=> __cq_call.run(#adapter, async move #block).await),
+            None => {
+                quote_spanned!(ret.span()=> __cq_call.run(__cq_adapter, __cq_copier, async move #block).await)
+            }
             Some(_) => {
                 let body = self.owned_body(block);
-                quote_spanned!(ret.span()=> __cq_call.run_refreshable(#adapter, #body).await)
+                quote_spanned!(ret.span()=> __cq_call.run_refreshable(__cq_adapter, __cq_copier, #body).await)
             }
         };
         quote! {
             #(#attrs)*
             #vis #sig {
                 #call
+                let __cq_adapter = #adapter;
+                let __cq_copier = #copier;
                 #run
             }
         }

@@ -22,6 +22,7 @@ impl Default for Settings {
             max_value_bytes: 1 << 20,
             local_cache: None,
             client_tracking: true,
+            reuse_decoded: 32 << 20,
         }
     }
 }
@@ -152,6 +153,18 @@ impl QueryCacheBuilder {
     /// entry (one `MGET`). See the README ("What a hit costs").
     pub fn client_tracking(mut self, on: bool) -> Self {
         self.settings.client_tracking = on;
+        self
+    }
+
+    /// How many bytes of decoded values to keep, so that a hit whose entry holds the same value
+    /// bytes as an earlier one of its key is a clone of that value instead of a decode
+    /// (default 32 MiB, weighed as twice the entries' size; `0` turns it off). Exact: the
+    /// bytes are compared in full, and every hit still reads its entry from the store. Applies
+    /// to values of at least 512 bytes (multi-row results, where decoding dominates a hit)
+    /// whose type is `Clone + Send + Sync`; `Clone` must give an equal value. See the README
+    /// ("What a hit costs").
+    pub fn reuse_decoded(mut self, max_bytes: u64) -> Self {
+        self.settings.reuse_decoded = max_bytes;
         self
     }
 

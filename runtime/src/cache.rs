@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::CacheError;
 use crate::builder::QueryCacheBuilder;
 use crate::codec::{self, Meta};
+use crate::decoded::Decoded;
 use crate::flight::Flights;
 use crate::health::{Health, PROBE_EVERY};
 use crate::key;
@@ -44,6 +45,8 @@ pub(crate) struct Inner {
     pub health: Health,
     /// The in-process tier (`.local_cache(n)`, Redis only).
     pub local: Option<Arc<Local>>,
+    /// Decoded values kept for reuse (`.reuse_decoded(bytes)`).
+    pub decoded: Option<Decoded>,
     /// What starts every key: the prefix, or on a cluster `{prefix}` (one hash slot).
     pub keyspace: String,
     /// `{keyspace}:ns`, the namespace's invalidation counter, on which every entry depends.
@@ -65,6 +68,8 @@ pub(crate) struct Settings {
     pub local_cache: Option<u64>,
     /// Keep the counters in this process, tracked by Redis (single server only).
     pub client_tracking: bool,
+    /// The budget of decoded values kept for reuse, in bytes (`0`: none).
+    pub reuse_decoded: u64,
 }
 
 impl fmt::Debug for QueryCache {
@@ -101,6 +106,7 @@ impl QueryCache {
             }
             _ => None,
         };
+        let decoded = Decoded::new(settings.reuse_decoded);
         let inner = Inner {
             store,
             settings,
@@ -108,6 +114,7 @@ impl QueryCache {
             flights: Flights::default(),
             health: Health::default(),
             local,
+            decoded,
             keyspace,
             ns_key,
             warnings: WarnLimiter::new(),

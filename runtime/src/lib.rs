@@ -34,6 +34,7 @@
 mod builder;
 mod cache;
 mod codec;
+mod decoded;
 mod error;
 mod flight;
 mod health;

@@ -28,6 +28,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::__private::Adapter;
 use crate::codec::{self, Meta};
+use crate::decoded::Copier;
 use crate::flight::{self, Leader, Role};
 use crate::local::{Local, LocalEntry};
 use crate::stats::Counters;
@@ -125,19 +126,20 @@ impl QueryCache {
         &self,
         target: &Target,
         policy: &Policy,
+        copier: Option<Copier<V>>,
     ) -> Found<V> {
         let counters = &self.inner().counters;
         let local = self.inner().local.as_deref();
         let epoch = local.map(Local::epoch);
         if let Some(entry) = self.local_get(target).await
-            && let Ok((value, meta)) = codec::decode::<V>(&entry.bytes)
+            && let Ok((value, meta)) = self.decode(&target.key, &entry.bytes, copier)
         {
             Counters::bump(&counters.hits);
             Counters::bump(&counters.local_hits);
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
             return Found::Value { value, refresh };
         }
-        let gens = match self.read::<V>(target).await {
+        let gens = match self.read(target, copier).await {
             Read::Hit { value, meta, bytes } => {
                 if let (Some(local), Some(epoch)) = (local, epoch) {
                     local.put(epoch, &target.key, local_entry(target, bytes.into(), meta)).await;
@@ -158,7 +160,7 @@ impl QueryCache {
                 Role::Waiter(rx) => {
                     // The leader's result, if computed from the counters this caller read.
                     let Some(bytes) = flight::wait(rx).await else { continue };
-                    if let Ok((value, meta)) = codec::decode::<V>(&bytes)
+                    if let Ok((value, meta)) = self.decode(&target.key, &bytes, copier)
                         && (gens.is_none() || gens == Some(meta.gens))
                     {
                         Counters::bump(&counters.hits);
@@ -169,7 +171,7 @@ impl QueryCache {
                 Role::Leader(leader) => {
                     // A flight may have ended between this caller's read and its joining.
                     // (Quietly: a bad entry was counted by the first read.)
-                    return match self.read_counted::<V>(target, false).await {
+                    return match self.read_counted(target, copier, false).await {
                         Read::Hit { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
                             leader.finish(Some(bytes.into()));
                             Counters::bump(&counters.hits);
@@ -283,7 +285,7 @@ impl QueryCache {
         let epoch = self.inner().local.as_deref().map(Local::epoch);
         // The counters to store with the new value, read before its query runs; and another
         // refresh (here or in another process) may have landed meanwhile.
-        let gens = match self.read::<A::Value>(target).await {
+        let gens = match self.read::<A::Value>(target, None).await {
             Read::Hit { meta, .. } if meta.fresh_until_ms != seen_fresh_until => return,
             Read::Hit { meta, .. } => Some(meta.gens),
             Read::Miss { gens } => gens,
@@ -328,6 +330,22 @@ impl QueryCache {
         }
     }
 
+    /// Decodes the entry under `key`, reusing a kept decode of the same bytes when it can
+    /// (see `decoded`).
+    fn decode<V: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        copier: Option<Copier<V>>,
+    ) -> Result<(V, Meta), codec::DecodeError> {
+        match (&self.inner().decoded, copier) {
+            (Some(decoded), Some(copier)) => {
+                decoded.decode(key, bytes, copier, &self.inner().counters.reused_decodes)
+            }
+            _ => codec::decode(bytes),
+        }
+    }
+
     /// A fresh entry of the local tier, if it has one and may serve.
     async fn local_get(&self, target: &Target) -> Option<LocalEntry> {
         self.inner().local.as_ref()?.get(&target.key).await
@@ -346,11 +364,20 @@ impl QueryCache {
     }
 
     /// Reads the entry and its counters; failures are counted and logged.
-    async fn read<V: DeserializeOwned + 'static>(&self, target: &Target) -> Read<V> {
-        self.read_counted(target, true).await
+    async fn read<V: DeserializeOwned + 'static>(
+        &self,
+        target: &Target,
+        copier: Option<Copier<V>>,
+    ) -> Read<V> {
+        self.read_counted(target, copier, true).await
     }
 
-    async fn read_counted<V: DeserializeOwned + 'static>(&self, target: &Target, count: bool) -> Read<V> {
+    async fn read_counted<V: DeserializeOwned + 'static>(
+        &self,
+        target: &Target,
+        copier: Option<Copier<V>>,
+        count: bool,
+    ) -> Read<V> {
         // Invalidations lost to an outage are delivered before anything is served again.
         if self.inner().health.has_pending() && !self.deliver_pending(true).await {
             return Read::Miss { gens: None };
@@ -367,7 +394,7 @@ impl QueryCache {
         };
         let gens = gens_hash(&values);
         let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
-        match codec::decode(&bytes) {
+        match self.decode(&target.key, &bytes, copier) {
             Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes },
             Ok(_) => Read::Miss { gens: Some(gens) }, // invalidated since it was computed
             Err(err) => {
@@ -479,7 +506,7 @@ impl QueryCache {
                 return LeaseWait::GaveUp;
             }
             tokio::time::sleep(LEASE_POLL).await;
-            if let Read::Hit { value, bytes, .. } = self.read::<V>(target).await {
+            if let Read::Hit { value, bytes, .. } = self.read(target, None).await {
                 Counters::bump(&self.inner().counters.lock_waits);
                 return LeaseWait::Result(value, bytes.into());
             }

@@ -27,6 +27,20 @@ pub trait Adapter<R> {
     fn is_empty(value: &Self::Value) -> bool;
 }
 
+/// The value an adapter stores, without the bounds that caching it needs (so that asking
+/// for it adds no error to those of a value that cannot be cached).
+pub trait Stores {
+    type Value;
+}
+
+impl<T, E, K> Stores for ResultAdapter<T, E, K> {
+    type Value = T;
+}
+
+impl<R, K> Stores for PlainAdapter<R, K> {
+    type Value = R;
+}
+
 /// Whether a result counts as a success, for `#[cache_invalidate]` (no serde bounds: a
 /// write may return anything).
 pub trait Success<R> {

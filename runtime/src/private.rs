@@ -10,6 +10,7 @@ use serde::Serialize;
 
 pub use crate::CacheError;
 use crate::QueryCache;
+pub use crate::decoded::{Copier, Probe, copy, probe};
 use crate::key::KeyHasher;
 use crate::lookup::{Found, Policy, Target};
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
@@ -234,7 +235,9 @@ impl<'a> Call<'a> {
     }
 
     /// Cache-aside: the cached value, or the body's result (stored when it is cacheable).
-    pub async fn run<R, A, F>(self, _adapter: A, body: F) -> R
+    /// `copier` is how the value type is copied out of kept decodes, if it can be (see
+    /// [`copy`](crate::__private::copy)).
+    pub async fn run<R, A, F>(self, _adapter: A, copier: Option<Copier<A::Value>>, body: F) -> R
     where
         A: Adapter<R>,
         F: Future<Output = R>,
@@ -243,7 +246,7 @@ impl<'a> Call<'a> {
             return body.await;
         };
         let policy = self.spec.policy(cache, false);
-        match cache.find::<A::Value>(target, &policy).await {
+        match cache.find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
             Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body).await,
         }
@@ -252,7 +255,7 @@ impl<'a> Call<'a> {
     /// As [`run`](Call::run), for functions with `stale` or `early`: their body owns what it
     /// uses, so that it can refresh the entry in the background after the caller got its
     /// (stale) value.
-    pub async fn run_refreshable<R, A, F>(self, _adapter: A, body: F) -> R
+    pub async fn run_refreshable<R, A, F>(self, _adapter: A, copier: Option<Copier<A::Value>>, body: F) -> R
     where
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
@@ -262,7 +265,7 @@ impl<'a> Call<'a> {
             return body.await;
         };
         let policy = self.spec.policy(cache, true);
-        match cache.find::<A::Value>(target, &policy).await {
+        match cache.find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, refresh } => {
                 if let Some(seen_fresh_until) = refresh {
                     cache.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body);

@@ -40,6 +40,9 @@ pub struct CacheStats {
     pub oversized: u64,
     /// Hits served by the in-process tier (`.local_cache(n)`); also in `hits`.
     pub local_hits: u64,
+    /// Hits whose value was cloned from an earlier decode of the same bytes instead of
+    /// decoded (`.reuse_decoded(bytes)`); also in `hits`.
+    pub reused_decodes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +61,7 @@ pub(crate) struct Counters {
     pub invalidations_queued: AtomicU64,
     pub oversized: AtomicU64,
     pub local_hits: AtomicU64,
+    pub reused_decodes: AtomicU64,
 }
 
 impl Counters {
@@ -81,6 +85,7 @@ impl Counters {
             invalidations_queued: self.invalidations_queued.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
             local_hits: self.local_hits.load(Relaxed),
+            reused_decodes: self.reused_decodes.load(Relaxed),
         }
     }
 }

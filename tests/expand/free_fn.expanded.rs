@@ -18,15 +18,19 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Er
         )
         .key(&id)
         .keyed();
+    let __cq_adapter = {
+        use ::cached_query::__private::select::*;
+        (&&::cached_query::__private::Outcome::<Result<Option<User>, sqlx::Error>>::NEW)
+            .__cq_adapter()
+    };
+    let __cq_copier = {
+        use ::cached_query::__private::copy::*;
+        (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
+    };
     __cq_call
         .run(
-            {
-                use ::cached_query::__private::select::*;
-                (&&::cached_query::__private::Outcome::<
-                    Result<Option<User>, sqlx::Error>,
-                >::NEW)
-                    .__cq_adapter()
-            },
+            __cq_adapter,
+            __cq_copier,
             async move {
                 sqlx::query_as("SELECT id, name FROM users WHERE id = $1")
                     .bind(id)

@@ -15,12 +15,18 @@ where
         )
         .key(&limit)
         .keyed();
+    let __cq_adapter = {
+        use ::cached_query::__private::select::*;
+        (&&::cached_query::__private::Outcome::<Vec<String>>::NEW).__cq_adapter()
+    };
+    let __cq_copier = {
+        use ::cached_query::__private::copy::*;
+        (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
+    };
     __cq_call
         .run(
-            {
-                use ::cached_query::__private::select::*;
-                (&&::cached_query::__private::Outcome::<Vec<String>>::NEW).__cq_adapter()
-            },
+            __cq_adapter,
+            __cq_copier,
             async move {
                 let _ = request_id;
                 sqlx::query_scalar("SELECT name FROM users ORDER BY score DESC LIMIT $1")

@@ -18,15 +18,19 @@ impl Repo {
             )
             .key(&since_days)
             .keyed();
+        let __cq_adapter = {
+            use ::cached_query::__private::select::*;
+            (&&::cached_query::__private::Outcome::<Result<i64, sqlx::Error>>::NEW)
+                .__cq_adapter()
+        };
+        let __cq_copier = {
+            use ::cached_query::__private::copy::*;
+            (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
+        };
         __cq_call
             .run(
-                {
-                    use ::cached_query::__private::select::*;
-                    (&&::cached_query::__private::Outcome::<
-                        Result<i64, sqlx::Error>,
-                    >::NEW)
-                        .__cq_adapter()
-                },
+                __cq_adapter,
+                __cq_copier,
                 async move {
                     sqlx::query_scalar(
                             "SELECT count(*) FROM users WHERE seen > now() - make_interval(days => $1)",

@@ -21,15 +21,21 @@ pub async fn user_name(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::E
         )
         .key(&id)
         .keyed();
+    let __cq_adapter = {
+        use ::cached_query::__private::select::*;
+        (&&::cached_query::__private::Outcome::<
+            Result<Option<String>, sqlx::Error>,
+        >::NEW)
+            .__cq_adapter()
+    };
+    let __cq_copier = {
+        use ::cached_query::__private::copy::*;
+        (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
+    };
     __cq_call
         .run(
-            {
-                use ::cached_query::__private::select::*;
-                (&&::cached_query::__private::Outcome::<
-                    Result<Option<String>, sqlx::Error>,
-                >::NEW)
-                    .__cq_adapter()
-            },
+            __cq_adapter,
+            __cq_copier,
             async move {
                 sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
                     .bind(id)

@@ -1,0 +1,165 @@
+//! Kept decodes (`.reuse_decoded(bytes)`): a hit whose entry holds the same value bytes as an
+//! earlier one is a clone of that decode, never a stale value, and only for `Clone` types.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use cached_query::{QueryCache, cached_query};
+use cached_query_tests::{pg, redis_cache, redis_url, unique_prefix};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+#[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Row {
+    id: i64,
+    name: String,
+}
+
+/// The same rows, in a type that is not `Clone`.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Page(Vec<(i64, String)>);
+
+/// A table of 100 rows whose names are long enough for a page to be kept (≥ 512 bytes).
+async fn rows_table(pool: &PgPool, table: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id bigint PRIMARY KEY, name text NOT NULL);
+         INSERT INTO {table} SELECT g, 'row number ' || g FROM generate_series(1, 100) g;"
+    )))
+    .execute(pool)
+    .await
+    .expect("create test table");
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls))]
+async fn page(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    from: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    let sql = format!("SELECT id, name FROM {table} WHERE id >= $1 ORDER BY id LIMIT 50");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).fetch_all(pool).await
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls))]
+async fn uncloneable_page(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    from: i64,
+) -> Result<Page, sqlx::Error> {
+    let rows = page(cache, pool, table, calls, from).await?;
+    Ok(Page(rows.into_iter().map(|row| (row.id, row.name)).collect()))
+}
+
+#[tokio::test]
+async fn hits_clone_the_kept_decode_until_the_entry_changes() {
+    let (pool, cache, calls) = (pg().await, redis_cache("reuse").await, AtomicUsize::new(0));
+    rows_table(&pool, "t_reuse").await;
+    let expected: Vec<Row> =
+        sqlx::query_as("SELECT id, name FROM t_reuse WHERE id >= 1 ORDER BY id LIMIT 50")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for _ in 0..4 {
+        assert_eq!(page(&cache, &pool, "t_reuse", &calls, 1).await.unwrap(), expected);
+    }
+    let stats = cache.stats();
+    assert_eq!((calls.load(SeqCst), stats.hits), (1, 3));
+    assert_eq!(stats.reused_decodes, 2, "the first hit decodes, the next two clone its value");
+
+    // A write and its invalidation: the next hits serve the new rows, never the kept ones.
+    sqlx::query("UPDATE t_reuse SET name = 'renamed' WHERE id = 3").execute(&pool).await.unwrap();
+    page_invalidate(&cache, 1).await.unwrap();
+    for _ in 0..3 {
+        let got = page(&cache, &pool, "t_reuse", &calls, 1).await.unwrap();
+        assert_eq!(got[2].name, "renamed");
+        assert_eq!(got.len(), 50);
+    }
+    let stats = cache.stats();
+    assert_eq!((calls.load(SeqCst), stats.hits), (2, 5));
+    assert_eq!(stats.reused_decodes, 3, "the new entry is decoded once, then cloned");
+}
+
+#[tokio::test]
+async fn an_entry_rewritten_by_another_instance_is_decoded_again() {
+    let pool = pg().await;
+    rows_table(&pool, "t_reuse_other").await;
+    let prefix = unique_prefix("reuse_other");
+    let build = || {
+        QueryCache::builder()
+            .redis_url(redis_url())
+            .prefix(&prefix)
+            .timeout(Duration::from_millis(200))
+            .build()
+    };
+    let (here, there, calls) = (build().await.unwrap(), build().await.unwrap(), AtomicUsize::new(0));
+    for _ in 0..3 {
+        page(&here, &pool, "t_reuse_other", &calls, 1).await.unwrap();
+    }
+    assert_eq!(here.stats().reused_decodes, 1);
+    // The other instance invalidates and stores the new rows; this one's kept value is old.
+    sqlx::query("UPDATE t_reuse_other SET name = 'changed' WHERE id = 1").execute(&pool).await.unwrap();
+    page_invalidate(&there, 1).await.unwrap();
+    assert_eq!(page(&there, &pool, "t_reuse_other", &calls, 1).await.unwrap()[0].name, "changed");
+    assert_eq!(page(&here, &pool, "t_reuse_other", &calls, 1).await.unwrap()[0].name, "changed");
+    assert_eq!(calls.load(SeqCst), 2, "this instance's lookup was a hit of the other's entry");
+    assert_eq!(here.stats().reused_decodes, 1, "decoded, not reused");
+}
+
+#[tokio::test]
+async fn types_that_are_not_clone_are_decoded_every_time() {
+    let (pool, cache, calls) = (pg().await, redis_cache("reuse_no_clone").await, AtomicUsize::new(0));
+    rows_table(&pool, "t_reuse_no_clone").await;
+    let first = uncloneable_page(&cache, &pool, "t_reuse_no_clone", &calls, 1).await.unwrap();
+    let inner_hits = cache.stats().reused_decodes;
+    for _ in 0..3 {
+        assert_eq!(uncloneable_page(&cache, &pool, "t_reuse_no_clone", &calls, 1).await.unwrap(), first);
+    }
+    assert_eq!(cache.stats().reused_decodes, inner_hits, "`Page` is not `Clone`: decoded");
+    assert_eq!(first.0.len(), 50);
+}
+
+#[tokio::test]
+async fn turned_off_nothing_is_kept() {
+    let (pool, calls) = (pg().await, AtomicUsize::new(0));
+    rows_table(&pool, "t_reuse_off").await;
+    let cache = QueryCache::builder()
+        .redis_url(redis_url())
+        .prefix(unique_prefix("reuse_off"))
+        .reuse_decoded(0)
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(page(&cache, &pool, "t_reuse_off", &calls, 1).await.unwrap().len(), 50);
+    }
+    let stats = cache.stats();
+    assert_eq!((calls.load(SeqCst), stats.hits, stats.reused_decodes), (1, 3, 0));
+}
+
+#[tokio::test]
+async fn the_in_memory_backend_and_the_local_tier_reuse_too() {
+    let pool = pg().await;
+    rows_table(&pool, "t_reuse_tiers").await;
+    let local = QueryCache::builder()
+        .redis_url(redis_url())
+        .prefix(unique_prefix("reuse_tiers"))
+        .local_cache(100)
+        .build()
+        .await
+        .unwrap();
+    for cache in [QueryCache::in_memory(100), local] {
+        let calls = AtomicUsize::new(0);
+        for _ in 0..4 {
+            assert_eq!(page(&cache, &pool, "t_reuse_tiers", &calls, 1).await.unwrap().len(), 50);
+        }
+        let stats = cache.stats();
+        assert_eq!((calls.load(SeqCst), stats.hits), (1, 3), "{cache:?}");
+        assert_eq!(stats.reused_decodes, 2, "{cache:?}");
+    }
+}
