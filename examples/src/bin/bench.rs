@@ -27,6 +27,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+/// With `--features mimalloc`: every path, ours and the peers', allocates through it.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator the run used, for the report.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") { "mimalloc" } else { "the system's (glibc)" };
+
 /// A row of Q3.
 #[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
 struct Bucket {
@@ -471,6 +479,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("no such path: {which}").into());
         };
         println!("{which}: {:.0} ops/s at 32 tasks", throughput(&bench, query, path, 32, 10.0).await);
+        println!("cache stats: {:?}", bench.cache.stats());
         return Ok(());
     }
 
@@ -490,7 +499,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     writeln!(
         out,
-        "Command: `cargo run --release -p cached-query-examples --bin bench -- --write` ({secs} s per throughput point, in {WINDOWS} windows taken in turn with the other paths'; the median window).\n"
+        "Command: `cargo run --release -p cached-query-examples --bin bench -- --write` ({secs} s per throughput point, in {WINDOWS} windows taken in turn with the other paths'; the median window). Allocator: {ALLOCATOR_NAME}.\n"
     )?;
 
     let mut ratios = String::from(
