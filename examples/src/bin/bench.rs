@@ -8,7 +8,10 @@
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin bench -- --write
+//! cargo run --release -p cached-query-examples --bin bench --features mimalloc -- --write
 //! ```
+//!
+//! The second runs every path with mimalloc as the global allocator and writes its own section.
 //!
 //! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), `BENCH_SECS` (seconds per throughput point, default 1.5).
@@ -32,8 +35,13 @@ use sqlx::PgPool;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The global allocator the run used, for the report.
-const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") { "mimalloc" } else { "the system's (glibc)" };
+/// The global allocator the run used, the command line's features for it, and the section of
+/// `docs/benchmarks.md` the run writes (`<!-- {section}:start -->`).
+const ALLOCATOR: (&str, &str, &str) = if cfg!(feature = "mimalloc") {
+    ("mimalloc", " --features mimalloc", "bench-mimalloc")
+} else {
+    ("the system's (glibc)", "", "bench")
+};
 
 /// A row of Q3.
 #[derive(sqlx::FromRow, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -499,7 +507,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     writeln!(
         out,
-        "Command: `cargo run --release -p cached-query-examples --bin bench -- --write` ({secs} s per throughput point, in {WINDOWS} windows taken in turn with the other paths'; the median window). Allocator: {ALLOCATOR_NAME}.\n"
+        "Command: `cargo run --release -p cached-query-examples --bin bench{} -- --write` ({secs} s per throughput point, in {WINDOWS} windows taken in turn with the other paths'; the median window). Allocator: {}.\n",
+        ALLOCATOR.1, ALLOCATOR.0
     )?;
 
     let mut ratios = String::from(
@@ -568,9 +577,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if write {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
         let doc = std::fs::read_to_string(path)?;
-        let (start, end) = ("<!-- bench:start -->\n", "<!-- bench:end -->");
-        let (a, b) =
-            (doc.find(start).ok_or("no bench:start marker")?, doc.find(end).ok_or("no bench:end marker")?);
+        let section = ALLOCATOR.2;
+        let (start, end) = (format!("<!-- {section}:start -->\n"), format!("<!-- {section}:end -->"));
+        let (Some(a), Some(b)) = (doc.find(&start), doc.find(&end)) else {
+            return Err(format!("no {section}:start/end markers in {path}").into());
+        };
         std::fs::write(path, format!("{}{start}{out}{}", &doc[..a], &doc[b..]))?;
         eprintln!("wrote {path}");
     }
