@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::__private::Adapter;
 use crate::codec::{self, Meta};
@@ -76,13 +76,24 @@ pub(crate) struct Target {
 /// they could not be read (the cache failed).
 type Gens = Option<u64>;
 
-/// XXH3-64 of the values' little-endian bytes, one after the other (streamed: no buffer).
-fn gens_hash(values: &[u64]) -> u64 {
-    let mut hasher = Xxh3::new();
-    for value in values {
-        hasher.update(&value.to_le_bytes());
+/// How many counters a lookup hashes without allocating (it has two, plus one per tag).
+pub(crate) const INLINE_GENS: usize = 8;
+
+/// XXH3-64 of the values' little-endian bytes, one after the other: in one call for up to
+/// `INLINE_GENS` values (the streaming hasher costs more than the hash itself), streamed beyond.
+pub(crate) fn gens_hash(values: &[u64]) -> u64 {
+    if values.len() > INLINE_GENS {
+        let mut hasher = Xxh3::new();
+        for value in values {
+            hasher.update(&value.to_le_bytes());
+        }
+        return hasher.digest();
     }
-    hasher.digest()
+    let mut bytes = [0u8; 8 * INLINE_GENS];
+    for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    xxh3_64(&bytes[..8 * values.len()])
 }
 
 /// What `find` found.
@@ -383,7 +394,7 @@ impl QueryCache {
             return Read::Miss { gens: None };
         }
         let fetch = self.inner().store.fetch(&target.key, &target.gen_keys);
-        let (bytes, values) = match self.bounded(fetch).await {
+        let (bytes, gens) = match self.bounded(fetch).await {
             Ok(found) => found,
             Err(err) => {
                 if count {
@@ -392,7 +403,6 @@ impl QueryCache {
                 return Read::Miss { gens: None };
             }
         };
-        let gens = gens_hash(&values);
         let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
         match self.decode(&target.key, &bytes, copier) {
             Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes },
@@ -583,6 +593,10 @@ mod tests {
         let bytes: Vec<u8> = [3u64, 0, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(gens_hash(&[3, 0, 7]), xxhash_rust::xxh3::xxh3_64(&bytes));
         assert_eq!(gens_hash(&[]), xxhash_rust::xxh3::xxh3_64(&[]));
+        let many: Vec<u64> = (0..20).collect();
+        let bytes: Vec<u8> = many.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(gens_hash(&many), xxhash_rust::xxh3::xxh3_64(&bytes), "streamed beyond INLINE_GENS");
+        assert_eq!(gens_hash(&many[..8]), xxhash_rust::xxh3::xxh3_64(&bytes[..64]));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
-use crate::lookup::GEN_KEEP;
+use crate::lookup::{GEN_KEEP, gens_hash};
 use moka::future::Cache;
 
 #[derive(Clone)]
@@ -51,12 +51,12 @@ impl MemoryStore {
         self.entries.get(key).await.map(|e| e.bytes.to_vec())
     }
 
-    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> (Option<Vec<u8>>, Vec<u64>) {
+    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> (Option<Vec<u8>>, u64) {
         let mut gens = Vec::with_capacity(gen_keys.len());
         for gen_key in gen_keys {
             gens.push(self.gens.get(gen_key).await.unwrap_or_default());
         }
-        (self.get(key).await, gens)
+        (self.get(key).await, gens_hash(&gens))
     }
 
     pub async fn bump(&self, gen_keys: &[String]) {

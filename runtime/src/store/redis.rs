@@ -15,6 +15,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::tracking::Tracking;
 use crate::CacheError;
+use crate::lookup::gens_hash;
 
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
@@ -129,11 +130,7 @@ impl RedisStore {
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
-    pub async fn fetch(
-        &self,
-        key: &str,
-        gen_keys: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
             return session.fetch(key, gen_keys).await;
         }
@@ -146,8 +143,8 @@ impl RedisStore {
             redis::cmd("MGET").arg(key).arg(gen_keys).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
-        let gens = values.map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<_, _>>()?;
-        Ok((entry, gens))
+        let gens: Vec<u64> = values.map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<_, _>>()?;
+        Ok((entry, gens_hash(&gens)))
     }
 
     /// Increments the counters (and publishes `announce` on its channel, in the same

@@ -34,7 +34,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::redis::counter;
 use crate::CacheError;
-use crate::lookup::now_ms;
+use crate::lookup::{INLINE_GENS, gens_hash, now_ms};
 
 /// The most counters kept; past that they are dropped and read again as needed.
 const MAX_COUNTERS: usize = 100_000;
@@ -137,9 +137,20 @@ impl Counters {
     }
 
     /// The values of all `keys`, if all are known.
-    fn get(&self, keys: &[String]) -> Option<Vec<u64>> {
+    fn get(&self, keys: &[String]) -> Option<u64> {
         let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
-        keys.iter().map(|key| values.get(key).copied()).collect()
+        if keys.len() > INLINE_GENS {
+            return keys
+                .iter()
+                .map(|key| values.get(key).copied())
+                .collect::<Option<Vec<_>>>()
+                .map(|v| gens_hash(&v));
+        }
+        let mut found = [0; INLINE_GENS];
+        for (slot, key) in found.iter_mut().zip(keys) {
+            *slot = *values.get(key)?;
+        }
+        Some(gens_hash(&found[..keys.len()]))
     }
 
     /// Keeps values read from Redis, unless an invalidation arrived since `seen`.
@@ -160,11 +171,7 @@ impl Counters {
 impl Session {
     /// The entry under `key` and the counters under `gen_keys`, as `RedisStore::fetch` returns
     /// them: the counters are at least as recent as the entry (see the module docs).
-    pub async fn fetch(
-        &self,
-        key: &str,
-        gen_keys: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         if let Some(gens) = self.counters.get(gen_keys) {
@@ -198,7 +205,7 @@ impl Session {
         &self,
         key: &str,
         gen_keys: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<u64>), CacheError> {
+    ) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = redis::pipe()
@@ -216,7 +223,7 @@ impl Session {
         let gens =
             values.iter().map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<Vec<_>, _>>()?;
         self.counters.keep(seen, gen_keys, &gens);
-        Ok((entry, gens))
+        Ok((entry, gens_hash(&gens)))
     }
 }
 
@@ -345,10 +352,10 @@ mod tests {
     #[test]
     fn invalidations_drop_their_counters_and_a_lost_connection_all() {
         let (counters, keys) = counters(&["ns", "k:gen"]);
-        assert_eq!(counters.get(&keys), Some(vec![1, 2]));
+        assert_eq!(counters.get(&keys), Some(gens_hash(&[1, 2])));
         counters.apply(invalidate(&["k:gen", "other"]));
         assert_eq!(counters.get(&keys), None);
-        assert_eq!(counters.get(&keys[..1]), Some(vec![1]));
+        assert_eq!(counters.get(&keys[..1]), Some(gens_hash(&[1])));
         counters.apply(PushInfo { kind: PushKind::Invalidate, data: vec![Value::Nil] });
         assert_eq!(counters.get(&keys[..1]), None, "FLUSHALL forgets all");
         counters.keep(counters.invalidations.load(SeqCst), &keys, &[1, 2]);
@@ -389,6 +396,6 @@ mod tests {
         counters.keep(seen, &keys[..1], &[5]);
         assert_eq!(counters.get(&keys[..1]), None);
         counters.keep(counters.invalidations.load(SeqCst), &keys[..1], &[5]);
-        assert_eq!(counters.get(&keys[..1]), Some(vec![5]));
+        assert_eq!(counters.get(&keys[..1]), Some(gens_hash(&[5])));
     }
 }
