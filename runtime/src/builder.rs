@@ -156,13 +156,14 @@ impl QueryCacheBuilder {
         self
     }
 
-    /// How many bytes of decoded values to keep, so that a hit whose entry holds the same value
-    /// bytes as an earlier one of its key is a clone of that value instead of a decode
-    /// (default 32 MiB, weighed as twice the entries' size; `0` turns it off). Exact: the
-    /// bytes are compared in full, and every hit still reads its entry from the store. Applies
-    /// to values of at least 512 bytes (multi-row results, where decoding dominates a hit)
-    /// whose type is `Clone + Send + Sync`; `Clone` must give an equal value. See the README
-    /// ("What a hit costs").
+    /// Roughly how many bytes of decoded values to keep (default 32 MiB; `0` turns it off), so
+    /// that a hit whose entry holds the same value bytes as one computed here, or decoded here
+    /// twice, is a clone of that value instead of a decode. The bytes are compared in full,
+    /// and every hit still reads and checks its entry in the store. Applies to payloads of at
+    /// least 512 bytes (multi-row results, where decoding dominates a hit) of types that are
+    /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
+    /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends
+    /// on nothing but the bytes. See the README ("What a hit costs").
     pub fn reuse_decoded(mut self, max_bytes: u64) -> Self {
         self.settings.reuse_decoded = max_bytes;
         self

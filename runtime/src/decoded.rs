@@ -1,6 +1,8 @@
 //! Decoded values kept for reuse (`.reuse_decoded(bytes)`): a hit whose entry holds the same
 //! value bytes as an earlier decode of the same key is answered with a clone of that decode's
-//! value instead of being decoded again.
+//! value instead of being decoded again. A value is kept when this process computed it, or
+//! the second time its bytes are decoded (the first time only the bytes are), so that entries
+//! read once cost no clone.
 //!
 //! Decoding is most of a multi-row hit's CPU: 100 rows with a timestamp each take ≈ 30 µs, the
 //! rows' allocations and the timestamps' parsing, in any serde format; cloning the decoded rows
@@ -82,14 +84,15 @@ pub mod copy {
     }
 }
 
-/// One kept decode: the entry's bytes and the value they decoded to.
+/// The last entry decoded under a key, and the value it decoded to once it was seen twice.
 struct Kept {
     bytes: Box<[u8]>,
-    value: Arc<dyn Any + Send + Sync>,
+    value: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-/// The kept decodes of one cache, by key, weighed by twice their bytes (the bytes, and
-/// roughly as much for the value).
+/// The kept decodes of one cache, by key, weighed by their bytes, three times when a value
+/// is kept with them (a rough guess at its size: decoded rows take more room than postcard's
+/// bytes).
 pub(crate) struct Decoded {
     kept: Cache<String, Arc<Kept>>,
 }
@@ -101,14 +104,15 @@ impl Decoded {
             kept: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, kept: &Arc<Kept>| {
-                    (key.len() + 2 * kept.bytes.len()).try_into().unwrap_or(u32::MAX)
+                    let copies = if kept.value.is_some() { 3 } else { 1 };
+                    (key.len() + copies * kept.bytes.len()).try_into().unwrap_or(u32::MAX)
                 })
                 .build(),
         })
     }
 
     /// The value in `bytes` (the entry under `key`): a copy of the kept one if it holds the
-    /// same value bytes, else decoded (and kept, when it is worth it).
+    /// same value bytes, else decoded (and kept when these bytes were decoded before).
     pub fn decode<V: serde::de::DeserializeOwned + 'static>(
         &self,
         key: &str,
@@ -119,18 +123,24 @@ impl Decoded {
         if bytes.len() < codec::HEADER + MIN_PAYLOAD {
             return codec::decode(bytes);
         }
-        if let Some(kept) = self.kept.get(key)
-            && codec::same_value(&kept.bytes, bytes)
-            && let Some(value) = kept.value.downcast_ref::<V>()
-        {
+        let seen = self.kept.get(key).filter(|kept| codec::same_value(&kept.bytes, bytes));
+        if let Some(value) = seen.as_ref().and_then(|kept| kept.value.as_ref()?.downcast_ref::<V>()) {
             let meta = codec::meta(bytes)?;
             Counters::bump(reused);
             return Ok(((copier.clone)(value), meta));
         }
         let (value, meta) = codec::decode::<V>(bytes)?;
-        let kept = Kept { bytes: bytes.into(), value: (copier.erase)((copier.clone)(&value)) };
-        self.kept.insert(key.to_owned(), Arc::new(kept));
+        let kept = seen.map(|_| (copier.erase)((copier.clone)(&value)));
+        self.kept.insert(key.to_owned(), Arc::new(Kept { bytes: bytes.into(), value: kept }));
         Ok((value, meta))
+    }
+
+    /// Keeps `value`, which this process computed and stored as `bytes` under `key`.
+    pub fn computed<V>(&self, key: &str, bytes: &[u8], value: &V, copier: Copier<V>) {
+        if bytes.len() >= codec::HEADER + MIN_PAYLOAD {
+            let kept = Kept { bytes: bytes.into(), value: Some((copier.erase)((copier.clone)(value))) };
+            self.kept.insert(key.to_owned(), Arc::new(kept));
+        }
     }
 }
 
@@ -162,24 +172,32 @@ mod tests {
         assert!(first.len() >= codec::HEADER + MIN_PAYLOAD);
         let got = |bytes: &[u8]| decoded.decode("k", bytes, copier(), &reused).unwrap();
         assert_eq!(got(&first), (a.clone(), codec::meta(&first).unwrap()));
-        assert_eq!(reused.load(SeqCst), 0, "the first decode is a decode");
+        assert_eq!(got(&first).0, a);
+        assert_eq!(reused.load(SeqCst), 0, "decoded the first two times, kept the second");
         // Rewritten with the same value (a refresh): another expiry, the same value bytes.
         let again = entry(&a, 2000);
         assert_eq!(got(&again), (a.clone(), codec::meta(&again).unwrap()), "the meta is the entry's own");
         assert_eq!(reused.load(SeqCst), 1);
-        // Another value under the same key: decoded, never the kept one.
+        // Another value under the same key, of the same length: decoded, never the kept one.
         let other = entry(&b, 2000);
+        assert_eq!(other.len(), first.len());
+        assert_eq!(got(&other).0, b);
         assert_eq!(got(&other).0, b);
         assert_eq!(reused.load(SeqCst), 1);
         assert_eq!(got(&other).0, b);
         assert_eq!(reused.load(SeqCst), 2);
+        // A value computed here is kept at once.
+        let computed = entry(&a, 3000);
+        decoded.computed("k", &computed, &a, copier());
+        assert_eq!(got(&computed).0, a);
+        assert_eq!(reused.load(SeqCst), 3);
         // One byte of the payload changed: decoded (here: an error, never the kept value).
         let mut flipped = other.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert_ne!(decoded.decode("k", &flipped, copier(), &reused).ok().map(|(v, _)| v), Some(b.clone()));
-        // Another key with the same bytes: decoded once for itself.
+        // Another key with the same bytes: decoded for itself.
         assert_eq!(decoded.decode("k2", &other, copier(), &reused).unwrap().0, b);
-        assert_eq!(reused.load(SeqCst), 2);
+        assert_eq!(reused.load(SeqCst), 3);
     }
 
     #[test]
@@ -192,7 +210,7 @@ mod tests {
         }
         assert_eq!(reused.load(SeqCst), 0, "below MIN_PAYLOAD nothing is kept");
         let big = entry(&page("a"), 1000);
-        decoded.decode("k", &big, copier(), &reused).unwrap();
+        decoded.computed("k", &big, &page("a"), copier());
         // Kept as a `Vec<(i64, String)>`: asked as another type with the same shape, decoded.
         let as_vec: Copier<Vec<(i64, Box<str>)>> = (&Probe(PhantomData)).__cq_copier().unwrap();
         assert!(decoded.decode("k", &big, as_vec, &reused).is_ok());

@@ -226,6 +226,7 @@ impl QueryCache {
         policy: &Policy,
         Miss { leader, gens, epoch }: Miss,
         body: F,
+        copier: Option<Copier<A::Value>>,
     ) -> R
     where
         A: Adapter<R>,
@@ -246,9 +247,7 @@ impl QueryCache {
         }
         let started = Instant::now();
         let result = body.await;
-        let query_time = started.elapsed();
-        let fresh = A::value(&result)
-            .and_then(|v| self.envelope(&target.key, v, A::is_empty(v), policy, gens, query_time));
+        let fresh = self.fresh::<R, A>(target, &result, policy, gens, started.elapsed(), copier);
         if let Some(fresh) = &fresh
             && fresh.store
             && self.store(&target.key, &fresh.bytes, fresh.keep).await
@@ -272,6 +271,7 @@ impl QueryCache {
         policy: Policy,
         seen_fresh_until: u64,
         body: F,
+        copier: Option<Copier<A::Value>>,
     ) where
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
@@ -284,12 +284,18 @@ impl QueryCache {
         let (cache, target) = (self.clone(), target.clone());
         tokio::spawn(async move {
             let _refreshing = refreshing; // leaves the flight however the task ends
-            cache.refresh::<R, A, F>(&target, &policy, seen_fresh_until, body).await;
+            cache.refresh::<R, A, F>(&target, &policy, seen_fresh_until, body, copier).await;
         });
     }
 
-    async fn refresh<R, A, F>(&self, target: &Target, policy: &Policy, seen_fresh_until: u64, body: F)
-    where
+    async fn refresh<R, A, F>(
+        &self,
+        target: &Target,
+        policy: &Policy,
+        seen_fresh_until: u64,
+        body: F,
+        copier: Option<Copier<A::Value>>,
+    ) where
         A: Adapter<R>,
         F: Future<Output = R>,
     {
@@ -312,9 +318,7 @@ impl QueryCache {
         let started = Instant::now();
         let result = body.await;
         let counters = &self.inner().counters;
-        let query_time = started.elapsed();
-        let fresh = A::value(&result)
-            .and_then(|v| self.envelope(&target.key, v, A::is_empty(v), policy, gens, query_time));
+        let fresh = self.fresh::<R, A>(target, &result, policy, gens, started.elapsed(), copier);
         match fresh {
             Some(fresh) if !fresh.store => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
@@ -404,9 +408,11 @@ impl QueryCache {
             }
         };
         let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
+        if codec::meta(&bytes).is_ok_and(|meta| meta.gens != gens) {
+            return Read::Miss { gens: Some(gens) }; // invalidated since it was computed: not decoded
+        }
         match self.decode(&target.key, &bytes, copier) {
-            Ok((value, meta)) if meta.gens == gens => Read::Hit { value, meta, bytes },
-            Ok(_) => Read::Miss { gens: Some(gens) }, // invalidated since it was computed
+            Ok((value, meta)) => Read::Hit { value, meta, bytes },
             Err(err) => {
                 if count {
                     Counters::bump(&self.inner().counters.decode_errors);
@@ -415,6 +421,25 @@ impl QueryCache {
                 Read::Miss { gens: Some(gens) }
             }
         }
+    }
+
+    /// What to store for a query's `result` (see `envelope`), if it is cacheable; its value is
+    /// kept for reuse (see `decoded`) when it is to be stored.
+    fn fresh<R, A: Adapter<R>>(
+        &self,
+        target: &Target,
+        result: &R,
+        policy: &Policy,
+        gens: Gens,
+        query_time: Duration,
+        copier: Option<Copier<A::Value>>,
+    ) -> Option<Fresh> {
+        let value = A::value(result)?;
+        let fresh = self.envelope(&target.key, value, A::is_empty(value), policy, gens, query_time)?;
+        if let (true, Some(decoded), Some(copier)) = (fresh.store, &self.inner().decoded, copier) {
+            decoded.computed(&target.key, &fresh.bytes, value, copier);
+        }
+        Some(fresh)
     }
 
     /// The envelope of a fresh result, how long to keep it (TTL or `none_ttl`, ± jitter, plus
@@ -597,6 +622,14 @@ mod tests {
         let bytes: Vec<u8> = many.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(gens_hash(&many), xxhash_rust::xxh3::xxh3_64(&bytes), "streamed beyond INLINE_GENS");
         assert_eq!(gens_hash(&many[..8]), xxhash_rust::xxh3::xxh3_64(&bytes[..64]));
+        // Bit for bit the streaming hash entries were written with, at every length.
+        for n in 0..=12 {
+            let mut streamed = Xxh3::new();
+            for value in &many[..n] {
+                streamed.update(&value.to_le_bytes());
+            }
+            assert_eq!(gens_hash(&many[..n]), streamed.digest(), "{n} counters");
+        }
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl<'a> Call<'a> {
         let policy = self.spec.policy(cache, false);
         match cache.find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
-            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body).await,
+            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body, copier).await,
         }
     }
 
@@ -268,11 +268,11 @@ impl<'a> Call<'a> {
         match cache.find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, refresh } => {
                 if let Some(seen_fresh_until) = refresh {
-                    cache.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body);
+                    cache.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
                 }
                 A::wrap(value)
             }
-            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body).await,
+            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body, copier).await,
         }
     }
 

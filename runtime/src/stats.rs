@@ -40,8 +40,8 @@ pub struct CacheStats {
     pub oversized: u64,
     /// Hits served by the in-process tier (`.local_cache(n)`); also in `hits`.
     pub local_hits: u64,
-    /// Hits whose value was cloned from an earlier decode of the same bytes instead of
-    /// decoded (`.reuse_decoded(bytes)`); also in `hits`.
+    /// Entries whose value was cloned from a kept one instead of decoded
+    /// (`.reuse_decoded(bytes)`).
     pub reused_decodes: u64,
 }
 
