@@ -23,6 +23,7 @@ pub const CACHED_QUERY: &[&str] = &[
     "tags",
     "none_ttl",
     "cache_none",
+    "reuse",
 ];
 
 /// Every option `#[cache_invalidate]` accepts.
@@ -63,6 +64,8 @@ pub struct CachedQueryArgs {
     pub none_ttl: Option<u64>,
     /// `cache_none = false`: empty results are not stored.
     pub cache_none: Option<bool>,
+    /// `reuse = false`: hits always decode, never clone a kept value.
+    pub reuse: Option<bool>,
 }
 
 impl CachedQueryArgs {
@@ -184,6 +187,7 @@ impl CachedQueryArgs {
                 self.none_ttl = Some(secs);
             }
             "cache_none" => self.cache_none = Some(meta.value()?.parse::<LitBool>()?.value),
+            "reuse" => self.reuse = Some(meta.value()?.parse::<LitBool>()?.value),
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.krate = Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);

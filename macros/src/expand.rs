@@ -104,8 +104,11 @@ pub fn adapter(ret: &Type, p: &TokenStream) -> TokenStream {
 }
 
 /// How the value that `__cq_adapter` stores is copied out of kept decodes, if it can be (see
-/// `__private::copy`).
-fn copier(ret: &Type, p: &TokenStream) -> TokenStream {
+/// `__private::copy`); never with `reuse = false`.
+fn copier(args: &CachedQueryArgs, ret: &Type, p: &TokenStream) -> TokenStream {
+    if args.reuse == Some(false) {
+        return quote!(::core::option::Option::None);
+    }
     quote_spanned! {ret.span()=>
         { use #p::copy::*; (&#p::probe(&__cq_adapter)).__cq_copier() }
     }
@@ -178,7 +181,7 @@ impl Gen<'_> {
         let p = &self.private;
         let call = self.call(true);
         let adapter = adapter(ret, p);
-        let copier = copier(ret, p);
+        let copier = copier(self.args, ret, p);
         // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
             None => {

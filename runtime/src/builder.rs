@@ -163,7 +163,8 @@ impl QueryCacheBuilder {
     /// least 512 bytes (multi-row results, where decoding dominates a hit) of types that are
     /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
     /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends
-    /// on nothing but the bytes. See the README ("What a hit costs").
+    /// on nothing but the bytes (`reuse = false` on a function turns it off for that function).
+    /// See the README ("What a hit costs").
     pub fn reuse_decoded(mut self, max_bytes: u64) -> Self {
         self.settings.reuse_decoded = max_bytes;
         self

@@ -134,14 +134,38 @@ async fn an_entry_rewritten_by_another_instance_is_decoded_again() {
     assert_eq!(here.stats().reused_decodes, 3);
 }
 
+#[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), reuse = false)]
+async fn page_always_decoded(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    from: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    page(cache, pool, table, calls, from).await
+}
+
 #[tokio::test]
-async fn types_that_are_not_clone_are_decoded_every_time() {
-    let (pool, cache, calls) = (pg().await, redis_cache("reuse_no_clone").await, AtomicUsize::new(0));
-    rows_table(&pool, "t_reuse_no_clone").await;
-    let first = uncloneable_page(&cache, &pool, "t_reuse_no_clone", &calls, 1).await.unwrap();
+async fn types_that_are_not_clone_or_say_reuse_false_are_decoded_every_time() {
+    let (pool, cache, calls) = (pg().await, redis_cache("reuse_false").await, AtomicUsize::new(0));
+    rows_table(&pool, "t_reuse_false").await;
+    let first = page_always_decoded(&cache, &pool, "t_reuse_false", &calls, 1).await.unwrap();
     let inner_hits = cache.stats().reused_decodes;
     for _ in 0..3 {
-        assert_eq!(uncloneable_page(&cache, &pool, "t_reuse_no_clone", &calls, 1).await.unwrap(), first);
+        assert_eq!(page_always_decoded(&cache, &pool, "t_reuse_false", &calls, 1).await.unwrap(), first);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.reused_decodes), (3, inner_hits), "`reuse = false`: decoded");
+    uncloneable(&pool, &redis_cache("reuse_no_clone").await).await;
+}
+
+async fn uncloneable(pool: &PgPool, cache: &QueryCache) {
+    let calls = AtomicUsize::new(0);
+    rows_table(pool, "t_reuse_no_clone").await;
+    let first = uncloneable_page(cache, pool, "t_reuse_no_clone", &calls, 1).await.unwrap();
+    let inner_hits = cache.stats().reused_decodes;
+    for _ in 0..3 {
+        assert_eq!(uncloneable_page(cache, pool, "t_reuse_no_clone", &calls, 1).await.unwrap(), first);
     }
     assert_eq!(cache.stats().reused_decodes, inner_hits, "`Page` is not `Clone`: decoded");
     assert_eq!(first.0.len(), 50);

@@ -14,6 +14,7 @@ use sqlx::PgPool;
     jitter = 0.1,
     early = true,
     lock = true,
+    reuse = false,
 )]
 async fn name(
     cache: &QueryCache,
