@@ -33,7 +33,7 @@ use sqlx::PgPool;
 /// With `--features mimalloc`: every path, ours and the peers', allocates through it.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The global allocator the run used, the command line's features for it, and the section of
 /// `docs/benchmarks.md` the run writes (`<!-- {section}:start -->`).
@@ -525,13 +525,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "| path | p50 | p99 | ops/s @1 | @8 | @32 | @128 | CPU µs per call @32: client + Redis |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         )?;
         let mut rows = Vec::new();
-        // From a spawned task, on a worker thread like a request handler's: `main`'s own thread
-        // is not a worker, and every wake-up of it would cross threads (tens of µs per call).
-        let latencies = tokio::spawn({
-            let bench = bench.clone();
-            async move { sequential(&bench, query).await }
-        })
-        .await?;
+        let latencies = sequential(&bench, query).await;
         let (rates, cpu) = throughputs(&bench, query, secs).await;
         for ((path, (p50, p99)), (rates, (client, redis, calls))) in
             PATHS.into_iter().zip(latencies).zip(rates.into_iter().zip(cpu))
