@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use cached_query::{QueryCache, cached_query};
+use cached_query::{CacheStats, QueryCache, QueryCacheBuilder, cached_query};
 use cached_query_tests::{pg, redis_cache, redis_url, unique_prefix};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -171,41 +171,34 @@ async fn uncloneable(pool: &PgPool, cache: &QueryCache) {
     assert_eq!(first.0.len(), 50);
 }
 
+/// A cache on the shared Redis under a prefix of its own, configured by `with`.
+async fn cache_with(test: &str, with: fn(QueryCacheBuilder) -> QueryCacheBuilder) -> QueryCache {
+    with(QueryCache::builder().redis_url(redis_url()).prefix(unique_prefix(test))).build().await.unwrap()
+}
+
+/// Four calls of `page` on a fresh table: the body's runs, and the cache's stats.
+async fn four_calls(cache: &QueryCache, pool: &PgPool, table: &str) -> (usize, CacheStats) {
+    rows_table(pool, table).await;
+    let calls = AtomicUsize::new(0);
+    for _ in 0..4 {
+        assert_eq!(page(cache, pool, table, &calls, 1).await.unwrap().len(), 50);
+    }
+    (calls.load(SeqCst), cache.stats())
+}
+
 #[tokio::test]
 async fn turned_off_nothing_is_kept() {
-    let (pool, calls) = (pg().await, AtomicUsize::new(0));
-    rows_table(&pool, "t_reuse_off").await;
-    let cache = QueryCache::builder()
-        .redis_url(redis_url())
-        .prefix(unique_prefix("reuse_off"))
-        .reuse_decoded(0)
-        .build()
-        .await
-        .unwrap();
-    for _ in 0..4 {
-        assert_eq!(page(&cache, &pool, "t_reuse_off", &calls, 1).await.unwrap().len(), 50);
-    }
-    let stats = cache.stats();
-    assert_eq!((calls.load(SeqCst), stats.hits, stats.reused_decodes), (1, 3, 0));
+    let cache = cache_with("reuse_off", |b| b.reuse_decoded(0)).await;
+    let (calls, stats) = four_calls(&cache, &pg().await, "t_reuse_off").await;
+    assert_eq!((calls, stats.hits, stats.reused_decodes), (1, 3, 0));
 }
 
 #[tokio::test]
 async fn the_in_memory_backend_and_the_local_tier_reuse_too() {
     let pool = pg().await;
-    rows_table(&pool, "t_reuse_tiers").await;
-    let local = QueryCache::builder()
-        .redis_url(redis_url())
-        .prefix(unique_prefix("reuse_tiers"))
-        .local_cache(100)
-        .build()
-        .await
-        .unwrap();
-    for cache in [QueryCache::in_memory(100), local] {
-        let calls = AtomicUsize::new(0);
-        for _ in 0..4 {
-            assert_eq!(page(&cache, &pool, "t_reuse_tiers", &calls, 1).await.unwrap().len(), 50);
-        }
-        let stats = cache.stats();
-        assert_eq!((calls.load(SeqCst), stats.hits, stats.reused_decodes), (1, 3, 3), "{cache:?}");
+    let local = cache_with("reuse_tiers", |b| b.local_cache(100)).await;
+    for (cache, table) in [(QueryCache::in_memory(100), "t_reuse_mem"), (local, "t_reuse_local")] {
+        let (calls, stats) = four_calls(&cache, &pool, table).await;
+        assert_eq!((calls, stats.hits, stats.reused_decodes), (1, 3, 3), "{cache:?}");
     }
 }
