@@ -158,8 +158,9 @@ impl QueryCacheBuilder {
 
     /// Roughly how many bytes of decoded values to keep (default 32 MiB; `0` turns it off), so
     /// that a hit whose entry holds the same value bytes as one computed here, or decoded here
-    /// twice, is a clone of that value instead of a decode. The bytes are compared in full,
-    /// and every hit still reads and checks its entry in the store. Applies to payloads of at
+    /// twice, is a clone of that value instead of a decode (same codec, type and payload
+    /// length, same seeded 128-bit hash of the payload). Every hit still reads and checks its
+    /// entry in the store. Applies to payloads of at
     /// least 512 bytes (multi-row results, where decoding dominates a hit) of types that are
     /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
     /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends

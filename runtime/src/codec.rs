@@ -27,6 +27,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::CacheError;
 use crate::shape::shape;
@@ -117,13 +118,28 @@ fn survives<T: Serialize + DeserializeOwned>(
     matches!((original, rmp_serde::to_vec_named(&back)), (Ok(a), Ok(b)) if *a == b)
 }
 
-/// Whether two envelopes hold the same value: the same format, codec, shape fingerprint and
-/// payload (their expiry and counters aside).
-pub(crate) fn same_value(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && a.len() >= HEADER
-        && a[..VALUE_HEAD] == b[..VALUE_HEAD]
-        && a[HEADER..] == b[HEADER..]
+/// What decides the value an envelope decodes to (its expiry and counters aside): its format,
+/// codec and shape fingerprint, and its payload, by length and 128-bit hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ValueId {
+    head: [u8; VALUE_HEAD],
+    len: usize,
+    payload: u128,
+}
+
+impl ValueId {
+    /// The id of the value in `bytes` (an envelope), its payload hashed with `seed` (XXH3-128,
+    /// as keys are; seeded, so that no one can craft two payloads of the same hash).
+    pub fn of(bytes: &[u8], seed: u64) -> Option<Self> {
+        let head = bytes.get(..VALUE_HEAD)?.try_into().ok()?;
+        let payload = bytes.get(HEADER..)?;
+        Some(ValueId { head, len: payload.len(), payload: xxh3_128_with_seed(payload, seed) })
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The envelope's metadata, without decoding the value.
@@ -194,6 +210,22 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         let _ = decode::<Row>(&flipped); // must not panic, whatever it returns
+    }
+
+    #[test]
+    fn value_ids_tell_values_apart_whatever_the_envelope_says_besides() {
+        let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
+        let bytes = encode(&rows, META).unwrap();
+        let id = |bytes: &[u8]| ValueId::of(bytes, 7).unwrap();
+        let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, gens: 5 };
+        assert_eq!(id(&bytes), id(&encode(&rows, later).unwrap()), "expiry and counters aside");
+        let other = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "c".into() }];
+        assert_ne!(id(&bytes), id(&encode(&other, META).unwrap()), "same length, other payload");
+        let mut other_shape = bytes.clone();
+        other_shape[5] ^= 1;
+        assert_ne!(id(&bytes), id(&other_shape), "another type's fingerprint");
+        assert_ne!(id(&bytes), ValueId::of(&bytes, 8).unwrap(), "seeded");
+        assert_eq!(ValueId::of(b"CQ", 7), None, "not an envelope");
     }
 
     /// A timestamp-like type: parses its string, refusing `""`.

@@ -6,11 +6,14 @@
 //!
 //! Decoding is most of a multi-row hit's CPU: 100 rows with a timestamp each take ≈ 30 µs, the
 //! rows' allocations and the timestamps' parsing, in any serde format; cloning the decoded rows
-//! makes the same allocations but parses nothing. Exact, not probabilistic: the kept bytes are
-//! compared in full with the entry's (its codec, type fingerprint and payload; not its expiry
-//! and counters, which do not change the value), so a reused value is the one decoding would
-//! give. Correctness still comes from the store: every hit reads the entry as before (this
-//! serves nothing by itself), so invalidation, expiry and coherence are unchanged.
+//! makes the same allocations but parses nothing. An entry holds the same value when its
+//! codec, type fingerprint and payload length are equal and its payload has the same 128-bit
+//! hash (XXH3, seeded per cache: the trust keys already put in XXH3-128, without their
+//! exposure to crafted collisions); hashing the entry just read costs less than comparing it
+//! with kept bytes that other keys have pushed out of the CPU's caches, and keeps no bytes.
+//! Correctness still comes from the store: every hit reads the entry and checks its counters
+//! as before (this serves nothing by itself), so invalidation, expiry and coherence are
+//! unchanged.
 //!
 //! Only for types that are `Clone + Send + Sync` (the generated code finds out at compile
 //! time, see [`Copier`]), and for payloads of at least [`MIN_PAYLOAD`] bytes: a small one
@@ -23,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 
 use moka::sync::Cache;
 
-use crate::codec::{self, DecodeError, Meta};
+use crate::codec::{self, DecodeError, Meta, ValueId};
 use crate::outcome::Stores;
 use crate::stats::Counters;
 
@@ -86,15 +89,17 @@ pub mod copy {
 
 /// The last entry decoded under a key, and the value it decoded to once it was seen twice.
 struct Kept {
-    bytes: Box<[u8]>,
+    id: ValueId,
     value: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-/// The kept decodes of one cache, by key, weighed by their bytes, three times when a value
-/// is kept with them (a rough guess at its size: decoded rows take more room than postcard's
-/// bytes).
+/// The kept decodes of one cache, by key, weighed by their key, plus twice their payload's
+/// length when a value is kept (a rough guess at its size: decoded rows take more room than
+/// postcard's bytes).
 pub(crate) struct Decoded {
     kept: Cache<String, Arc<Kept>>,
+    /// The payload hashes' seed, this cache's own.
+    seed: u64,
 }
 
 impl Decoded {
@@ -104,10 +109,11 @@ impl Decoded {
             kept: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, kept: &Arc<Kept>| {
-                    let copies = if kept.value.is_some() { 3 } else { 1 };
-                    (key.len() + copies * kept.bytes.len()).try_into().unwrap_or(u32::MAX)
+                    let value = if kept.value.is_some() { 2 * kept.id.len() } else { 0 };
+                    (key.len() + size_of::<Kept>() + value).try_into().unwrap_or(u32::MAX)
                 })
                 .build(),
+            seed: fastrand::u64(..),
         })
     }
 
@@ -120,10 +126,8 @@ impl Decoded {
         copier: Copier<V>,
         reused: &AtomicU64,
     ) -> Result<(V, Meta), DecodeError> {
-        if bytes.len() < codec::HEADER + MIN_PAYLOAD {
-            return codec::decode(bytes);
-        }
-        let seen = self.kept.get(key).filter(|kept| codec::same_value(&kept.bytes, bytes));
+        let Some(id) = self.id(bytes) else { return codec::decode(bytes) };
+        let seen = self.kept.get(key).filter(|kept| kept.id == id);
         if let Some(value) = seen.as_ref().and_then(|kept| kept.value.as_ref()?.downcast_ref::<V>()) {
             let meta = codec::meta(bytes)?;
             Counters::bump(reused);
@@ -131,16 +135,21 @@ impl Decoded {
         }
         let (value, meta) = codec::decode::<V>(bytes)?;
         let kept = seen.map(|_| (copier.erase)((copier.clone)(&value)));
-        self.kept.insert(key.to_owned(), Arc::new(Kept { bytes: bytes.into(), value: kept }));
+        self.kept.insert(key.to_owned(), Arc::new(Kept { id, value: kept }));
         Ok((value, meta))
     }
 
     /// Keeps `value`, which this process computed and stored as `bytes` under `key`.
     pub fn computed<V>(&self, key: &str, bytes: &[u8], value: &V, copier: Copier<V>) {
-        if bytes.len() >= codec::HEADER + MIN_PAYLOAD {
-            let kept = Kept { bytes: bytes.into(), value: Some((copier.erase)((copier.clone)(value))) };
+        if let Some(id) = self.id(bytes) {
+            let kept = Kept { id, value: Some((copier.erase)((copier.clone)(value))) };
             self.kept.insert(key.to_owned(), Arc::new(kept));
         }
+    }
+
+    /// The id of the value in `bytes`, if its payload is large enough to keep.
+    fn id(&self, bytes: &[u8]) -> Option<ValueId> {
+        ValueId::of(bytes, self.seed).filter(|id| id.len() >= MIN_PAYLOAD)
     }
 }
 
