@@ -35,7 +35,7 @@ use crate::shape::shape;
 const MAGIC: &[u8; 2] = b"CQ";
 const FORMAT: u8 = 4;
 /// The envelope's length before the payload.
-pub(crate) const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8;
+const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8;
 /// Where the fields that decide the value (magic, format, codec, shape fingerprint) end.
 const VALUE_HEAD: usize = 12;
 const MSGPACK: u8 = 0;

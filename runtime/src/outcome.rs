@@ -16,9 +16,8 @@ use serde::de::DeserializeOwned;
 type Marker<T> = PhantomData<fn() -> T>;
 
 /// How a return type `R` is cached: what part of it is stored, and how it is rebuilt.
-pub trait Adapter<R> {
-    /// The stored value.
-    type Value: Serialize + DeserializeOwned + Send + 'static;
+/// The stored value is its [`Stores::Value`].
+pub trait Adapter<R>: Stores<Value: Serialize + DeserializeOwned + Send + 'static> {
     /// The value to store, if this result is cacheable.
     fn value(result: &R) -> Option<&Self::Value>;
     /// The result rebuilt from a stored value.
@@ -30,6 +29,7 @@ pub trait Adapter<R> {
 /// The value an adapter stores, without the bounds that caching it needs (so that asking
 /// for it adds no error to those of a value that cannot be cached).
 pub trait Stores {
+    /// The stored value.
     type Value;
 }
 
@@ -90,8 +90,6 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     K: Emptiness<T>,
 {
-    type Value = T;
-
     fn value(result: &Result<T, E>) -> Option<&T> {
         result.as_ref().ok()
     }
@@ -119,8 +117,6 @@ where
     R: Serialize + DeserializeOwned + Send + 'static,
     K: Emptiness<R>,
 {
-    type Value = R;
-
     fn value(result: &R) -> Option<&R> {
         Some(result)
     }
