@@ -42,6 +42,7 @@ mod key;
 mod local;
 mod lookup;
 mod outcome;
+mod seeded;
 mod shape;
 mod stats;
 mod store;
