@@ -16,7 +16,7 @@ use crate::flight::Flights;
 use crate::health::{Health, PROBE_EVERY};
 use crate::key;
 use crate::local::{HEARTBEAT_EVERY, Local};
-use crate::lookup::{Target, now_ms};
+use crate::lookup::{GEN_SUFFIX, Target, now_ms};
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -181,11 +181,7 @@ impl QueryCache {
         args: &A,
     ) -> Result<String, CacheError> {
         let hash = key::hash_args(args).map_err(|e| CacheError::Encode(e.to_string()))?;
-        Ok(self.key_from(&key::head(name, version), hash))
-    }
-
-    pub(crate) fn key_from(&self, head: &str, hash: u128) -> String {
-        key::join(&self.inner.keyspace, head, hash)
+        Ok(key::join(&self.inner.keyspace, &key::head(name, version), hash, ""))
     }
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
@@ -303,13 +299,11 @@ impl QueryCache {
         [&self.inner.keyspace, ":tag:", tag].concat()
     }
 
-    /// The entry `key` of a call with `tags`, and the counters it depends on.
-    pub(crate) fn target(&self, key: String, tags: &[String]) -> Target {
-        let mut gen_keys = Vec::with_capacity(2 + tags.len());
-        gen_keys.push(self.inner.ns_key.clone());
-        gen_keys.push(gen_key(&key));
-        gen_keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
-        Target { key, gen_keys }
+    /// The entry of a call (the key of `head` and `hash`) with `tags`, and the counters it
+    /// depends on.
+    pub(crate) fn target(&self, head: &str, hash: u128, tags: &[String]) -> Target {
+        let key_gen = key::join(&self.inner.keyspace, head, hash, GEN_SUFFIX);
+        Target::new(key_gen, tags.iter().map(|tag| self.tag_key(tag)).collect())
     }
 
     /// Counts a cache failure that the caller answers without the cache, and logs it.
@@ -383,5 +377,5 @@ impl QueryCache {
 /// `{key}:gen`, the invalidation counter of the entry under `key` (built on every lookup: one
 /// allocation, no `format!`).
 fn gen_key(key: &str) -> String {
-    [key, ":gen"].concat()
+    [key, GEN_SUFFIX].concat()
 }

@@ -84,14 +84,22 @@ pub(crate) fn head(name: &str, version: u32) -> String {
     format!("{name}:v{version}:")
 }
 
-/// Joins the parts into the key, with the hash in 32 lowercase hex digits.
-pub(crate) fn join(prefix: &str, head: &str, hash: u128) -> String {
+/// Joins the parts into the key, with the hash in 32 lowercase hex digits, followed by
+/// `suffix` (a counter's name is its key's, then `:gen`).
+pub(crate) fn join(prefix: &str, head: &str, hash: u128, suffix: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 32];
-    for (i, digit) in hex.iter_mut().enumerate() {
-        *digit = HEX[((hash >> ((31 - i) * 4)) & 0xf) as usize];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(hash.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    [prefix, ":", head, std::str::from_utf8(&hex).expect("hex digits are ASCII")].concat()
+    let mut key = String::with_capacity(prefix.len() + 1 + head.len() + hex.len() + suffix.len());
+    key.push_str(prefix);
+    key.push(':');
+    key.push_str(head);
+    key.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
+    key.push_str(suffix);
+    key
 }
 
 #[cfg(test)]
@@ -99,7 +107,7 @@ mod tests {
     use super::*;
 
     fn key<A: Serialize>(args: &A) -> String {
-        join("cq", &head("app::user_by_id", 0), hash_args(args).unwrap())
+        join("cq", &head("app::user_by_id", 0), hash_args(args).unwrap(), "")
     }
 
     /// Pins the exact keys: changing them would orphan every entry users have cached.

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::__private::Adapter;
@@ -64,12 +65,44 @@ pub(crate) struct Policy {
     pub refreshable: bool,
 }
 
-/// Where a call's entry lives, and the invalidation counters it depends on.
+/// Where a call's entry lives, and the invalidation counters it depends on: the cache's
+/// namespace counter (`{prefix}:ns`), the key's (`{key}:gen`) and its tags'
+/// (`{prefix}:tag:{tag}`). Built on every call, so the key and its counter's name share one
+/// allocation, and a call without tags makes no other.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
-    pub key: String,
-    /// `{prefix}:ns`, `{key}:gen`, then `{prefix}:tag:{tag}` for each tag.
-    pub gen_keys: Vec<String>,
+    /// The key, then [`GEN_SUFFIX`].
+    key_gen: String,
+    /// The tags' counters.
+    tags: Vec<String>,
+}
+
+/// What follows a key in the name of its invalidation counter.
+pub(crate) const GEN_SUFFIX: &str = ":gen";
+
+/// The names of the counters a lookup reads: inline for up to `INLINE_GENS`.
+pub(crate) type Names<'a> = SmallVec<[&'a str; INLINE_GENS]>;
+
+impl Target {
+    /// `key_gen` is the key followed by [`GEN_SUFFIX`]; `tags` the tags' counters.
+    pub fn new(key_gen: String, tags: Vec<String>) -> Self {
+        debug_assert!(key_gen.ends_with(GEN_SUFFIX));
+        Target { key_gen, tags }
+    }
+
+    /// The entry's key.
+    pub fn key(&self) -> &str {
+        &self.key_gen[..self.key_gen.len() - GEN_SUFFIX.len()]
+    }
+
+    /// The names of the counters the entry depends on, the namespace's (`ns`) first.
+    pub fn counters<'a>(&'a self, ns: &'a str) -> Names<'a> {
+        let mut names = Names::new();
+        names.push(ns);
+        names.push(&self.key_gen);
+        names.extend(self.tags.iter().map(String::as_str));
+        names
+    }
 }
 
 /// The counters read for a call, as stored in envelopes: a hash of their values. `None` when
@@ -143,7 +176,7 @@ impl QueryCache {
         let local = self.inner().local.as_deref();
         let epoch = local.map(Local::epoch);
         if let Some(entry) = self.local_get(target).await
-            && let Ok((value, meta)) = self.decode(&target.key, &entry.bytes, copier)
+            && let Ok((value, meta)) = self.decode(target.key(), &entry.bytes, copier)
         {
             Counters::bump(&counters.hits);
             Counters::bump(&counters.local_hits);
@@ -153,7 +186,7 @@ impl QueryCache {
         let gens = match self.read(target, copier).await {
             Read::Hit { value, meta, bytes } => {
                 if let (Some(local), Some(epoch)) = (local, epoch) {
-                    local.put(epoch, &target.key, local_entry(target, bytes.into(), meta)).await;
+                    local.put(epoch, target.key(), self.local_entry(target, bytes.into(), meta)).await;
                 }
                 match self.serve(value, meta, policy) {
                     Ok(found) => return found,
@@ -167,11 +200,11 @@ impl QueryCache {
             return Found::Missing(Miss { leader: None, gens, epoch });
         }
         loop {
-            match self.inner().flights.join(&target.key) {
+            match self.inner().flights.join(target.key()) {
                 Role::Waiter(rx) => {
                     // The leader's result, if computed from the counters this caller read.
                     let Some(bytes) = flight::wait(rx).await else { continue };
-                    if let Ok((value, meta)) = self.decode(&target.key, &bytes, copier)
+                    if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
                         && (gens.is_none() || gens == Some(meta.gens))
                     {
                         Counters::bump(&counters.hits);
@@ -250,7 +283,7 @@ impl QueryCache {
         let fresh = self.fresh::<R, A>(target, &result, policy, gens, started.elapsed(), copier);
         if let Some(fresh) = &fresh
             && fresh.store
-            && self.store(&target.key, &fresh.bytes, fresh.keep).await
+            && self.store(target.key(), &fresh.bytes, fresh.keep).await
         {
             self.written(target, fresh, epoch).await;
         }
@@ -278,7 +311,8 @@ impl QueryCache {
         R: Send + 'static,
     {
         // A flight of its own: at most one refresh per key in this process.
-        let Role::Leader(refreshing) = self.inner().flights.join(&format!("{}\0refresh", target.key)) else {
+        let Role::Leader(refreshing) = self.inner().flights.join(&format!("{}\0refresh", target.key()))
+        else {
             return;
         };
         let (cache, target) = (self.clone(), target.clone());
@@ -308,7 +342,7 @@ impl QueryCache {
             Read::Miss { gens } => gens,
         };
         let lease = if policy.lock {
-            match self.try_lease(&target.key).await {
+            match self.try_lease(target.key()).await {
                 Some(lease) => Some(lease),
                 None => return, // another process refreshes it
             }
@@ -322,10 +356,10 @@ impl QueryCache {
         match fresh {
             Some(fresh) if !fresh.store => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
-                let _ = self.bounded(self.inner().store.delete(&target.key)).await;
+                let _ = self.bounded(self.inner().store.delete(target.key())).await;
             }
             Some(fresh) => {
-                if self.store(&target.key, &fresh.bytes, fresh.keep).await {
+                if self.store(target.key(), &fresh.bytes, fresh.keep).await {
                     Counters::bump(&counters.refreshes);
                     self.written(target, &fresh, epoch).await;
                 }
@@ -333,10 +367,10 @@ impl QueryCache {
             None => {
                 Counters::bump(&counters.refresh_errors);
                 if policy.fail_safe {
-                    tracing::warn!(key = %target.key, "cached_query: background refresh failed; serving the stale value");
+                    tracing::warn!(key = %target.key(), "cached_query: background refresh failed; serving the stale value");
                 } else {
-                    tracing::warn!(key = %target.key, "cached_query: background refresh failed; dropping the stale value");
-                    let _ = self.bounded(self.inner().store.delete(&target.key)).await;
+                    tracing::warn!(key = %target.key(), "cached_query: background refresh failed; dropping the stale value");
+                    let _ = self.bounded(self.inner().store.delete(target.key())).await;
                 }
             }
         }
@@ -361,9 +395,15 @@ impl QueryCache {
         }
     }
 
+    /// What the local tier keeps of an entry.
+    fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
+        let gen_keys = target.counters(&self.inner().ns_key).iter().map(|name| name.to_string()).collect();
+        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, gen_keys }
+    }
+
     /// A fresh entry of the local tier, if it has one and may serve.
     async fn local_get(&self, target: &Target) -> Option<LocalEntry> {
-        self.inner().local.as_ref()?.get(&target.key).await
+        self.inner().local.as_ref()?.get(target.key()).await
     }
 
     /// After this instance stored an entry: keep it locally, and tell the other instances to
@@ -371,10 +411,10 @@ impl QueryCache {
     async fn written(&self, target: &Target, fresh: &Fresh, epoch: Option<u64>) {
         let (Some(local), Some(epoch)) = (self.inner().local.as_deref(), epoch) else { return };
         let Ok(meta) = codec::meta(&fresh.bytes) else { return };
-        local.put(epoch, &target.key, local_entry(target, fresh.bytes.clone(), meta)).await;
-        let message = local.written_message(&target.key);
+        local.put(epoch, target.key(), self.local_entry(target, fresh.bytes.clone(), meta)).await;
+        let message = local.written_message(target.key());
         if let Err(err) = self.bounded(self.inner().store.publish(local.channel(), &message)).await {
-            self.failed("publish", &target.key, &err);
+            self.failed("publish", target.key(), &err);
         }
     }
 
@@ -397,12 +437,13 @@ impl QueryCache {
         if self.inner().health.has_pending() && !self.deliver_pending(true).await {
             return Read::Miss { gens: None };
         }
-        let fetch = self.inner().store.fetch(&target.key, &target.gen_keys);
+        let names = target.counters(&self.inner().ns_key);
+        let fetch = self.inner().store.fetch(target.key(), &names);
         let (bytes, gens) = match self.bounded(fetch).await {
             Ok(found) => found,
             Err(err) => {
                 if count {
-                    self.failed("get", &target.key, &err);
+                    self.failed("get", target.key(), &err);
                 }
                 return Read::Miss { gens: None };
             }
@@ -411,12 +452,12 @@ impl QueryCache {
         if codec::meta(&bytes).is_ok_and(|meta| meta.gens != gens) {
             return Read::Miss { gens: Some(gens) }; // invalidated since it was computed: not decoded
         }
-        match self.decode(&target.key, &bytes, copier) {
+        match self.decode(target.key(), &bytes, copier) {
             Ok((value, meta)) => Read::Hit { value, meta, bytes },
             Err(err) => {
                 if count {
                     Counters::bump(&self.inner().counters.decode_errors);
-                    self.failed("decode", &target.key, &CacheError::Decode(err.to_string()));
+                    self.failed("decode", target.key(), &CacheError::Decode(err.to_string()));
                 }
                 Read::Miss { gens: Some(gens) }
             }
@@ -435,9 +476,9 @@ impl QueryCache {
         copier: Option<Copier<A::Value>>,
     ) -> Option<Fresh> {
         let value = A::value(result)?;
-        let fresh = self.envelope(&target.key, value, A::is_empty(value), policy, gens, query_time)?;
+        let fresh = self.envelope(target.key(), value, A::is_empty(value), policy, gens, query_time)?;
         if let (true, Some(decoded), Some(copier)) = (fresh.store, &self.inner().decoded, copier) {
-            decoded.computed(&target.key, &fresh.bytes, value, copier);
+            decoded.computed(target.key(), &fresh.bytes, value, copier);
         }
         Some(fresh)
     }
@@ -534,7 +575,7 @@ impl QueryCache {
     async fn lease_or_result<V: DeserializeOwned + 'static>(&self, target: &Target) -> LeaseWait<V> {
         let deadline = Instant::now() + self.inner().settings.lock_wait;
         loop {
-            if let Some(lease) = self.try_lease(&target.key).await {
+            if let Some(lease) = self.try_lease(target.key()).await {
                 return LeaseWait::Lease(lease);
             }
             if Instant::now() >= deadline {
@@ -569,10 +610,6 @@ impl QueryCache {
             self.failed("unlock", &lease.key, &err);
         }
     }
-}
-
-fn local_entry(target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
-    LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, gen_keys: target.gen_keys.clone().into() }
 }
 
 /// A result ready to be stored and shared.

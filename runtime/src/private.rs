@@ -227,8 +227,7 @@ impl<'a> Call<'a> {
     /// be hashed, the call runs uncached.
     pub fn keyed(mut self) -> Self {
         if let (Some(hasher), Some(cache)) = (&self.hasher, self.handle.get()) {
-            let key = cache.key_from(self.spec.head(), hasher.finish());
-            self.target = Some(cache.target(key, &self.tags));
+            self.target = Some(cache.target(self.spec.head(), hasher.finish(), &self.tags));
         }
         self.hasher = None;
         self
@@ -279,7 +278,7 @@ impl<'a> Call<'a> {
     /// Deletes the entry of this call's key.
     pub async fn invalidate(self) -> Result<(), CacheError> {
         match (self.handle.get(), &self.target) {
-            (Some(cache), Some(target)) => cache.invalidate(&target.key).await,
+            (Some(cache), Some(target)) => cache.invalidate(target.key()).await,
             _ => Ok(()),
         }
     }

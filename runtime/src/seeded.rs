@@ -33,6 +33,12 @@ impl Hasher for SeededHasher {
         self.0 = xxh3_64_with_seed(bytes, self.0);
     }
 
+    /// The end mark `str` and slices write after their bytes: mixed in without another XXH3
+    /// call (a bijection of the hash so far, so it adds no collisions).
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
     fn finish(&self) -> u64 {
         self.0
     }

@@ -51,10 +51,10 @@ impl MemoryStore {
         self.entries.get(key).await.map(|e| e.bytes.to_vec())
     }
 
-    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> (Option<Vec<u8>>, u64) {
+    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> (Option<Vec<u8>>, u64) {
         let mut gens = Vec::with_capacity(gen_keys.len());
         for gen_key in gen_keys {
-            gens.push(self.gens.get(gen_key).await.unwrap_or_default());
+            gens.push(self.gens.get(*gen_key).await.unwrap_or_default());
         }
         (self.get(key).await, gens_hash(&gens))
     }

@@ -26,7 +26,7 @@ impl Store {
 
     /// The value under `key` and the invalidation counters under `gen_keys` (0 when absent),
     /// read together (one round trip), the counters as entries store them (`gens_hash`).
-    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         match self {
             Store::Redis(s) => s.fetch(key, gen_keys).await,
             Store::Memory(s) => Ok(s.fetch(key, gen_keys).await),

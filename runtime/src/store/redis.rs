@@ -130,7 +130,7 @@ impl RedisStore {
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
-    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
             return session.fetch(key, gen_keys).await;
         }

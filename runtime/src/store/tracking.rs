@@ -137,24 +137,24 @@ impl Counters {
     }
 
     /// The values of all `keys`, if all are known.
-    fn get(&self, keys: &[String]) -> Option<u64> {
+    fn get(&self, keys: &[&str]) -> Option<u64> {
         let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
         if keys.len() > INLINE_GENS {
             return keys
                 .iter()
-                .map(|key| values.get(key).copied())
+                .map(|key| values.get(*key).copied())
                 .collect::<Option<Vec<_>>>()
                 .map(|v| gens_hash(&v));
         }
         let mut found = [0; INLINE_GENS];
         for (slot, key) in found.iter_mut().zip(keys) {
-            *slot = *values.get(key)?;
+            *slot = *values.get(*key)?;
         }
         Some(gens_hash(&found[..keys.len()]))
     }
 
     /// Keeps values read from Redis, unless an invalidation arrived since `seen`.
-    fn keep(&self, seen: u64, keys: &[String], read: &[u64]) {
+    fn keep(&self, seen: u64, keys: &[&str], read: &[u64]) {
         let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
         if self.invalidations.load(SeqCst) != seen || !self.alive.load(SeqCst) {
             return;
@@ -163,7 +163,7 @@ impl Counters {
             values.clear();
         }
         for (key, value) in keys.iter().zip(read) {
-            values.insert(key.clone(), *value);
+            values.insert((*key).to_owned(), *value);
         }
     }
 }
@@ -171,7 +171,7 @@ impl Counters {
 impl Session {
     /// The entry under `key` and the counters under `gen_keys`, as `RedisStore::fetch` returns
     /// them: the counters are at least as recent as the entry (see the module docs).
-    pub async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         if let Some(gens) = self.counters.get(gen_keys) {
@@ -204,7 +204,7 @@ impl Session {
     async fn read_counters(
         &self,
         key: &str,
-        gen_keys: &[String],
+        gen_keys: &[&str],
     ) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
@@ -342,11 +342,10 @@ mod tests {
         PushInfo { kind: PushKind::Invalidate, data: vec![Value::Array(keys)] }
     }
 
-    fn counters(keys: &[&str]) -> (Counters, Vec<String>) {
+    fn counters<'a>(keys: &[&'a str]) -> (Counters, Vec<&'a str>) {
         let counters = Counters { alive: AtomicBool::new(true), ..Counters::default() };
-        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        counters.keep(0, &keys, &[1, 2]);
-        (counters, keys)
+        counters.keep(0, keys, &[1, 2]);
+        (counters, keys.to_vec())
     }
 
     #[test]
