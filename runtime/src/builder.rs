@@ -161,7 +161,7 @@ impl QueryCacheBuilder {
     /// twice, is a clone of that value instead of a decode (same codec, type and payload
     /// length, same seeded 128-bit hash of the payload). Every hit still reads and checks its
     /// entry in the store. Applies to payloads of at
-    /// least 32 bytes (under that, decoding is cheaper than the lookup) of types that are
+    /// least 512 bytes (multi-row results, where decoding dominates a hit) of types that are
     /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
     /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends
     /// on nothing but the bytes (`reuse = false` on a function turns it off for that function).

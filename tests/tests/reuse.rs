@@ -20,7 +20,7 @@ struct Row {
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Page(Vec<(i64, String)>);
 
-/// A table of 100 rows (a page of them is far above the smallest payload kept).
+/// A table of 100 rows whose names are long enough for a page to be kept (≥ 512 bytes).
 async fn rows_table(pool: &PgPool, table: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS {table};
