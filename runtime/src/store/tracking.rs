@@ -22,7 +22,6 @@
 //! turns this off for good (logged once).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -30,11 +29,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::redis::counter;
 use crate::CacheError;
 use crate::lookup::{INLINE_GENS, gens_hash, now_ms};
+use crate::seeded::Seeded;
 
 /// The most counters kept; past that they are dropped and read again as needed.
 const MAX_COUNTERS: usize = 100_000;
@@ -64,42 +63,11 @@ pub(crate) struct Session {
 /// Counter values, kept exact by the connection's invalidation messages.
 #[derive(Default)]
 struct Counters {
-    values: RwLock<HashMap<String, u64, KeyHash>>,
+    values: RwLock<HashMap<String, u64, Seeded>>,
     /// Counts the invalidations applied (a value read meanwhile is not kept).
     invalidations: AtomicU64,
     /// False once the connection is lost: the values are dropped, and no more are kept.
     alive: AtomicBool,
-}
-
-/// Hashes the counters' keys with seeded XXH3: they are long (an entry's key and `:gen`) and
-/// read on every hit, where SipHash cost more than the rest of the check.
-#[derive(Clone, Copy)]
-struct KeyHash(u64);
-
-impl Default for KeyHash {
-    fn default() -> Self {
-        KeyHash(fastrand::u64(..)) // a seed of its own per map: no crafted collisions
-    }
-}
-
-impl BuildHasher for KeyHash {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(self.0)
-    }
-}
-
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxh3_64_with_seed(bytes, self.0);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl Counters {
