@@ -15,6 +15,13 @@
 //!
 //! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), `BENCH_SECS` (seconds per throughput point, default 1.5).
+//!
+//! `BENCH_PROFILE='Q1/hit'` (a query and a path's label) measures that path alone for 10 s at 32
+//! tasks and prints its CPU time and system calls per call, for `perf record` or for A/B runs;
+//! three paths exist only there: a raw `GET` through a plain multiplexed connection
+//! (`redis-get, multiplexed`), through a connection like the cache's tracking one within a timer
+//! like the cache's (`redis-get, tracking connection`), and without the timer
+//! (`redis-get, no timer`).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -25,7 +32,7 @@ use std::time::{Duration, Instant};
 use cached::macros::concurrent_cached;
 use cached_query::{QueryCache, cached_query};
 use cached_query_examples::User;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -140,6 +147,10 @@ enum Path {
     HitMget,
     HitL1,
     CachedCrate,
+    // Only with `BENCH_PROFILE`: what a raw `GET` costs on each kind of connection.
+    GetMultiplexed,
+    GetTracking,
+    GetNoTimer,
 }
 
 const PATHS: [Path; 8] = [
@@ -152,6 +163,15 @@ const PATHS: [Path; 8] = [
     Path::HitL1,
     Path::CachedCrate,
 ];
+/// Paths measured only one at a time (`BENCH_PROFILE`), to tell the connection's part of a hit's
+/// cost from the timer's: a raw `GET` through a plain multiplexed connection (RESP2, with the
+/// `redis` crate's default 500 ms response timeout, as the `cached` crate's store makes it), through
+/// a connection made like the cache's tracking one (RESP3, `CLIENT TRACKING ON OPTIN`, a push
+/// sender) within a `tokio::time::timeout` like the cache's, and through that connection with no
+/// timer at all.
+const PROFILE_ONLY: [Path; 3] = [Path::GetMultiplexed, Path::GetTracking, Path::GetNoTimer];
+/// The cache's default timeout (`QueryCache::builder().timeout`), which bounds each request.
+const TIMEOUT: Duration = Duration::from_millis(50);
 const TASKS: [usize; 4] = [1, 8, 32, 128];
 const IDS: usize = 1000;
 
@@ -166,6 +186,9 @@ impl Path {
             Path::HitMget => "hit, no tracking",
             Path::HitL1 => "hit-l1",
             Path::CachedCrate => "cached-crate",
+            Path::GetMultiplexed => "redis-get, multiplexed",
+            Path::GetTracking => "redis-get, tracking connection",
+            Path::GetNoTimer => "redis-get, no timer",
         }
     }
 }
@@ -178,6 +201,10 @@ struct Bench {
     untracked: QueryCache,
     local: QueryCache,
     raw: ConnectionManager,
+    /// A plain multiplexed connection (RESP2, the `redis` crate's default response timeout).
+    multiplexed: MultiplexedConnection,
+    /// A connection made like the cache's tracking one, with no response timeout of its own.
+    tracking: MultiplexedConnection,
     /// The keys of the cache's entries, by query and argument index.
     keys: [Vec<String>; 3],
     /// The cache's namespace counter (`{prefix}:ns`), which every lookup reads.
@@ -198,6 +225,12 @@ impl Bench {
             (Path::Db, Query::Q2) => q2_db(pool, id).await.unwrap().len(),
             (Path::Db, Query::Q3) => q3_db(pool, Q3_PATTERN).await.unwrap().len(),
             (Path::RedisGet, q) => self.get(q, i).await.len(),
+            (Path::GetMultiplexed, q) => self.get_on(self.multiplexed.clone(), q, i).await.len(),
+            (Path::GetTracking, q) => {
+                let get = self.get_on(self.tracking.clone(), q, i);
+                tokio::time::timeout(TIMEOUT, get).await.map_or(0, |bytes| bytes.len())
+            }
+            (Path::GetNoTimer, q) => self.get_on(self.tracking.clone(), q, i).await.len(),
             (Path::RedisGetDecode, Query::Q1) => {
                 self.get_decoded::<Option<User>>(Query::Q1, i).await.is_some() as usize
             }
@@ -232,7 +265,10 @@ impl Bench {
     }
 
     async fn get(&self, query: Query, i: usize) -> Vec<u8> {
-        let mut conn = self.raw.clone();
+        self.get_on(self.raw.clone(), query, i).await
+    }
+
+    async fn get_on(&self, mut conn: impl ConnectionLike, query: Query, i: usize) -> Vec<u8> {
         let bytes: Option<Vec<u8>> =
             redis::cmd("GET").arg(self.key(query, i)).query_async(&mut conn).await.unwrap();
         bytes.expect("a warm key")
@@ -374,6 +410,61 @@ async fn cpu_used(bench: &Bench) -> (f64, f64) {
     (client, redis)
 }
 
+/// `BENCH_PROFILE=Q1/hit` (any query and path, `PROFILE_ONLY` too): that path alone at 32 tasks
+/// for 10 s, with the CPU time per call of this process and of Redis, and the read and write
+/// system calls per call (`/proc/{pid}/io`: how many requests each one carries).
+async fn profile(bench: &Arc<Bench>, which: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let query = [Query::Q1, Query::Q2, Query::Q3].into_iter().find(|q| which.starts_with(&format!("{q:?}/")));
+    let path = PATHS.into_iter().chain(PROFILE_ONLY).find(|p| which.ends_with(&format!("/{}", p.label())));
+    let (Some(query), Some(path)) = (query, path) else {
+        return Err(format!("no such path: {which}").into());
+    };
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut bench.raw.clone()).await?;
+    let redis_pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).unwrap_or("").trim().to_owned();
+    let syscalls = || [redis_pid.as_str(), "self"].map(syscalls_of);
+    let (cpu, io, started) = (cpu_used(bench).await, syscalls(), Instant::now());
+    let rate = throughput(bench, query, path, 32, 10.0).await;
+    let calls = rate * started.elapsed().as_secs_f64();
+    let (cpu_after, io_after) = (cpu_used(bench).await, syscalls());
+    let per_call = |after: f64, before: f64| (after - before) / calls;
+    println!(
+        "{which}: {rate:.0} ops/s at 32 tasks; CPU µs per call: client {:.2}, Redis {:.2}; system calls per call: Redis reads {:.3}, writes {:.3}, client writes {:.3}",
+        per_call(cpu_after.0, cpu.0) * 1e6,
+        per_call(cpu_after.1, cpu.1) * 1e6,
+        per_call(io_after[0].0, io[0].0),
+        per_call(io_after[0].1, io[0].1),
+        per_call(io_after[1].1, io[1].1),
+    );
+    println!("cache stats: {:?}", bench.cache.stats());
+    Ok(())
+}
+
+/// Read and write system calls made so far by process `pid` (`syscr`, `syscw`; 0 if unreadable,
+/// e.g. for a Redis server of another user).
+fn syscalls_of(pid: &str) -> (f64, f64) {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    (field("syscr:"), field("syscw:"))
+}
+
+/// The `PROFILE_ONLY` paths' connections: a plain multiplexed one, and one made like the cache's
+/// tracking connection (RESP3, a push sender, `CLIENT TRACKING ON OPTIN`, no response timeout).
+async fn connections(url: &str) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
+    let multiplexed = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let info = redis::IntoConnectionInfo::into_connection_info(url)?;
+    let resp3 = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_push_sender(|_| Ok::<(), std::convert::Infallible>(()));
+    let mut tracking = redis::Client::open(info.set_redis_settings(resp3))?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN").exec_async(&mut tracking).await?;
+    Ok((multiplexed, tracking))
+}
+
 async fn setup(pool: &PgPool) -> Result<(), sqlx::Error> {
     let rows: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM bench.users").fetch_one(pool).await.ok();
     if rows != Some(100_000) {
@@ -465,8 +556,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let raw = ConnectionManager::new(redis::Client::open(redis_url.as_str())?).await?;
     let ns_key = format!("{prefix}:ns");
-    let mut bench =
-        Bench { pool, cache, untracked, local, raw, keys: [Vec::new(), Vec::new(), Vec::new()], ns_key };
+    let (multiplexed, tracking) = connections(&redis_url).await?;
+    let mut bench = Bench {
+        pool,
+        cache,
+        untracked,
+        local,
+        raw,
+        multiplexed,
+        tracking,
+        keys: [Vec::new(), Vec::new(), Vec::new()],
+        ns_key,
+    };
     // The local tier serves once its backplane subscription is up.
     let deadline = Instant::now() + Duration::from_secs(10);
     while bench.local.stats().local_hits == 0 && Instant::now() < deadline {
@@ -480,15 +581,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = (bench.cache.stats(), bench.local.stats());
     // `BENCH_PROFILE=Q1/hit`: only that path, 32 tasks for 10 s (run under `perf record`).
     if let Ok(which) = std::env::var("BENCH_PROFILE") {
-        let query =
-            [Query::Q1, Query::Q2, Query::Q3].into_iter().find(|q| which.starts_with(&format!("{q:?}/")));
-        let path = PATHS.into_iter().find(|p| which.ends_with(&format!("/{}", p.label())));
-        let (Some(query), Some(path)) = (query, path) else {
-            return Err(format!("no such path: {which}").into());
-        };
-        println!("{which}: {:.0} ops/s at 32 tasks", throughput(&bench, query, path, 32, 10.0).await);
-        println!("cache stats: {:?}", bench.cache.stats());
-        return Ok(());
+        return profile(&bench, &which).await;
     }
 
     let mut out = String::new();
