@@ -576,16 +576,30 @@ impl QueryCache {
         let deadline = Instant::now() + self.inner().settings.lock_wait;
         loop {
             if let Some(lease) = self.try_lease(target.key()).await {
-                return LeaseWait::Lease(lease);
+                // The previous holder may have stored its result and released the lease since
+                // this caller last looked: look once more, holding the lease.
+                let Some(result) = self.fresh_result(target).await else { return LeaseWait::Lease(lease) };
+                self.release(lease).await;
+                return result;
             }
             if Instant::now() >= deadline {
                 return LeaseWait::GaveUp;
             }
             tokio::time::sleep(LEASE_POLL).await;
-            if let Read::Hit { value, bytes, .. } = self.read(target, None).await {
-                Counters::bump(&self.inner().counters.lock_waits);
-                return LeaseWait::Result(value, bytes.into());
+            if let Some(result) = self.fresh_result(target).await {
+                return result;
             }
+        }
+    }
+
+    /// The fresh entry of `target` that another process's query stored, if there is one.
+    async fn fresh_result<V: DeserializeOwned + 'static>(&self, target: &Target) -> Option<LeaseWait<V>> {
+        match self.read(target, None).await {
+            Read::Hit { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
+                Counters::bump(&self.inner().counters.lock_waits);
+                Some(LeaseWait::Result(value, bytes.into()))
+            }
+            _ => None,
         }
     }
 

@@ -163,6 +163,29 @@ async fn instances(
     all
 }
 
+/// A caller that takes the lease just after its holder stored the result and let go of it
+/// (between the caller's last look and its next try) serves that result: many keys, each
+/// looked up by four processes at once, with queries as short as the lease's polling interval
+/// so that the holders finish while the others poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_after_its_holder_finished_runs_no_second_query() {
+    let (pool, probe) = (pg().await, Arc::new(Probe::default()));
+    let caches = instances("lease-handover", 4, |b| b.lock(true).lock_wait(Duration::from_secs(5))).await;
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        for cache in &caches {
+            let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
+            tasks.push(tokio::spawn(async move { slow(&cache, &pool, &probe, 0.01, false, n).await }));
+        }
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.unwrap(), Ok(i as i64 / 4 * 10));
+    }
+    let stats: Vec<_> = caches.iter().map(QueryCache::stats).collect();
+    assert_eq!(stats.iter().map(|s| s.errors).sum::<u64>(), 0, "{stats:?}");
+    assert_eq!(probe.calls(), 60, "one query per key for four processes: {stats:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_lets_one_process_of_many_run_the_query() {
     let (pool, probe) = (pg().await, Arc::new(Probe::default()));
@@ -177,7 +200,8 @@ async fn a_lease_lets_one_process_of_many_run_the_query() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(90));
     }
-    assert_eq!(probe.calls(), 1, "one query for four processes");
+    let stats: Vec<_> = caches.iter().map(QueryCache::stats).collect();
+    assert_eq!(probe.calls(), 1, "one query for four processes: {stats:?}");
     assert_eq!(
         caches.iter().map(|c| c.stats().lock_waits).sum::<u64>(),
         3,
