@@ -229,7 +229,8 @@ impl QueryCache {
                 self.inner.keyspace
             )));
         }
-        self.invalidate_counters("invalidate", vec![gen_key(key)]).await?;
+        // The key's own counter, `{key}:gen`.
+        self.invalidate_counters("invalidate", vec![[key, GEN_SUFFIX].concat()]).await?;
         // The entry is invalid already; deleting it only frees the memory.
         let _ = self.bounded(self.inner.store.delete(key)).await;
         Ok(())
@@ -372,10 +373,4 @@ impl QueryCache {
             }
         });
     }
-}
-
-/// `{key}:gen`, the invalidation counter of the entry under `key` (built on every lookup: one
-/// allocation, no `format!`).
-fn gen_key(key: &str) -> String {
-    [key, GEN_SUFFIX].concat()
 }
