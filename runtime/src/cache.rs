@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CacheError;
+use crate::bounded::Bounded;
 use crate::builder::QueryCacheBuilder;
 use crate::codec::{self, Meta};
 use crate::decoded::Decoded;
@@ -325,19 +326,17 @@ impl QueryCache {
     /// Runs a store operation within the timeout.
     /// Fails at once while the circuit breaker is open; counts failures to reach the store,
     /// opening the breaker (and starting its probe) after a few in a row.
-    pub(crate) async fn bounded<T>(
-        &self,
-        op: impl Future<Output = Result<T, CacheError>>,
-    ) -> Result<T, CacheError> {
+    pub(crate) fn bounded<T, F>(&self, op: F) -> Bounded<'_, F>
+    where
+        F: Future<Output = Result<T, CacheError>>,
+    {
+        Bounded::new(self, op)
+    }
+
+    /// Records how a bounded operation ended (see [`bounded`](Self::bounded)).
+    pub(crate) fn settle<T>(&self, result: &Result<T, CacheError>) {
         let health = &self.inner.health;
-        if health.is_open() {
-            return Err(CacheError::Unavailable);
-        }
-        let result = match tokio::time::timeout(self.inner.settings.timeout, op).await {
-            Ok(result) => result,
-            Err(_) => Err(CacheError::Timeout(self.inner.settings.timeout)),
-        };
-        match &result {
+        match result {
             Ok(_) => health.succeeded(),
             Err(err) if err.is_unavailable() => {
                 if health.failed() {
@@ -346,7 +345,6 @@ impl QueryCache {
             }
             Err(_) => {}
         }
-        result
     }
 
     /// While the breaker is open: try the store every `PROBE_EVERY`; once it answers,

@@ -128,11 +128,12 @@ pub(crate) struct ValueId {
 }
 
 impl ValueId {
-    /// The id of the value in `bytes` (an envelope), its payload hashed with `seed` (XXH3-128,
-    /// as keys are; seeded, so that no one can craft two payloads of the same hash).
-    pub fn of(bytes: &[u8], seed: u64) -> Option<Self> {
+    /// The id of the value in `bytes` (an envelope), if its payload has at least `min_payload`
+    /// bytes (shorter ones are not hashed); the payload is hashed with `seed` (XXH3-128, as
+    /// keys are; seeded, so that no one can craft two payloads of the same hash).
+    pub fn of(bytes: &[u8], seed: u64, min_payload: usize) -> Option<Self> {
         let head = bytes.get(..VALUE_HEAD)?.try_into().ok()?;
-        let payload = bytes.get(HEADER..)?;
+        let payload = bytes.get(HEADER..).filter(|payload| payload.len() >= min_payload)?;
         Some(ValueId { head, len: payload.len(), payload: xxh3_128_with_seed(payload, seed) })
     }
 
@@ -216,7 +217,7 @@ mod tests {
     fn value_ids_tell_values_apart_whatever_the_envelope_says_besides() {
         let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
         let bytes = encode(&rows, META).unwrap();
-        let id = |bytes: &[u8]| ValueId::of(bytes, 7).unwrap();
+        let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
         let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, gens: 5 };
         assert_eq!(id(&bytes), id(&encode(&rows, later).unwrap()), "expiry and counters aside");
         let other = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "c".into() }];
@@ -224,8 +225,11 @@ mod tests {
         let mut other_shape = bytes.clone();
         other_shape[5] ^= 1;
         assert_ne!(id(&bytes), id(&other_shape), "another type's fingerprint");
-        assert_ne!(id(&bytes), ValueId::of(&bytes, 8).unwrap(), "seeded");
-        assert_eq!(ValueId::of(b"CQ", 7), None, "not an envelope");
+        assert_ne!(id(&bytes), ValueId::of(&bytes, 8, 0).unwrap(), "seeded");
+        assert_eq!(ValueId::of(b"CQ", 7, 0), None, "not an envelope");
+        let payload = bytes.len() - HEADER;
+        assert_eq!(ValueId::of(&bytes, 7, payload), Some(id(&bytes)), "a payload of the least length");
+        assert_eq!(ValueId::of(&bytes, 7, payload + 1), None, "a shorter payload");
     }
 
     /// A timestamp-like type: parses its string, refusing `""`.

@@ -153,7 +153,7 @@ impl Decoded {
 
     /// The id of the value in `bytes`, if its payload is large enough to keep.
     fn id(&self, bytes: &[u8]) -> Option<ValueId> {
-        ValueId::of(bytes, self.seed).filter(|id| id.len() >= MIN_PAYLOAD)
+        ValueId::of(bytes, self.seed, MIN_PAYLOAD)
     }
 }
 
