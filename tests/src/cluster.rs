@@ -88,27 +88,34 @@ impl RedisCluster {
         }
     }
 
-    /// The node that is master of the slot of `key` right now (asked of a running node).
+    /// The node that is master of the slot of `key`, as a running node sees it, once that
+    /// node names one (after a failover, the news takes a moment to reach every node).
     pub fn master_of(&mut self, key: &str) -> &mut RedisServer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Some(port) = self.seen_master_of(key) {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "no master owns the slot of {key}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+    }
+
+    /// The port of the master of the slot of `key` in a running node's view, if it has one.
+    fn seen_master_of(&self, key: &str) -> Option<u16> {
         let asker = self.nodes.iter().find(|n| n.is_running()).expect("a running node");
         let slot: u16 = asker.command(&["CLUSTER", "KEYSLOT", key]).unwrap().trim().parse().unwrap();
         let table = asker.command(&["CLUSTER", "NODES"]).unwrap();
-        let port = table
-            .lines()
-            .filter(|line| line.contains("master") && !line.contains("fail"))
-            .find_map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                // Slot ranges (`0-5460`) or single slots; `[..]` entries are migrations.
-                let owns = fields[8..].iter().any(|range| match range.split_once('-') {
-                    Some((a, b)) => {
-                        matches!((a.parse(), b.parse()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
-                    }
-                    None => range.parse() == Ok(slot),
-                });
-                owns.then(|| fields[1].split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap())
-            })
-            .expect("a master owns the slot");
-        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+        table.lines().filter(|line| line.contains("master") && !line.contains("fail")).find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            // Slot ranges (`0-5460`) or single slots; `[..]` entries are migrations.
+            let owns = fields[8..].iter().any(|range| match range.split_once('-') {
+                Some((a, b)) => matches!((a.parse(), b.parse()), (Ok(a), Ok(b)) if (a..=b).contains(&slot)),
+                None => range.parse() == Ok(slot),
+            });
+            owns.then(|| fields[1].split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap())
+        })
     }
 }
 
