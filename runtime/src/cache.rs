@@ -325,7 +325,8 @@ impl QueryCache {
 
     /// Runs a store operation within the timeout.
     /// Fails at once while the circuit breaker is open; counts failures to reach the store,
-    /// opening the breaker (and starting its probe) after a few in a row.
+    /// opening the breaker (replacing the connections, and starting its probe) after a few in
+    /// a row.
     pub(crate) fn bounded<T, F>(&self, op: F) -> Bounded<'_, F>
     where
         F: Future<Output = Result<T, CacheError>>,
@@ -340,6 +341,9 @@ impl QueryCache {
             Ok(_) => health.succeeded(),
             Err(err) if err.is_unavailable() => {
                 if health.failed() {
+                    // Requests that go unanswered may be stuck on a connection that nothing
+                    // reports broken: the probe and what follows use new ones.
+                    self.inner.store.replace_connections();
                     self.spawn_probe();
                 }
             }

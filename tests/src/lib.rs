@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 pub mod cluster;
 pub mod matrix;
+pub mod proxy;
 
 /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 pub fn database_url() -> String {

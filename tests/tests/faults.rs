@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
+use cached_query_tests::proxy::{StuckProxy, Which};
 use cached_query_tests::{RedisServer, free_port, pg, redis_conn, unique_prefix};
 use proptest::prelude::*;
 use sqlx::PgPool;
@@ -162,6 +163,63 @@ async fn the_breaker_spares_calls_the_timeout_during_an_outage() {
     tally.calls.store(40, SeqCst);
     tally.slowest_us.store(latencies.iter().max().unwrap().as_micros() as u64, SeqCst);
     tally.row("Circuit breaker while Redis is frozen", "40 sequential", "SIGSTOP, SIGCONT");
+}
+
+/// A cache through a proxy to `redis`, with its tracked connection made and a hit served.
+async fn cache_through(proxy: &StuckProxy, pool: &PgPool, test: &str) -> QueryCache {
+    let cache = cache_at(&proxy.url(), test).await;
+    until_hits_grow(&cache, pool, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.carried(Which::Tracking) == 0 {
+        assert!(Instant::now() < deadline, "no tracked connection");
+        assert_eq!(triple(&cache, pool, 1).await.unwrap(), 3);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cache
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_stop_answering_are_replaced() {
+    let (pool, redis, tally) = (pg().await, RedisServer::start(), Arc::new(Tally::default()));
+    let proxy = StuckProxy::start(redis.port).await;
+    let cache = cache_through(&proxy, &pool, "stuck").await;
+    // Redis is fine, but nothing comes back on the connections the cache has: no error, no
+    // reset, as behind a stuck proxy or from a server gone without one.
+    assert!(proxy.stick(Which::All) >= 2, "the cache's connection and its tracked one");
+    let hits = redis_hits(&cache);
+    load(&cache, &pool, 50, &tally).await;
+    tally.assert_all_correct();
+    // The breaker's trip replaced them: hits again, through new connections.
+    until_hits_grow(&cache, &pool, hits).await;
+    tally.row("Connections stop answering (a stuck proxy), Redis fine", "8 × 50", "proxy holds all traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracked_connection_that_stops_answering_is_given_up() {
+    let (pool, redis, tally) = (pg().await, RedisServer::start(), Tally::default());
+    let proxy = StuckProxy::start(redis.port).await;
+    let cache = cache_through(&proxy, &pool, "stuck-tracked").await;
+    assert_eq!(proxy.stick(Which::Tracking), 1);
+    // The other connection answers, and an invalidation after each call succeeds on it, so
+    // that failures never come three in a row and the breaker never trips: the tracked
+    // connection is given up after a few requests in a row go unanswered on it.
+    let (hits, mut latencies) = (redis_hits(&cache), Vec::new());
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(triple(&cache, &pool, 1).await.unwrap(), 3);
+        latencies.push(started.elapsed());
+        cache.invalidate_tags(["elsewhere"]).await.unwrap();
+    }
+    let paid_timeout = latencies.iter().filter(|l| **l >= TIMEOUT).count();
+    assert!(paid_timeout <= 3, "{paid_timeout} of 20 calls waited for the timeout: {latencies:?}");
+    assert!(redis_hits(&cache) > hits, "no hits after the tracked connection stuck: {:?}", cache.stats());
+    tally.calls.store(20, SeqCst);
+    tally.slowest_us.store(latencies.iter().max().unwrap().as_micros() as u64, SeqCst);
+    tally.row(
+        "The tracked connection stops answering, the other one fine",
+        "20 sequential",
+        "proxy holds it",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

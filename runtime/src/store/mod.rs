@@ -107,6 +107,13 @@ impl Store {
         }
     }
 
+    /// Gives up the connections (they stopped answering), to be made again on next use.
+    pub fn replace_connections(&self) {
+        if let Store::Redis(s) = self {
+            s.replace();
+        }
+    }
+
     /// Whether this is a Redis Cluster (whose keys of one prefix share a hash tag).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Store::Redis(s) if s.is_cluster())

@@ -8,6 +8,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
@@ -20,7 +21,10 @@ use crate::lookup::gens_hash;
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
     clients: Vec<redis::Client>,
-    conn: Conn,
+    /// A server's is replaced when it stops answering (see [`replace`](Self::replace)).
+    conn: ArcSwap<Conn>,
+    /// How long making a server connection may take.
+    timeout: Duration,
     /// Lookups with the counters kept in this process (see `tracking`); single server only.
     tracking: Option<Arc<Tracking>>,
     /// The URL(s) with passwords masked, for `Debug` and logs.
@@ -77,6 +81,16 @@ pub(super) fn counter(bytes: &[u8]) -> Result<u64, CacheError> {
         .ok_or_else(|| CacheError::Decode("an invalidation counter is not a number".into()))
 }
 
+/// A server connection made on first use (and again after it breaks), with no response
+/// timeout of its own: every request already runs under the cache's timer
+/// (`QueryCache::bounded`), which would fire first; a second timer per request costs about
+/// 8 % of the hit rate under load.
+fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, CacheError> {
+    let config =
+        ConnectionManagerConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
+    Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
+}
+
 fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {
     CacheError::Config(format!("invalid Redis URL `{redacted}`: {e}"))
 }
@@ -88,17 +102,13 @@ impl RedisStore {
     pub fn new(url: &str, timeout: Duration, track: bool) -> Result<Self, CacheError> {
         let redacted = redact(url);
         let client = redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))?;
-        // No response timeout of its own: every request already runs under the cache's timer
-        // (`QueryCache::bounded`), which would fire first; a second timer per request costs
-        // about 8 % of the hit rate under load.
-        let config =
-            ConnectionManagerConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let conn = manager(&client, timeout)?;
         let tracking = match track {
             true => Some(Tracking::new(&client, timeout).map_err(|e| invalid_url(&redacted, e))?),
             false => None,
         };
-        Ok(RedisStore { clients: vec![client], conn: Conn::Server(conn), tracking, redacted })
+        let conn = ArcSwap::from_pointee(Conn::Server(conn));
+        Ok(RedisStore { clients: vec![client], conn, timeout, tracking, redacted })
     }
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
@@ -116,17 +126,39 @@ impl RedisStore {
             .build()
             .map_err(|e| invalid_url(&redacted, e))?;
         let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-        let conn = cluster.get_pending_async_connection_with_config(config);
-        Ok(RedisStore { clients, conn: Conn::Cluster(conn), tracking: None, redacted })
+        let conn =
+            ArcSwap::from_pointee(Conn::Cluster(cluster.get_pending_async_connection_with_config(config)));
+        Ok(RedisStore { clients, conn, timeout, tracking: None, redacted })
     }
 
     /// Whether this is a cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
+        matches!(**self.conn.load(), Conn::Cluster(_))
+    }
+
+    /// Gives up the server connections, to be made again on next use: for when requests stop
+    /// being answered and nothing says the connection is broken (a stuck proxy, a server gone
+    /// without a reset: TCP can take many minutes to notice). A cluster's client replaces
+    /// its node connections itself.
+    pub fn replace(&self) {
+        if let Conn::Server(_) = **self.conn.load() {
+            match manager(&self.clients[0], self.timeout) {
+                Ok(conn) => self.conn.store(Arc::new(Conn::Server(conn))),
+                Err(err) => tracing::warn!(%err, "cached_query: could not replace the Redis connection"),
+            }
+        }
+        if let Some(tracking) = &self.tracking {
+            tracking.give_up();
+        }
+    }
+
+    /// A handle on the connection (cheap: a multiplexed connection's handles share it).
+    fn conn(&self) -> Conn {
+        Conn::clone(&self.conn.load())
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
@@ -138,7 +170,7 @@ impl RedisStore {
         // (a pipelined GET + MGET costs it two, which halves what it serves under load).
         // Not a snapshot across keys, and it need not be: see `lookup` for why reading the
         // counters with the entry is enough.
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let values: Vec<Option<Vec<u8>>> =
             redis::cmd("MGET").arg(key).arg(gen_keys).query_async(&mut conn).await?;
         let mut values = values.into_iter();
@@ -162,13 +194,13 @@ impl RedisStore {
         if let Some((channel, message)) = announce {
             pipe.publish(channel, message).ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         pipe.exec_async(&mut conn).await?;
         Ok(())
     }
 
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("PUBLISH").arg(channel).arg(message).exec_async(&mut conn).await?;
         Ok(())
     }
@@ -180,20 +212,20 @@ impl RedisStore {
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).exec_async(&mut conn).await?;
         Ok(())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("DEL").arg(key).exec_async(&mut conn).await?;
         Ok(())
     }
 
     pub async fn try_lock(&self, key: &str, token: &str, lease: Duration) -> Result<bool, CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(token)
@@ -211,7 +243,7 @@ impl RedisStore {
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
             )
         });
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         UNLOCK.key(key).arg(token).invoke_async::<i64>(&mut conn).await?;
         Ok(())
     }
@@ -219,7 +251,7 @@ impl RedisStore {
     /// Whether the node holding `key` answers (`EXISTS`: on a cluster, `PING` would go to
     /// every master, and fail while any one of them is down).
     pub async fn ping(&self, key: &str) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("EXISTS").arg(key).exec_async(&mut conn).await?;
         Ok(())
     }

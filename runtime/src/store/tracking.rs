@@ -15,14 +15,15 @@
 //! dedicated connection.)
 //!
 //! A counter value read from Redis is kept only if no invalidation arrived while it was read
-//! (one could be about it). On a lost connection (the driver's disconnection message, or a
-//! request that finds it broken: a driver dropped with its runtime says nothing) the known
+//! (one could be about it). On a lost connection (the driver's disconnection message, a
+//! request that finds it broken: a driver dropped with its runtime says nothing, or requests
+//! that go unanswered: see [`Answer`]) the known
 //! counters are dropped, the lookups go back to the `MGET` path, and the connection is made
 //! again in the background. A server that refuses RESP3, `CLIENT TRACKING` or `CLIENT CACHING`
 //! turns this off for good (logged once).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ use crate::seeded::Seeded;
 
 /// The most counters kept; past that they are dropped and read again as needed.
 const MAX_COUNTERS: usize = 100_000;
+/// Requests abandoned in a row after which the connection is given up (see [`Answer`]).
+const ABANDONED_MAX: u32 = 3;
 /// The longest wait between two attempts to make the connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -68,6 +71,8 @@ struct Counters {
     invalidations: AtomicU64,
     /// False once the connection is lost: the values are dropped, and no more are kept.
     alive: AtomicBool,
+    /// Requests given up in a row before their answer came (see [`Answer`]).
+    abandoned: AtomicU32,
 }
 
 impl Counters {
@@ -136,6 +141,29 @@ impl Counters {
     }
 }
 
+/// A request on the session's connection, until its answer comes. Dropped before it (the
+/// cache's timeout, or the caller gone), it counts as abandoned: a connection that answers none
+/// of `ABANDONED_MAX` requests in a row is given up, as it may be stuck with nothing to say
+/// it is broken (a stuck proxy, a server gone without a reset).
+struct Answer<'a> {
+    counters: &'a Counters,
+    came: bool,
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        let abandoned = &self.counters.abandoned;
+        if self.came {
+            // Read first: every hit passes here, and a store would bounce the line between cores.
+            if abandoned.load(SeqCst) != 0 {
+                abandoned.store(0, SeqCst);
+            }
+        } else if abandoned.fetch_add(1, SeqCst) + 1 >= ABANDONED_MAX {
+            self.counters.lose();
+        }
+    }
+}
+
 impl Session {
     /// The entry under `key` and the counters under `gen_keys`, as `RedisStore::fetch` returns
     /// them: the counters are at least as recent as the entry (see the module docs).
@@ -143,8 +171,7 @@ impl Session {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         if let Some(gens) = self.counters.get(gen_keys) {
-            let entry: Option<Vec<u8>> =
-                redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+            let entry: Option<Vec<u8>> = self.ask(redis::cmd("GET").arg(key).query_async(&mut conn)).await?;
             // The counters must be those after the reply (the invalidations sent before it have
             // been applied by now): the ones read before it, if no invalidation came meanwhile.
             if self.counters.invalidations.load(SeqCst) == seen {
@@ -157,6 +184,14 @@ impl Session {
         // Boxed: the rare path would otherwise make every lookup's future (moved on each call)
         // as large as its own.
         Box::pin(self.read_counters(key, gen_keys)).await
+    }
+
+    /// The answer to `request`, made on this session's connection (see [`Answer`]).
+    async fn ask<T>(&self, request: impl Future<Output = Result<T, RedisError>>) -> Result<T, CacheError> {
+        let mut answer = Answer { counters: &self.counters, came: false };
+        let result = request.await;
+        answer.came = true;
+        result.map_err(|e| self.failed(e))
     }
 
     /// A request failed: if the connection is broken (which its driver does not always
@@ -176,18 +211,10 @@ impl Session {
     ) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
-        let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = redis::pipe()
-            .cmd("GET")
-            .arg(key)
-            .cmd("CLIENT")
-            .arg("CACHING")
-            .arg("YES")
-            .ignore()
-            .cmd("MGET")
-            .arg(gen_keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(gen_keys);
+        let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) =
+            self.ask(pipe.query_async(&mut conn)).await?;
         let gens =
             values.iter().map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<Vec<_>, _>>()?;
         self.counters.keep(seen, gen_keys, &gens);
@@ -209,6 +236,14 @@ impl Tracking {
             retry_at: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(50),
         }))
+    }
+
+    /// Gives up the session, if any (its connection stopped answering); lookups read the
+    /// counters with each entry until a new one is made.
+    pub fn give_up(&self) {
+        if let Some(session) = &*self.session.load() {
+            session.counters.lose();
+        }
     }
 
     /// The live session, if there is one; otherwise starts making one (in the background, at
