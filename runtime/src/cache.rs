@@ -323,8 +323,8 @@ impl QueryCache {
         });
     }
 
-    /// Runs a store operation within the timeout.
-    /// Fails at once while the circuit breaker is open; counts failures to reach the store,
+    /// Runs a store operation within the timeout, counted from this call.
+    /// Fails at once if the circuit breaker is open at this call; counts failures to reach the store,
     /// opening the breaker (replacing the connections, and starting its probe) after a few in
     /// a row.
     pub(crate) fn bounded<T, F>(&self, op: F) -> Bounded<'_, F>

@@ -4,7 +4,8 @@
 //! - After `TRIP_AFTER` consecutive failures to reach the store (timeouts, refused or dropped
 //!   connections; not errors the server answered with), the breaker opens: operations fail at
 //!   once, without paying the timeout, so cached functions cost what their query costs. The
-//!   store's connections are replaced (they may be stuck with nothing to say so). One
+//!   store's connections to a server are replaced (they may be stuck with nothing to say so;
+//!   a cluster's client manages its own). One
 //!   background probe tries the store every `PROBE_EVERY`; when it answers, the pending
 //!   invalidations are applied, then the breaker closes.
 //! - An invalidation that cannot reach the store returns its error *and* is queued (up to
@@ -24,9 +25,33 @@ pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// The most invalidation counters kept for delivery; past that, the namespace's.
 pub(crate) const MAX_PENDING: usize = 10_000;
 
+/// Consecutive failures: counted up by each, reset by any success.
+#[derive(Default)]
+pub(crate) struct Streak(AtomicU32);
+
+impl Streak {
+    /// Ends the streak.
+    pub fn reset(&self) {
+        // Read first: every hit passes here, and a store would bounce the line between cores.
+        if self.0.load(SeqCst) != 0 {
+            self.0.store(0, SeqCst);
+        }
+    }
+
+    /// Counts one more failure; returns the streak's length.
+    pub fn fail(&self) -> u32 {
+        self.0.fetch_add(1, SeqCst) + 1
+    }
+
+    /// Whether a failure came since the last success.
+    pub fn started(&self) -> bool {
+        self.0.load(SeqCst) != 0
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Health {
-    failures: AtomicU32,
+    failures: Streak,
     open: AtomicBool,
     pending: Mutex<BTreeSet<String>>,
     has_pending: AtomicBool,
@@ -39,21 +64,17 @@ impl Health {
     }
 
     pub fn succeeded(&self) {
-        // Read first: every hit passes here, and a store would bounce the line between cores.
-        if self.failures.load(SeqCst) != 0 {
-            self.failures.store(0, SeqCst);
-        }
+        self.failures.reset();
     }
 
     /// Counts a failure to reach the store; `true` if it just opened the breaker (the caller
     /// then starts the probe).
     pub fn failed(&self) -> bool {
-        self.failures.fetch_add(1, SeqCst) + 1 >= TRIP_AFTER
-            && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok()
+        self.failures.fail() >= TRIP_AFTER && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok()
     }
 
     pub fn close(&self) {
-        self.failures.store(0, SeqCst);
+        self.failures.reset();
         self.open.store(false, SeqCst);
     }
 

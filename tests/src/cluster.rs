@@ -91,12 +91,21 @@ impl RedisCluster {
     /// The node that is master of the slot of `key`, as a running node sees it, once that
     /// node names one (after a failover, the news takes a moment to reach every node).
     pub fn master_of(&mut self, key: &str) -> &mut RedisServer {
+        self.master_but(key, None)
+    }
+
+    /// Like [`master_of`](Self::master_of), once it is another node than the one on `old`.
+    pub fn new_master_of(&mut self, key: &str, old: u16) -> &mut RedisServer {
+        self.master_but(key, Some(old))
+    }
+
+    fn master_but(&mut self, key: &str, old: Option<u16>) -> &mut RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
-            if let Some(port) = self.seen_master_of(key) {
+            if let Some(port) = self.seen_master_of(key).filter(|port| Some(*port) != old) {
                 break port;
             }
-            assert!(Instant::now() < deadline, "no master owns the slot of {key}");
+            assert!(Instant::now() < deadline, "no master (but {old:?}) owns the slot of {key}");
             std::thread::sleep(Duration::from_millis(50));
         };
         self.nodes.iter_mut().find(|n| n.port == port).unwrap()

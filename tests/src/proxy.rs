@@ -1,7 +1,6 @@
 //! A TCP proxy that can make the connections it carries stop answering, the way a stuck
-//! proxy or a server gone without a reset does: nothing says they are broken (the proxy's
-//! end still takes what the client sends), but nothing comes back. New connections still
-//! go through.
+//! proxy or a server gone without a reset does: nothing says they are broken (they stay
+//! open), but nothing comes back. New connections still go through.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,15 +9,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Which of the connections open now [`StuckProxy::stick`] makes stop answering.
+/// Which of the open connections [`StuckProxy::stick`] makes stop answering.
 #[derive(Clone, Copy, Debug)]
 pub enum Which {
+    /// Every open connection.
     All,
-    /// Those that turned client tracking on (`CLIENT TRACKING`): the cache's tracked one.
+    /// Those that turned client tracking on (`CLIENT TRACKING`) and carried a request after
+    /// that: the cache's tracked connection, in use.
     Tracking,
 }
 
-/// A proxy to `127.0.0.1:{port}` on a free loopback port of its own, in the current runtime.
+/// A proxy to `127.0.0.1:{target}` on a free loopback port of its own.
 pub struct StuckProxy {
     port: u16,
     conns: Arc<Mutex<Vec<Arc<Carried>>>>,
@@ -28,10 +29,16 @@ pub struct StuckProxy {
 #[derive(Default)]
 struct Carried {
     stuck: AtomicBool,
+    /// It sent `CLIENT TRACKING`.
     tracking: AtomicBool,
+    /// It sent a request after that.
+    tracked: AtomicBool,
+    /// One of its ends has closed.
+    closed: AtomicBool,
 }
 
 impl StuckProxy {
+    /// Starts the proxy, in the current runtime (its tasks end with it).
     pub async fn start(target: u16) -> StuckProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -56,41 +63,53 @@ impl StuckProxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// How many of the connections open now are `which`.
+    /// How many open connections are `which`.
     pub fn carried(&self, which: Which) -> usize {
         self.each(which, |_| ())
     }
 
-    /// Makes `which` of the connections open now stop answering; returns how many.
+    /// Makes `which` of the open connections stop answering; returns how many.
     pub fn stick(&self, which: Which) -> usize {
         self.each(which, |c| c.stuck.store(true, SeqCst))
     }
 
     fn each(&self, which: Which, f: impl Fn(&Carried)) -> usize {
         let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        let chosen = conns.iter().filter(|c| matches!(which, Which::All) || c.tracking.load(SeqCst));
+        let chosen = conns
+            .iter()
+            .filter(|c| !c.closed.load(SeqCst) && (matches!(which, Which::All) || c.tracked.load(SeqCst)));
         chosen.map(|c| f(c)).count()
     }
 }
 
-/// Forwards `from` to `to` until either end closes; once the connection is stuck, takes what
-/// comes and holds it.
+/// Forwards `from` to `to` until either end closes; once the connection is stuck, stops
+/// (with both ends left open).
 async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, carried: Arc<Carried>, from_client: bool) {
+    const MARK: &[u8] = b"TRACKING";
     let mut buf = vec![0; 64 * 1024];
+    // The end of the previous read, in case the mark straddles two.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if from_client && buf[..n].windows(8).any(|w| w == b"TRACKING") {
-            carried.tracking.store(true, SeqCst);
+        if from_client {
+            if carried.tracking.load(SeqCst) {
+                carried.tracked.store(true, SeqCst);
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.windows(MARK.len()).any(|w| w == MARK) {
+                carried.tracking.store(true, SeqCst);
+            }
+            tail.drain(..tail.len().saturating_sub(MARK.len() - 1));
         }
         if carried.stuck.load(SeqCst) {
-            // Keeps both ends open, answering nothing.
             std::future::pending::<()>().await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
-            return;
+            break;
         }
     }
+    carried.closed.store(true, SeqCst);
 }

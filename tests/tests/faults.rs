@@ -165,7 +165,7 @@ async fn the_breaker_spares_calls_the_timeout_during_an_outage() {
     tally.row("Circuit breaker while Redis is frozen", "40 sequential", "SIGSTOP, SIGCONT");
 }
 
-/// A cache through a proxy to `redis`, with its tracked connection made and a hit served.
+/// A cache through `proxy`, with a hit served and its tracked connection in use.
 async fn cache_through(proxy: &StuckProxy, pool: &PgPool, test: &str) -> QueryCache {
     let cache = cache_at(&proxy.url(), test).await;
     until_hits_grow(&cache, pool, 0).await;
@@ -199,7 +199,7 @@ async fn a_tracked_connection_that_stops_answering_is_given_up() {
     let (pool, redis, tally) = (pg().await, RedisServer::start(), Tally::default());
     let proxy = StuckProxy::start(redis.port).await;
     let cache = cache_through(&proxy, &pool, "stuck-tracked").await;
-    assert_eq!(proxy.stick(Which::Tracking), 1);
+    assert!(proxy.stick(Which::Tracking) >= 1);
     // The other connection answers, and an invalidation after each call succeeds on it, so
     // that failures never come three in a row and the breaker never trips: the tracked
     // connection is given up after a few requests in a row go unanswered on it.

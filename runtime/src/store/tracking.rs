@@ -23,7 +23,7 @@
 //! turns this off for good (logged once).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisErr
 
 use super::redis::counter;
 use crate::CacheError;
+use crate::health::Streak;
 use crate::lookup::{INLINE_GENS, gens_hash, now_ms};
 use crate::seeded::Seeded;
 
@@ -72,7 +73,7 @@ struct Counters {
     /// False once the connection is lost: the values are dropped, and no more are kept.
     alive: AtomicBool,
     /// Requests given up in a row before their answer came (see [`Answer`]).
-    abandoned: AtomicU32,
+    abandoned: Streak,
 }
 
 impl Counters {
@@ -142,9 +143,10 @@ impl Counters {
 }
 
 /// A request on the session's connection, until its answer comes. Dropped before it (the
-/// cache's timeout, or the caller gone), it counts as abandoned: a connection that answers none
-/// of `ABANDONED_MAX` requests in a row is given up, as it may be stuck with nothing to say
-/// it is broken (a stuck proxy, a server gone without a reset).
+/// cache's timeout, or a caller that dropped its call), it counts as abandoned: a connection
+/// that answers none of `ABANDONED_MAX` requests in a row is given up, as it may be stuck
+/// with nothing to say it is broken (a stuck proxy, a server gone without a reset). Three
+/// callers in a row that drop their calls, with no answer between, cost a new connection.
 struct Answer<'a> {
     counters: &'a Counters,
     came: bool,
@@ -152,13 +154,9 @@ struct Answer<'a> {
 
 impl Drop for Answer<'_> {
     fn drop(&mut self) {
-        let abandoned = &self.counters.abandoned;
         if self.came {
-            // Read first: every hit passes here, and a store would bounce the line between cores.
-            if abandoned.load(SeqCst) != 0 {
-                abandoned.store(0, SeqCst);
-            }
-        } else if abandoned.fetch_add(1, SeqCst) + 1 >= ABANDONED_MAX {
+            self.counters.abandoned.reset();
+        } else if self.counters.abandoned.fail() == ABANDONED_MAX {
             self.counters.lose();
         }
     }
@@ -238,10 +236,13 @@ impl Tracking {
         }))
     }
 
-    /// Gives up the session, if any (its connection stopped answering); lookups read the
-    /// counters with each entry until a new one is made.
+    /// Gives up the session if requests on it have gone unanswered since its last answer
+    /// (a session that answers, or a new one, is kept); lookups read the counters with each
+    /// entry until a new one is made.
     pub fn give_up(&self) {
-        if let Some(session) = &*self.session.load() {
+        if let Some(session) = &*self.session.load()
+            && session.counters.abandoned.started()
+        {
             session.counters.lose();
         }
     }
