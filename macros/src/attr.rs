@@ -24,6 +24,7 @@ pub const CACHED_QUERY: &[&str] = &[
     "none_ttl",
     "cache_none",
     "reuse",
+    "invalidate",
 ];
 
 /// Every option `#[cache_invalidate]` accepts.
@@ -66,6 +67,8 @@ pub struct CachedQueryArgs {
     pub cache_none: Option<bool>,
     /// `reuse = false`: hits always decode, never clone a kept value.
     pub reuse: Option<bool>,
+    /// `invalidate = false`: no `<fn>_invalidate` is generated (a trait `impl` cannot have it).
+    pub invalidate: Option<bool>,
 }
 
 impl CachedQueryArgs {
@@ -188,6 +191,7 @@ impl CachedQueryArgs {
             }
             "cache_none" => self.cache_none = Some(meta.value()?.parse::<LitBool>()?.value),
             "reuse" => self.reuse = Some(meta.value()?.parse::<LitBool>()?.value),
+            "invalidate" => self.invalidate = Some(meta.value()?.parse::<LitBool>()?.value),
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.krate = Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);

@@ -158,7 +158,7 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let ret = ret.expect("a missing return type is reported above");
     let generator = Gen { private: private_path(&args), args: &args, func, params: &params, tags: &tags };
     let cached = generator.cached_fn(ret);
-    let invalidate = generator.invalidate_fn();
+    let invalidate = (args.invalidate != Some(false)).then(|| generator.invalidate_fn());
     Ok(quote!(#cached #invalidate))
 }
 

@@ -95,6 +95,10 @@ pub use sqlx;
 ///   is replaced by that parameter's `Display`.
 /// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`).
 /// - `cache_none = <bool>`: `false` never stores empty results.
+/// - `reuse = <bool>`: `false` decodes every hit, never clones a value kept from an earlier
+///   decode (for types whose `Clone` shares mutable state).
+/// - `invalidate = <bool>`: `false` generates no `<fn>_invalidate` (needed on a method of a
+///   trait `impl`, which can hold only the trait's items).
 ///
 /// A function with a `&mut Transaction<'_, _>` parameter bypasses the cache: uncommitted data
 /// is never cached and the transaction reads its own writes. Invalidate after commit.

@@ -15,6 +15,7 @@ use sqlx::PgPool;
     early = true,
     lock = true,
     reuse = false,
+    invalidate = true,
 )]
 async fn name(
     cache: &QueryCache,
