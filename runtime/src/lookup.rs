@@ -686,8 +686,8 @@ mod tests {
     }
 
     /// A lookup's future is moved a few times on each call, and each move copies all of it:
-    /// the rare paths (queued invalidations, the in-memory store's `moka` futures) are boxed
-    /// so that it stays small (it was 3 KB before they were).
+    /// the in-memory store is synchronous and the rare path (queued invalidations) boxed, so
+    /// that it stays small (it was 3 KB with `moka`'s futures and that path in it).
     #[tokio::test]
     async fn a_lookups_future_stays_small() {
         let cache = QueryCache::in_memory(10);

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 
 use crate::lookup::{GEN_KEEP, gens_hash};
-use moka::future::Cache;
+// The synchronous cache: its operations take no time worth yielding for, and a lookup's
+// future stays small (every call moves it a few times; `moka`'s futures are large).
+use moka::sync::Cache;
 
 #[derive(Clone)]
 struct Entry {
@@ -47,33 +49,28 @@ impl MemoryStore {
         MemoryStore { entries, gens, max_entries }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.entries.get(key).await.map(|e| e.bytes.to_vec())
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.entries.get(key).map(|e| e.bytes.to_vec())
     }
 
-    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> (Option<Vec<u8>>, u64) {
-        let mut gens = Vec::with_capacity(gen_keys.len());
-        for gen_key in gen_keys {
-            gens.push(self.gens.get(*gen_key).await.unwrap_or_default());
-        }
-        (self.get(key).await, gens_hash(&gens))
+    pub fn fetch(&self, key: &str, gen_keys: &[&str]) -> (Option<Vec<u8>>, u64) {
+        let gens: Vec<u64> =
+            gen_keys.iter().map(|gen_key| self.gens.get(*gen_key).unwrap_or_default()).collect();
+        (self.get(key), gens_hash(&gens))
     }
 
-    pub async fn bump(&self, gen_keys: &[String]) {
+    pub fn bump(&self, gen_keys: &[String]) {
         for key in gen_keys {
-            self.gens
-                .entry_by_ref(key.as_str())
-                .and_upsert_with(|old| async move { old.map_or(1, |e| e.into_value() + 1) })
-                .await;
+            self.gens.entry_by_ref(key.as_str()).and_upsert_with(|old| old.map_or(1, |e| e.into_value() + 1));
         }
     }
 
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) {
-        self.entries.insert(key.to_owned(), Entry { bytes: value.into(), ttl }).await;
+    pub fn set(&self, key: &str, value: &[u8], ttl: Duration) {
+        self.entries.insert(key.to_owned(), Entry { bytes: value.into(), ttl });
     }
 
-    pub async fn delete(&self, key: &str) {
-        self.entries.invalidate(key).await;
+    pub fn delete(&self, key: &str) {
+        self.entries.invalidate(key);
     }
 
     pub fn describe(&self) -> String {

@@ -20,7 +20,7 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         match self {
             Store::Redis(s) => s.get(key).await,
-            Store::Memory(s) => Ok(s.get(key).await),
+            Store::Memory(s) => Ok(s.get(key)),
         }
     }
 
@@ -29,9 +29,7 @@ impl Store {
     pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         match self {
             Store::Redis(s) => s.fetch(key, gen_keys).await,
-            // Boxed: `moka`'s futures would otherwise make every lookup's future, which is
-            // moved a few times on each call, almost three times as large.
-            Store::Memory(s) => Ok(Box::pin(s.fetch(key, gen_keys)).await),
+            Store::Memory(s) => Ok(s.fetch(key, gen_keys)),
         }
     }
 
@@ -46,7 +44,7 @@ impl Store {
         match self {
             Store::Redis(s) => s.bump(gen_keys, keep, announce).await,
             Store::Memory(s) => {
-                s.bump(gen_keys).await;
+                s.bump(gen_keys);
                 Ok(())
             }
         }
@@ -57,7 +55,7 @@ impl Store {
         match self {
             Store::Redis(s) => s.set(key, value, ttl).await,
             Store::Memory(s) => {
-                s.set(key, value, ttl).await;
+                s.set(key, value, ttl);
                 Ok(())
             }
         }
@@ -68,7 +66,7 @@ impl Store {
         match self {
             Store::Redis(s) => s.delete(key).await,
             Store::Memory(s) => {
-                s.delete(key).await;
+                s.delete(key);
                 Ok(())
             }
         }
