@@ -4,8 +4,7 @@
 //! - After `TRIP_AFTER` consecutive failures to reach the store (timeouts, refused or dropped
 //!   connections; not errors the server answered with), the breaker opens: operations fail at
 //!   once, without paying the timeout, so cached functions cost what their query costs. The
-//!   store's connections to a server are replaced (they may be stuck with nothing to say so;
-//!   a cluster's client manages its own). One
+//!   store's connections are replaced (they may be stuck with nothing to say so). One
 //!   background probe tries the store every `PROBE_EVERY`; when it answers, the pending
 //!   invalidations are applied, then the breaker closes.
 //! - An invalidation that cannot reach the store returns its error *and* is queued (up to

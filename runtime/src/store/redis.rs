@@ -21,10 +21,10 @@ use crate::lookup::gens_hash;
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
     clients: Vec<redis::Client>,
-    /// A server's is replaced when it stops answering (see [`replace`](Self::replace)).
+    /// Replaced when it stops answering (see [`replace`](Self::replace)).
     conn: ArcSwap<Conn>,
-    /// How long making a server connection may take.
-    timeout: Duration,
+    /// Makes the connection (pending: it connects on first use).
+    connect: Box<dyn Fn() -> Result<Conn, CacheError> + Send + Sync>,
     /// Lookups with the counters kept in this process (see `tracking`); single server only.
     tracking: Option<Arc<Tracking>>,
     /// The URL(s) with passwords masked, for `Debug` and logs.
@@ -102,13 +102,16 @@ impl RedisStore {
     pub fn new(url: &str, timeout: Duration, track: bool) -> Result<Self, CacheError> {
         let redacted = redact(url);
         let client = redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))?;
-        let conn = manager(&client, timeout)?;
         let tracking = match track {
             true => Some(Tracking::new(&client, timeout).map_err(|e| invalid_url(&redacted, e))?),
             false => None,
         };
-        let conn = ArcSwap::from_pointee(Conn::Server(conn));
-        Ok(RedisStore { clients: vec![client], conn, timeout, tracking, redacted })
+        let connect = {
+            let client = client.clone();
+            Box::new(move || Ok(Conn::Server(manager(&client, timeout)?)))
+        };
+        let conn = ArcSwap::from_pointee(connect()?);
+        Ok(RedisStore { clients: vec![client], conn, connect, tracking, redacted })
     }
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
@@ -126,9 +129,11 @@ impl RedisStore {
             .build()
             .map_err(|e| invalid_url(&redacted, e))?;
         let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-        let conn =
-            ArcSwap::from_pointee(Conn::Cluster(cluster.get_pending_async_connection_with_config(config)));
-        Ok(RedisStore { clients, conn, timeout, tracking: None, redacted })
+        let connect = Box::new(move || {
+            Ok(Conn::Cluster(cluster.get_pending_async_connection_with_config(config.clone())))
+        });
+        let conn = ArcSwap::from_pointee(connect()?);
+        Ok(RedisStore { clients, conn, connect, tracking: None, redacted })
     }
 
     /// Whether this is a cluster.
@@ -136,16 +141,13 @@ impl RedisStore {
         matches!(**self.conn.load(), Conn::Cluster(_))
     }
 
-    /// Gives up the server connections, to be made again on next use: for when requests stop
-    /// being answered and nothing says the connection is broken (a stuck proxy, a server gone
-    /// without a reset: TCP can take many minutes to notice). A cluster's client replaces
-    /// its node connections itself.
+    /// Gives up the connection (a cluster's: to all its nodes), to be made again on next use:
+    /// for when requests stop being answered and nothing says the connection is broken (a
+    /// stuck proxy, a server gone without a reset: TCP can take many minutes to notice).
     pub fn replace(&self) {
-        if let Conn::Server(_) = **self.conn.load() {
-            match manager(&self.clients[0], self.timeout) {
-                Ok(conn) => self.conn.store(Arc::new(Conn::Server(conn))),
-                Err(err) => tracing::warn!(%err, "cached_query: could not replace the Redis connection"),
-            }
+        match (self.connect)() {
+            Ok(conn) => self.conn.store(Arc::new(conn)),
+            Err(err) => tracing::warn!(%err, "cached_query: could not replace the Redis connection"),
         }
         if let Some(tracking) = &self.tracking {
             tracking.give_up();
