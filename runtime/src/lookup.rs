@@ -435,7 +435,7 @@ impl QueryCache {
     ) -> Read<V> {
         // Invalidations lost to an outage are delivered before anything is served again.
         // (Boxed: this rare path would otherwise make the lookup's future, which is moved a
-        // few times on each call, three times as large.)
+        // few times on each call, more than twice as large.)
         if self.inner().health.has_pending() && !Box::pin(self.deliver_pending(true)).await {
             return Read::Miss { gens: None };
         }
