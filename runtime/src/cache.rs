@@ -198,7 +198,8 @@ impl QueryCache {
         value: &T,
         ttl: Duration,
     ) -> Result<Vec<u8>, CacheError> {
-        codec::encode(value, Meta { fresh_until_ms: now_ms() + ttl.as_millis() as u64, query_ms: 0, gens: 0 })
+        let fresh_until_ms = now_ms().saturating_add(ttl.as_millis().min(u128::from(u64::MAX)) as u64);
+        codec::encode(value, Meta { fresh_until_ms, query_ms: 0, gens: 0 })
     }
 
     /// Decodes the bytes of an entry as they are stored (what a raw `GET` of its key returns)
@@ -261,7 +262,20 @@ impl QueryCache {
     /// Increments invalidation counters. When the store cannot be reached, the error is
     /// returned and the counters are queued: they are delivered before this cache serves
     /// anything from the store again (see `health`).
-    async fn invalidate_counters(&self, op: &str, keys: Vec<String>) -> Result<(), CacheError> {
+    ///
+    /// In a task of its own, awaited: an invalidation usually follows a committed write, and
+    /// must not be lost half-way (neither sent nor queued) because its caller's future was
+    /// dropped (a request's timeout, a client gone).
+    async fn invalidate_counters(&self, op: &'static str, keys: Vec<String>) -> Result<(), CacheError> {
+        let cache = self.clone();
+        match tokio::spawn(async move { cache.apply_invalidation(op, keys).await }).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(CacheError::Unavailable), // cancelled: its runtime is shutting down
+        }
+    }
+
+    async fn apply_invalidation(&self, op: &str, keys: Vec<String>) -> Result<(), CacheError> {
         let result = self.bump(&keys).await;
         match &result {
             Ok(()) => Counters::bump(&self.inner.counters.invalidations),
@@ -279,11 +293,11 @@ impl QueryCache {
     /// once); the breaker's own probe, which must get through while it is open, does not.
     pub(crate) async fn deliver_pending(&self, through_breaker: bool) -> bool {
         let pending = self.inner.health.pending();
-        if pending.is_empty() {
+        if pending.counters.is_empty() {
             return true;
         }
-        let message = self.invalidation_message(&pending);
-        let bump = self.announced_bump(&pending, &message);
+        let message = self.invalidation_message(&pending.counters);
+        let bump = self.announced_bump(&pending.counters, &message);
         let delivered = if through_breaker {
             self.bounded(bump).await.is_ok()
         } else {
@@ -292,7 +306,7 @@ impl QueryCache {
         if delivered {
             self.inner.health.delivered(&pending);
             Counters::bump(&self.inner.counters.invalidations);
-            tracing::info!(counters = pending.len(), "cached_query: queued invalidations delivered");
+            tracing::info!(counters = pending.counters.len(), "cached_query: queued invalidations delivered");
         }
         delivered && !self.inner.health.has_pending()
     }

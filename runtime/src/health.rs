@@ -12,7 +12,7 @@
 //!   is pending, lookups try to deliver them first and serve nothing from the store until they
 //!   are delivered: an invalidation is never lost to an outage.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -48,11 +48,25 @@ impl Streak {
     }
 }
 
+/// The counters to deliver, each with the number of the last time it was queued.
+#[derive(Default)]
+struct Queue {
+    counters: BTreeMap<String, u64>,
+    queued: u64,
+}
+
+/// The queued counters at one moment, to deliver.
+pub(crate) struct Pending {
+    pub counters: Vec<String>,
+    /// Counters queued again after this (while these were being delivered) stay queued.
+    upto: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct Health {
     failures: Streak,
     open: AtomicBool,
-    pending: Mutex<BTreeSet<String>>,
+    pending: Mutex<Queue>,
     has_pending: AtomicBool,
 }
 
@@ -81,10 +95,12 @@ impl Health {
     /// all when the queue is full.
     pub fn queue(&self, keys: &[String], ns_key: &str) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.extend(keys.iter().cloned());
-        if pending.len() > MAX_PENDING {
-            pending.clear();
-            pending.insert(ns_key.to_owned());
+        pending.queued += 1;
+        let queued = pending.queued;
+        pending.counters.extend(keys.iter().map(|key| (key.clone(), queued)));
+        if pending.counters.len() > MAX_PENDING {
+            pending.counters.clear();
+            pending.counters.insert(ns_key.to_owned(), queued);
         }
         self.has_pending.store(true, SeqCst);
     }
@@ -94,17 +110,20 @@ impl Health {
     }
 
     /// The queued counters, to deliver.
-    pub fn pending(&self) -> Vec<String> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    pub fn pending(&self) -> Pending {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        Pending { counters: pending.counters.keys().cloned().collect(), upto: pending.queued }
     }
 
-    /// Forgets counters that were delivered.
-    pub fn delivered(&self, keys: &[String]) {
+    /// Forgets counters that were delivered, unless they were queued again since.
+    pub fn delivered(&self, delivered: &Pending) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        for key in keys {
-            pending.remove(key);
+        for key in &delivered.counters {
+            if pending.counters.get(key).is_some_and(|&queued| queued <= delivered.upto) {
+                pending.counters.remove(key);
+            }
         }
-        self.has_pending.store(!pending.is_empty(), SeqCst);
+        self.has_pending.store(!pending.counters.is_empty(), SeqCst);
     }
 }
 
@@ -130,12 +149,28 @@ mod tests {
         let health = Health::default();
         health.queue(&["a".into(), "b".into()], "ns");
         assert!(health.has_pending());
-        health.delivered(&["a".into()]);
-        assert_eq!(health.pending(), ["b"]);
+        health.delivered(&Pending { counters: vec!["a".into()], upto: 1 });
+        assert_eq!(health.pending().counters, ["b"]);
         let many: Vec<String> = (0..=MAX_PENDING).map(|i| i.to_string()).collect();
         health.queue(&many, "ns");
-        assert_eq!(health.pending(), ["ns"]);
-        health.delivered(&["ns".into()]);
+        assert_eq!(health.pending().counters, ["ns"]);
+        health.delivered(&health.pending());
+        assert!(!health.has_pending());
+    }
+
+    /// An invalidation that fails (and is queued) while the same counter's earlier one is
+    /// being delivered must stay queued: the delivery may have incremented it before the
+    /// write of the later one committed.
+    #[test]
+    fn a_counter_queued_again_during_its_delivery_stays_queued() {
+        let health = Health::default();
+        health.queue(&["k".into()], "ns");
+        let delivering = health.pending();
+        health.queue(&["k".into()], "ns");
+        health.delivered(&delivering);
+        assert!(health.has_pending());
+        assert_eq!(health.pending().counters, ["k"]);
+        health.delivered(&health.pending());
         assert!(!health.has_pending());
     }
 }

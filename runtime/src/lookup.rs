@@ -37,8 +37,10 @@ use crate::{CacheError, QueryCache};
 
 /// How long an invalidation counter is kept after its last increment.
 pub(crate) const GEN_KEEP: Duration = Duration::from_secs(8 * 24 * 3600);
-/// The longest an entry is kept: less than `GEN_KEEP`, so that no entry outlives a counter it
-/// was checked against (an expired counter reads as 0 again).
+/// The longest an entry is kept (and the longest `ttl`): less than `GEN_KEEP`, so that an
+/// entry computed while one of its counters did not exist (read as 0) is gone before that
+/// counter, once incremented, can expire and read as 0 again. (Entries computed under a
+/// counter's values stay invalid when it is made again: see `store::counter_start`.)
 const MAX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How one function caches, resolved from its attribute and the cache's defaults.
@@ -343,8 +345,9 @@ impl QueryCache {
         };
         let lease = if policy.lock {
             match self.try_lease(target.key()).await {
-                Some(lease) => Some(lease),
-                None => return, // another process refreshes it
+                Leasing::Taken(lease) => Some(lease),
+                // Another process refreshes it, or the cache failed (counted): no refresh.
+                Leasing::Held | Leasing::Failed => return,
             }
         } else {
             None
@@ -498,7 +501,7 @@ impl QueryCache {
         query_time: Duration,
     ) -> Option<Fresh> {
         let ttl = if empty { policy.none_ttl.unwrap_or(policy.ttl) } else { policy.ttl };
-        let fresh = jittered(ttl, policy.jitter);
+        let fresh = jittered(ttl.min(MAX_KEEP), policy.jitter);
         let meta = Meta {
             fresh_until_ms: now_ms() + fresh.as_millis() as u64,
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
@@ -518,7 +521,7 @@ impl QueryCache {
                 }
                 Some(Fresh {
                     bytes: bytes.into(),
-                    keep: (fresh + policy.stale).min(MAX_KEEP),
+                    keep: fresh.saturating_add(policy.stale).min(MAX_KEEP),
                     // Unknown counters (the cache failed) could not be checked later.
                     store: gens.is_some() && (policy.cache_none || !empty) && !oversized,
                 })
@@ -575,14 +578,21 @@ impl QueryCache {
     /// Takes the lease of the target's key, or waits for the result of the process holding
     /// it, up to the cache's `lock_wait`.
     async fn lease_or_result<V: DeserializeOwned + 'static>(&self, target: &Target) -> LeaseWait<V> {
-        let deadline = Instant::now() + self.inner().settings.lock_wait;
+        let deadline = Instant::now() + self.inner().settings.lock_wait.min(MAX_KEEP);
         loop {
-            if let Some(lease) = self.try_lease(target.key()).await {
-                // The previous holder may have stored its result and released the lease since
-                // this caller last looked: look once more, holding the lease.
-                let Some(result) = self.fresh_result(target).await else { return LeaseWait::Lease(lease) };
-                self.release(lease).await;
-                return result;
+            match self.try_lease(target.key()).await {
+                Leasing::Taken(lease) => {
+                    // The previous holder may have stored its result and released the lease
+                    // since this caller last looked: look once more, holding the lease.
+                    let Some(result) = self.fresh_result(target).await else {
+                        return LeaseWait::Lease(lease);
+                    };
+                    self.release(lease).await;
+                    return result;
+                }
+                // Fail-open: a cache that cannot be reached holds no lease worth waiting for.
+                Leasing::Failed => return LeaseWait::GaveUp,
+                Leasing::Held => {}
             }
             if Instant::now() >= deadline {
                 return LeaseWait::GaveUp;
@@ -605,25 +615,29 @@ impl QueryCache {
         }
     }
 
-    /// `SET {key}:lock <token> NX PX <lease>`: `None` if another caller holds it (or Redis
-    /// failed, which is counted).
-    async fn try_lease(&self, key: &str) -> Option<Lease> {
-        let lease = Lease { key: format!("{key}:lock"), token: format!("{:016x}", fastrand::u64(..)) };
-        let taken = self.inner().store.try_lock(&lease.key, &lease.token, self.inner().settings.lock_lease);
+    /// `SET {key}:lock <token> NX PX <lease>`.
+    async fn try_lease(&self, key: &str) -> Leasing {
+        let (key, token) = (format!("{key}:lock"), format!("{:016x}", fastrand::u64(..)));
+        let taken = self.inner().store.try_lock(&key, &token, self.inner().settings.lock_lease);
         match self.bounded(taken).await {
-            Ok(true) => Some(lease),
-            Ok(false) => None,
+            Ok(true) => Leasing::Taken(Lease { key, token, cache: Some(self.clone()) }),
+            Ok(false) => Leasing::Held,
             Err(err) => {
-                self.failed("lock", &lease.key, &err);
-                None
+                self.failed("lock", &key, &err);
+                Leasing::Failed
             }
         }
     }
 
     /// Deletes the lease if it is still ours (compare-and-delete).
-    async fn release(&self, lease: Lease) {
-        if let Err(err) = self.bounded(self.inner().store.unlock(&lease.key, &lease.token)).await {
-            self.failed("unlock", &lease.key, &err);
+    async fn release(&self, mut lease: Lease) {
+        lease.cache = None; // released here, not by its `Drop`
+        self.unlock(&lease.key, &lease.token).await;
+    }
+
+    async fn unlock(&self, key: &str, token: &str) {
+        if let Err(err) = self.bounded(self.inner().store.unlock(key, token)).await {
+            self.failed("unlock", key, &err);
         }
     }
 }
@@ -635,9 +649,32 @@ struct Fresh {
     store: bool,
 }
 
+/// A lease this caller holds (`lock = true`).
 struct Lease {
     key: String,
     token: String,
+    /// Until it is released: a lease dropped unreleased (its caller's future was dropped
+    /// during the query) is released in the background, so that the next callers of the key,
+    /// here or in other processes, need not wait `lock_wait` for it to expire.
+    cache: Option<QueryCache>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(cache) = self.cache.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (key, token) = (std::mem::take(&mut self.key), std::mem::take(&mut self.token));
+        runtime.spawn(async move { cache.unlock(&key, &token).await });
+    }
+}
+
+/// What an attempt to take a lease gave.
+enum Leasing {
+    Taken(Lease),
+    /// Another caller holds it.
+    Held,
+    /// The cache failed (counted and logged).
+    Failed,
 }
 
 enum LeaseWait<V> {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use cached_query_tests::{RedisServer, free_port, redis_cache_at};
+use cached_query_tests::{RedisServer, free_port, redis_cache_at, unique_prefix};
 
 #[cached_query(ttl = 60, cache = cache, skip(cache, calls))]
 async fn double(cache: &QueryCache, calls: &AtomicUsize, n: i64) -> Result<i64, String> {
@@ -69,4 +69,30 @@ async fn the_password_never_shows() {
     assert!(!format!("{err} {err:?}").contains("hunter2secret"), "{err:?}");
     let bad = QueryCache::builder().redis_url("redis://:hunter2secret@host:port").build().await.unwrap_err();
     assert!(!format!("{bad} {bad:?}").contains("hunter2secret"), "{bad:?}");
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, calls), lock = true)]
+async fn leased_double(cache: &QueryCache, calls: &AtomicUsize, n: i64) -> Result<i64, String> {
+    calls.fetch_add(1, SeqCst);
+    Ok(n * 2)
+}
+
+/// With `lock = true`, a Redis that cannot be reached holds no lease worth waiting for: each
+/// call runs its query at once, not after `lock_wait`.
+#[tokio::test]
+async fn no_lease_is_waited_for_while_redis_is_down() {
+    let redis = RedisServer::unstarted();
+    let cache = QueryCache::builder()
+        .redis_url(redis.url())
+        .prefix(unique_prefix("lease_down"))
+        .lock_wait(Duration::from_secs(600))
+        .build()
+        .await
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    for n in 0..5 {
+        let call = tokio::time::timeout(Duration::from_secs(30), leased_double(&cache, &calls, n));
+        assert_eq!(call.await, Ok(Ok(n * 2)), "waited for a lease that nobody holds");
+    }
+    assert_eq!(calls.load(SeqCst), 5);
 }

@@ -222,6 +222,23 @@ async fn a_tracked_connection_that_stops_answering_is_given_up() {
     );
 }
 
+/// An invalidation whose caller is dropped half-way (a request's timeout, a client gone) is
+/// still applied, or queued when Redis does not answer: it usually follows a committed write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_outlives_its_dropped_caller() {
+    let (pool, redis) = (pg().await, RedisServer::start());
+    let proxy = StuckProxy::start(redis.port).await;
+    let cache = cache_through(&proxy, &pool, "dropped_invalidation").await;
+    assert!(proxy.stick(Which::All) >= 1);
+    let call = tokio::time::timeout(Duration::from_millis(1), cache.invalidate_tags(["user:1"]));
+    assert!(call.await.is_err(), "nothing answers: the caller gives up first");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().invalidations_queued == 0 {
+        assert!(Instant::now() < deadline, "lost with its caller: {:?}", cache.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_absent_at_start_up() {
     let (pool, mut redis, tally) = (pg().await, RedisServer::unstarted(), Arc::new(Tally::default()));

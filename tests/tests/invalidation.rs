@@ -219,3 +219,29 @@ async fn concurrent_writers_and_readers_never_see_a_value_older_than_a_finished_
 fn fastrand_ms(seed: i64, max: u64) -> u64 {
     (seed.unsigned_abs().wrapping_mul(2_654_435_761) >> 7) % max
 }
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, db), tags = ["version"])]
+async fn version(cache: &QueryCache, db: &AtomicI64) -> i64 {
+    db.load(SeqCst)
+}
+
+/// A counter that expired (8 days without an increment) or was evicted, then is incremented
+/// again, takes none of its old values: entries computed under them stay invalid.
+#[tokio::test]
+async fn a_counter_made_again_does_not_revive_old_entries() {
+    let prefix = unique_prefix("counter_again");
+    let cache = QueryCache::builder().redis_url(redis_url()).prefix(&prefix).build().await.unwrap();
+    let db = AtomicI64::new(1);
+    cache.invalidate_tags(["version"]).await.unwrap();
+    assert_eq!(version(&cache, &db).await, 1);
+    assert_eq!(version(&cache, &db).await, 1);
+    assert_eq!(cache.stats().hits, 1);
+
+    db.store(2, SeqCst);
+    let mut conn = redis_conn(&redis_url()).await;
+    let gone: i64 =
+        redis::cmd("DEL").arg(format!("{prefix}:tag:version")).query_async(&mut conn).await.unwrap();
+    assert_eq!(gone, 1, "the tag's counter existed");
+    cache.invalidate_tags(["version"]).await.unwrap();
+    assert_eq!(version(&cache, &db).await, 2, "the entry computed before this invalidation");
+}

@@ -390,3 +390,41 @@ async fn early_refresh_runs_before_the_entry_expires() {
     assert!(second < fresh_until, "the refresh started before expiry");
     assert_eq!(cache.stats().misses, 1, "no caller ran the query in the foreground");
 }
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, entered), lock = true)]
+async fn held(cache: &QueryCache, entered: &tokio::sync::Notify, n: i64) -> i64 {
+    entered.notify_one();
+    std::future::pending::<()>().await;
+    n
+}
+
+/// A caller dropped during its query (a request's timeout, a client gone) releases its lease:
+/// the next callers of the key, here or in other processes, need not wait for it to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_caller_releases_its_lease() {
+    let prefix = unique_prefix("dropped_lease");
+    let cache = QueryCache::builder()
+        .redis_url(redis_url())
+        .prefix(&prefix)
+        .lock_lease(Duration::from_secs(600))
+        .build()
+        .await
+        .unwrap();
+    let entered = tokio::sync::Notify::new();
+    tokio::select! {
+        _ = held(&cache, &entered, 1) => unreachable!("the query never ends"),
+        _ = entered.notified() => {}
+    }
+    let mut conn = redis_conn(&redis_url()).await;
+    let leases = |keys: Vec<String>| keys.into_iter().filter(|k| k.ends_with(":lock")).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+        if leases(keys) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dropped caller's lease is still held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -61,7 +61,9 @@ impl MemoryStore {
 
     pub fn bump(&self, gen_keys: &[String]) {
         for key in gen_keys {
-            self.gens.entry_by_ref(key.as_str()).and_upsert_with(|old| old.map_or(1, |e| e.into_value() + 1));
+            self.gens
+                .entry_by_ref(key.as_str())
+                .and_upsert_with(|old| old.map_or_else(super::counter_start, |e| e.into_value()) + 1);
         }
     }
 

@@ -191,6 +191,9 @@ impl RedisStore {
     ) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
         for key in gen_keys {
+            // A counter that does not exist (never incremented, expired, evicted) starts at
+            // a random value (see `super::counter_start`).
+            pipe.cmd("SET").arg(key).arg(super::counter_start()).arg("NX").ignore();
             pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
         }
         if let Some((channel, message)) = announce {
@@ -263,21 +266,36 @@ impl RedisStore {
     }
 }
 
-/// `url` with the password (or a lone user-info part) replaced by `***`.
+/// `url` with the password (or a lone user-info part) and the `pass` / `password` query
+/// parameters (Unix-socket URLs) replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return "<unparsable url>".to_owned();
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
+    let rest = mask_query(&url[scheme_end..]);
+    // The user-info ends at the last `@`: a password may hold a `/` or a `?`, unencoded.
+    let Some(at) = rest.rfind('@') else {
+        return format!("{}{rest}", &url[..scheme_end]);
     };
     let user = match rest[..at].split_once(':') {
         Some((user, _password)) => format!("{user}:***"),
         None => "***".to_owned(),
     };
     format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// `rest` (a URL after its scheme) with the values of its `pass` and `password` parameters
+/// replaced by `***`.
+fn mask_query(rest: &str) -> String {
+    let Some((path, query)) = rest.split_once('?') else { return rest.to_owned() };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name @ ("pass" | "password"), _)) => format!("{name}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -292,5 +310,14 @@ mod tests {
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact("redis://a:p@ss@host"), "redis://a:***@host");
         assert_eq!(redact("s3cret"), "<unparsable url>");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(redact("unix:///r.sock?password=s3cret&user=me"), "unix:///r.sock?password=***&user=me");
+        assert_eq!(redact("redis+unix:///r.sock?pass=s3@cret"), "redis+unix:///r.sock?pass=***");
+        // Unencoded `/` or `?` in a password (a malformed URL, reported by `build()`).
+        assert_eq!(redact("redis://me:s3/cret@host"), "redis://me:***@host");
+        assert_eq!(redact("redis://me:s3?cret@host/0"), "redis://me:***@host/0");
     }
 }
