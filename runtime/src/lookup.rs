@@ -745,6 +745,30 @@ mod tests {
         assert_eq!(jittered(ttl, 0.0), ttl);
     }
 
+    /// `ttl = 18446744073709551615` compiles, and a builder takes `Duration::MAX`: capped.
+    #[test]
+    fn huge_durations_are_capped_not_overflowed() {
+        let cache = QueryCache::in_memory(10);
+        let policy = Policy {
+            ttl: Duration::MAX,
+            stale: Duration::MAX,
+            fail_safe: true,
+            jitter: 0.5,
+            early: false,
+            lock: false,
+            single_flight: true,
+            none_ttl: None,
+            cache_none: true,
+            refreshable: false,
+        };
+        for _ in 0..20 {
+            let fresh = cache.envelope("k", &1u8, false, &policy, Some(0), Duration::ZERO).unwrap();
+            assert_eq!(fresh.keep, MAX_KEEP);
+            let meta = codec::meta(&fresh.bytes).unwrap();
+            assert!(meta.fresh_until_ms <= now_ms() + 2 * MAX_KEEP.as_millis() as u64);
+        }
+    }
+
     #[test]
     fn early_refresh_grows_likelier_near_expiry() {
         let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, gens: 0 };
