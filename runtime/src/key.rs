@@ -1,17 +1,21 @@
 //! Stable, unambiguous cache keys: `{prefix}:{name}:v{version}:{hash}`.
 //!
-//! `hash` is the 128-bit XXH3 of the key arguments encoded with postcard's wire format. Both
-//! are specified byte for byte and independent of the platform, the process and the Rust
-//! version, unlike `std`'s `Hasher`s. The encoding is
-//! self-delimiting (strings and sequences carry their length, options and enums a tag), so
-//! `("a:b", "c")` and `("a", "b:c")` encode, and hash, differently. Argument values never
-//! appear in the key itself, so they cannot inject Redis syntax into it.
+//! `hash` is the 128-bit XXH3 of the key arguments in the tagged encoding of [`tagged`]
+//! (every value's kind, every name, every length). Both are specified byte for byte and
+//! independent of the platform, the process and the Rust version, unlike `std`'s `Hasher`s.
+//! Two argument tuples hash alike only if they serialize alike, so `("a:b", "c")` and
+//! `("a", "b:c")`, or two structs that skip different fields, hash differently. Argument
+//! values never appear in the key itself, so they cannot inject Redis syntax into it.
+//!
+//! [`tagged`]: crate::tagged
 
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_128;
 
-/// Collects key arguments one after the other, then hashes them. postcard encodes a tuple as
-/// its fields in order, so adding `a` then `b` hashes exactly what adding `(a, b)` does.
+use crate::tagged::{self, Encoder, Sink};
+
+/// Collects key arguments one after the other, then hashes them: adding `a` then `b` hashes
+/// exactly what [`hash_args`] of `(a, b)` does.
 /// The encoding goes into a small buffer hashed at the end, rather than through a streaming
 /// hasher (a call moves this along with it, and a streaming XXH3 state is ~600 bytes); the
 /// buffer is inline up to `INLINE` bytes, which holds the usual keys without allocating.
@@ -30,8 +34,8 @@ impl KeyHasher {
         KeyHasher { inline: [0; INLINE], len: 0, spilled: Vec::new() }
     }
 
-    pub fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), postcard::Error> {
-        postcard::serialize_with_flavor(value, Append(self))
+    pub fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), tagged::Error> {
+        value.serialize(&mut Encoder::element(self))
     }
 
     pub fn finish(&self) -> u128 {
@@ -43,39 +47,24 @@ impl KeyHasher {
     }
 }
 
-/// Appends postcard's output to a [`KeyHasher`]'s buffer.
-struct Append<'a>(&'a mut KeyHasher);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        let hasher = &mut *self.0;
-        if hasher.spilled.is_empty() && hasher.len + data.len() <= INLINE {
-            hasher.inline[hasher.len..hasher.len + data.len()].copy_from_slice(data);
-            hasher.len += data.len();
+impl Sink for KeyHasher {
+    fn put(&mut self, data: &[u8]) {
+        if self.spilled.is_empty() && self.len + data.len() <= INLINE {
+            self.inline[self.len..self.len + data.len()].copy_from_slice(data);
+            self.len += data.len();
         } else {
-            if hasher.spilled.is_empty() {
-                hasher.spilled.extend_from_slice(&hasher.inline[..hasher.len]);
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
             }
-            hasher.spilled.extend_from_slice(data);
+            self.spilled.extend_from_slice(data);
         }
-        Ok(())
-    }
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
     }
 }
 
 /// The 128-bit hash of the key arguments (a tuple of the key parameters, in order).
-pub(crate) fn hash_args<A: Serialize + ?Sized>(args: &A) -> Result<u128, postcard::Error> {
+pub(crate) fn hash_args<A: Serialize + ?Sized>(args: &A) -> Result<u128, tagged::Error> {
     let mut hasher = KeyHasher::new();
-    hasher.add(args)?;
+    args.serialize(&mut Encoder::top(&mut hasher))?;
     Ok(hasher.finish())
 }
 
@@ -113,12 +102,16 @@ mod tests {
     /// Pins the exact keys: changing them would orphan every entry users have cached.
     #[test]
     fn golden_keys() {
-        assert_eq!(key(&(7i64,)), "cq:app::user_by_id:v0:b463b2803e22d062efe50f8d11366410");
+        assert_eq!(key(&(7i64,)), "cq:app::user_by_id:v0:3567f290ab40eb55c424528f7738b28d");
+        // The tag of an `i64`, then its little-endian bytes.
+        let mut bytes = Vec::new();
+        (7i64,).serialize(&mut Encoder::top(&mut bytes)).unwrap();
+        assert_eq!(bytes, [5, 7, 0, 0, 0, 0, 0, 0, 0]);
         // XXH3-128 of no bytes at all: a function without key parameters.
         assert_eq!(key(&()), "cq:app::user_by_id:v0:99aa06d3014798d86001c324468d497f");
         assert_eq!(
             key(&("alice", Some(3u32), vec![1u8, 2])),
-            "cq:app::user_by_id:v0:5c6512f7b963fcd65189a415aa4524c0"
+            "cq:app::user_by_id:v0:d07dd695cb2d198acca7546c5ed79822"
         );
     }
 
@@ -137,11 +130,10 @@ mod tests {
         let mut hasher = KeyHasher::new();
         hasher.add(&7i64).unwrap();
         hasher.add(&long).unwrap();
-        assert_eq!(hasher.finish(), xxh3_128(&postcard::to_extend(&(7i64, &long), Vec::new()).unwrap()));
-        assert_eq!(
-            hash_args(&(7i64,)).unwrap(),
-            xxh3_128(&postcard::to_extend(&(7i64,), Vec::new()).unwrap())
-        );
+        let mut bytes = Vec::new();
+        (7i64, &long).serialize(&mut Encoder::top(&mut bytes)).unwrap();
+        assert!(bytes.len() > INLINE);
+        assert_eq!(hasher.finish(), xxh3_128(&bytes));
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod seeded;
 mod shape;
 mod stats;
 mod store;
+mod tagged;
 mod warn;
 
 #[doc(hidden)]

@@ -447,6 +447,30 @@ async fn a_dropped_caller_leaves_nothing_behind() {
     );
 }
 
+#[derive(serde::Serialize)]
+struct Filter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<i64>,
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache))]
+async fn describe(cache: &QueryCache, filter: Filter) -> String {
+    format!("{:?} {:?}", filter.min, filter.max)
+}
+
+/// Arguments whose `Serialize` leaves out what tells them apart (here, which field is
+/// skipped) still get keys of their own.
+#[tokio::test]
+async fn arguments_that_serialize_differently_never_share_an_entry() {
+    let cache = QueryCache::in_memory(10);
+    assert_eq!(describe(&cache, Filter { min: Some(5), max: None }).await, "Some(5) None");
+    assert_eq!(describe(&cache, Filter { min: None, max: Some(5) }).await, "None Some(5)");
+    assert_eq!(describe(&cache, Filter { min: Some(5), max: None }).await, "Some(5) None");
+    assert_eq!(cache.stats().hits, 1);
+}
+
 proptest! {
     /// Different argument tuples never share a key, and keys never contain argument values.
     #[test]
