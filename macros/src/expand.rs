@@ -305,11 +305,15 @@ impl Gen<'_> {
             let ident = k.ident;
             quote_spanned!(k.ty.span()=> .key(&#ident))
         });
+        // A method's type is part of its key: the instantiations of a generic `impl` (and the
+        // types that share a trait's default method) share the function's name, and often
+        // differ by nothing else (`impl<T: Table> Repo<T>`, `&self` not a key parameter).
+        let self_type = self.func.sig.receiver().map(|_| quote!(.key(::core::any::type_name::<Self>())));
         quote! {
             #here
             static __CQ_SPEC: #p::Spec =
                 #p::Spec::new(#name)#version #options;
-            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#tags)*#(#parts)*.keyed();
+            let __cq_call = #p::Call::new(&__CQ_SPEC, #handle)#(#tags)*#self_type #(#parts)*.keyed();
         }
     }
 

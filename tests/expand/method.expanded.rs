@@ -16,6 +16,7 @@ impl Repo {
                 &__CQ_SPEC,
                 ::cached_query::__private::Handle::given(&self.cache),
             )
+            .key(::core::any::type_name::<Self>())
             .key(&since_days)
             .keyed();
         let __cq_adapter = {
@@ -58,6 +59,7 @@ impl Repo {
                 &__CQ_SPEC,
                 ::cached_query::__private::Handle::given(&self.cache),
             )
+            .key(::core::any::type_name::<Self>())
             .key(&since_days)
             .keyed();
         __cq_call.invalidate().await

@@ -471,6 +471,49 @@ async fn arguments_that_serialize_differently_never_share_an_entry() {
     assert_eq!(cache.stats().hits, 1);
 }
 
+trait Table {
+    const NAME: &'static str;
+}
+
+struct Users;
+struct Orders;
+
+impl Table for Users {
+    const NAME: &'static str = "users";
+}
+
+impl Table for Orders {
+    const NAME: &'static str = "orders";
+}
+
+struct Repo<T> {
+    cache: QueryCache,
+    table: std::marker::PhantomData<T>,
+}
+
+impl<T: Table + Send + Sync> Repo<T> {
+    #[cached_query(ttl = 60, cache = &self.cache)]
+    async fn table(&self) -> String {
+        T::NAME.to_owned()
+    }
+}
+
+/// The instantiations of a generic `impl` share a method's name, and here nothing else: the
+/// method's type is part of its key.
+#[tokio::test]
+async fn each_instantiation_of_a_generic_impl_has_its_own_entries() {
+    let cache = QueryCache::in_memory(10);
+    let users = Repo::<Users> { cache: cache.clone(), table: std::marker::PhantomData };
+    let orders = Repo::<Orders> { cache: cache.clone(), table: std::marker::PhantomData };
+    assert_eq!(users.table().await, "users");
+    assert_eq!(orders.table().await, "orders");
+    assert_eq!(users.table().await, "users");
+    assert_eq!(cache.stats().hits, 1);
+    users.table_invalidate().await.unwrap();
+    assert_eq!(orders.table().await, "orders", "its entry is still there");
+    assert_eq!(cache.stats().hits, 2);
+}
+
 proptest! {
     /// Different argument tuples never share a key, and keys never contain argument values.
     #[test]
