@@ -5,6 +5,9 @@
 //! The leader publishes the entry's bytes; each waiter decodes its own copy, so the cached type
 //! needs no `Clone`. When the leader has nothing to give (its query failed, or its future was
 //! dropped), the waiters are told so and go round again: one of them becomes the next leader.
+//!
+//! Every join takes a ticket, in order: a leader whose ticket is later than a waiter's first
+//! one read the counters after that waiter's call began (see `lookup` for what that allows).
 //! Entries leave the map when their leader finishes or is dropped, so it never outgrows the
 //! number of keys in flight.
 
@@ -18,13 +21,20 @@ use tokio::sync::watch;
 pub(crate) enum Outcome {
     /// Still working.
     Running,
-    /// The entry's bytes (an envelope, see `codec`).
-    Done(Arc<[u8]>),
+    /// The entry's bytes (an envelope, see `codec`), and the leader's ticket.
+    Done(Arc<[u8]>, u64),
     /// Nothing to share: ask again.
     Failed,
 }
 
-type Map = Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>;
+type Map = Arc<Mutex<InFlight>>;
+
+/// The flights under way, by key, and the last ticket given.
+#[derive(Default)]
+struct InFlight {
+    keys: HashMap<String, watch::Receiver<Outcome>>,
+    tickets: u64,
+}
 
 /// The keys in flight in one cache.
 #[derive(Default)]
@@ -39,20 +49,23 @@ pub(crate) enum Role {
 }
 
 impl Flights {
-    /// Joins the flight for `key`, leading it if there is none.
-    pub fn join(&self, key: &str) -> Role {
+    /// Joins the flight for `key`, leading it if there is none; with this join's ticket.
+    pub fn join(&self, key: &str) -> (Role, u64) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rx) = map.get(key) {
-            return Role::Waiter(rx.clone());
+        map.tickets += 1;
+        let ticket = map.tickets;
+        if let Some(rx) = map.keys.get(key) {
+            return (Role::Waiter(rx.clone()), ticket);
         }
         let (tx, rx) = watch::channel(Outcome::Running);
-        map.insert(key.to_owned(), rx.clone());
-        Role::Leader(Leader { map: self.map.clone(), key: key.to_owned(), tx: Some(tx), rx })
+        map.keys.insert(key.to_owned(), rx.clone());
+        let leader = Leader { map: self.map.clone(), key: key.to_owned(), ticket, tx: Some(tx), rx };
+        (Role::Leader(leader), ticket)
     }
 
     /// Keys in flight.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.map.lock().unwrap_or_else(PoisonError::into_inner).keys.len()
     }
 }
 
@@ -60,6 +73,7 @@ impl Flights {
 pub(crate) struct Leader {
     map: Map,
     key: String,
+    ticket: u64,
     tx: Option<watch::Sender<Outcome>>,
     /// Identifies this leader's channel in the map.
     rx: watch::Receiver<Outcome>,
@@ -68,15 +82,16 @@ pub(crate) struct Leader {
 impl Leader {
     /// Hands `bytes` (or nothing) to the waiters and leaves the flight.
     pub fn finish(mut self, bytes: Option<Arc<[u8]>>) {
-        self.publish(bytes.map_or(Outcome::Failed, Outcome::Done));
+        let ticket = self.ticket;
+        self.publish(bytes.map_or(Outcome::Failed, |bytes| Outcome::Done(bytes, ticket)));
     }
 
     fn publish(&mut self, outcome: Outcome) {
         if let Some(tx) = self.tx.take() {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             // Remove the entry only if it is still this leader's.
-            if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.rx)) {
-                map.remove(&self.key);
+            if map.keys.get(&self.key).is_some_and(|rx| rx.same_channel(&self.rx)) {
+                map.keys.remove(&self.key);
             }
             drop(map);
             tx.send_replace(outcome);
@@ -90,11 +105,11 @@ impl Drop for Leader {
     }
 }
 
-/// Waits for the leader: its bytes, or `None` when the caller must ask again.
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Option<Arc<[u8]>> {
+/// Waits for the leader: its bytes and its ticket, or `None` when the caller must ask again.
+pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Option<(Arc<[u8]>, u64)> {
     let outcome = rx.wait_for(|o| !matches!(o, Outcome::Running)).await;
     match outcome.as_deref() {
-        Ok(Outcome::Done(bytes)) => Some(bytes.clone()),
+        Ok(Outcome::Done(bytes, ticket)) => Some((bytes.clone(), *ticket)),
         _ => None,
     }
 }
@@ -106,11 +121,11 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_leaders_bytes_and_the_map_empties() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Waiter(rx) = flights.join("k") else { panic!("second caller waits") };
+        let (Role::Leader(leader), 1) = flights.join("k") else { panic!("first caller leads") };
+        let (Role::Waiter(rx), 2) = flights.join("k") else { panic!("second caller waits") };
         let waiter = tokio::spawn(wait(rx));
         leader.finish(Some(Arc::from(&b"v"[..])));
-        assert_eq!(waiter.await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(waiter.await.unwrap(), Some((Arc::from(&b"v"[..]), 1)));
         assert_eq!(flights.len(), 0);
     }
 
@@ -118,10 +133,10 @@ mod tests {
     async fn a_dropped_leader_releases_its_waiters() {
         let flights = Flights::default();
         let leader = flights.join("k");
-        let Role::Waiter(rx) = flights.join("k") else { panic!("second caller waits") };
+        let (Role::Waiter(rx), _) = flights.join("k") else { panic!("second caller waits") };
         drop(leader);
         assert_eq!(wait(rx).await, None);
         assert_eq!(flights.len(), 0);
-        assert!(matches!(flights.join("k"), Role::Leader(_)), "the next caller leads");
+        assert!(matches!(flights.join("k"), (Role::Leader(_), 3)), "the next caller leads");
     }
 }

@@ -8,7 +8,8 @@
 //!    within `stale`) is returned too and refreshed once in the background.
 //! 2. On a miss, the key's flight: the first caller leads, checks the entry once more (a flight
 //!    may have just ended) and runs the query; the others wait and take its result if it was
-//!    computed from the same counters they read, and go round again otherwise.
+//!    computed from the same counters they read, or if its leader joined after they first
+//!    did (it read the counters after they began), and go round again otherwise.
 //! 3. `compute`: optionally take a Redis lease (`lock = true`) so that one process runs the query
 //!    while the others poll for its result; run the query; store the result with its TTL
 //!    (± jitter) + `stale` and the counters read before it ran; hand it to the waiters.
@@ -201,13 +202,21 @@ impl QueryCache {
             Counters::bump(&counters.misses);
             return Found::Missing(Miss { leader: None, gens, epoch });
         }
+        let mut first_ticket = None;
         loop {
-            match self.inner().flights.join(target.key()) {
+            let (role, ticket) = self.inner().flights.join(target.key());
+            let first_ticket = *first_ticket.get_or_insert(ticket);
+            match role {
                 Role::Waiter(rx) => {
-                    // The leader's result, if computed from the counters this caller read.
-                    let Some(bytes) = flight::wait(rx).await else { continue };
+                    // The leader's result, if computed from the counters this caller read, or
+                    // by a leader that joined after this caller first did: it read the
+                    // counters after this call began, so its result reflects every
+                    // invalidation that had returned by then. (Not a leader that came
+                    // earlier with other counters, nor one whose counters this caller could
+                    // not compare, having failed to read its own.)
+                    let Some((bytes, leader_ticket)) = flight::wait(rx).await else { continue };
                     if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
-                        && (gens.is_none() || gens == Some(meta.gens))
+                        && (gens == Some(meta.gens) || leader_ticket > first_ticket)
                     {
                         Counters::bump(&counters.hits);
                         Counters::bump(&counters.coalesced);
@@ -313,7 +322,7 @@ impl QueryCache {
         R: Send + 'static,
     {
         // A flight of its own: at most one refresh per key in this process.
-        let Role::Leader(refreshing) = self.inner().flights.join(&format!("{}\0refresh", target.key()))
+        let (Role::Leader(refreshing), _) = self.inner().flights.join(&format!("{}\0refresh", target.key()))
         else {
             return;
         };

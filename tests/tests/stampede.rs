@@ -428,3 +428,61 @@ async fn a_dropped_caller_releases_its_lease() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[cached_query(ttl = 60, cache = cache, skip(cache, db, calls, gates), tags = ["churn"])]
+async fn gated_read(
+    cache: &QueryCache,
+    db: &AtomicUsize,
+    calls: &AtomicUsize,
+    gates: &[tokio::sync::Notify],
+) -> usize {
+    let value = db.load(SeqCst);
+    if let Some(gate) = gates.get(calls.fetch_add(1, SeqCst)) {
+        gate.notified().await;
+    }
+    value
+}
+
+/// Callers that joined a flight and then saw its result computed from other counters (an
+/// invalidation came between) run it again once, not one after another while invalidations
+/// keep coming: the next leader read the counters after they began, and its result serves
+/// them all.
+#[tokio::test]
+async fn invalidations_during_flights_cost_one_more_query_not_one_per_caller() {
+    let cache = QueryCache::in_memory(100);
+    let (db, calls) = (Arc::new(AtomicUsize::new(1)), Arc::new(AtomicUsize::new(0)));
+    let gates: Arc<[tokio::sync::Notify; 2]> = Arc::default();
+    let call = || {
+        let (cache, db, calls, gates) = (cache.clone(), db.clone(), calls.clone(), gates.clone());
+        tokio::spawn(async move { gated_read(&cache, &db, &calls, &gates[..]).await })
+    };
+    // Every spawned caller runs until it waits (the in-memory store answers at once).
+    let settle = || async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let invalidate = || async {
+        db.fetch_add(1, SeqCst);
+        cache.invalidate_tags(["churn"]).await.unwrap();
+        settle().await;
+    };
+    let first = call();
+    settle().await;
+    assert_eq!(calls.load(SeqCst), 1, "the first caller runs the query and waits at its gate");
+    invalidate().await;
+    let others: Vec<_> = (0..3).map(|_| call()).collect();
+    settle().await;
+    assert_eq!(calls.load(SeqCst), 1, "the others wait for the first");
+    invalidate().await;
+    gates[0].notify_one();
+    settle().await;
+    assert_eq!(calls.load(SeqCst), 2, "its result is older than their counters: one of them runs it again");
+    invalidate().await;
+    gates[1].notify_one();
+    assert_eq!(first.await.unwrap(), 1);
+    for other in others {
+        assert_eq!(other.await.unwrap(), 3, "the second query's, read after they began");
+    }
+    assert_eq!(calls.load(SeqCst), 2, "{:?}", cache.stats());
+}
