@@ -7,7 +7,7 @@ use quote::quote;
 use syn::{ItemFn, ReturnType, Type};
 
 use crate::attr::{self, CachedQueryArgs, push};
-use crate::expand::{adapter, check_async, handle, private_path, tag_exprs, with_fn};
+use crate::expand::{adapter, check_async, handle, private_path, split_attrs, tag_exprs, with_fn};
 
 /// Entry point (see `expand::with_fn` for the error behaviour).
 pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -39,9 +39,11 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     };
     let adapter = adapter(&ret, &p);
     let handle = handle(&args, &p);
+    let (outer, inner) = split_attrs(attrs);
     Ok(quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             let __cq_tags = [#(#tags),*];
             let __cq_handle = #handle;
             let __cq_result = async move #block.await;
