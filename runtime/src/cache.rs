@@ -174,7 +174,8 @@ impl QueryCache {
 
     /// The key under which a function named `name` (see the `name` option), at `version`,
     /// caches its result for `args`: the tuple of its key parameters in declaration order,
-    /// e.g. `&(id,)` for one parameter or `&()` for none.
+    /// e.g. `&(id,)` for one parameter or `&()` for none; for a method (a `self` receiver),
+    /// preceded by its `Self` type's name: `&(core::any::type_name::<Repo>(), id)`.
     pub fn key<A: Serialize + ?Sized>(
         &self,
         name: &str,
