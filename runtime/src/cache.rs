@@ -289,7 +289,8 @@ impl QueryCache {
         result
     }
 
-    /// Delivers the queued invalidations; `true` when none is left. Lookups go through the
+    /// Delivers the queued invalidations; `true` if those queued when it began were delivered
+    /// (others may have been queued meanwhile). Lookups go through the
     /// breaker (`bounded`: a failure counts towards opening it, and an open breaker fails at
     /// once); the breaker's own probe, which must get through while it is open, does not.
     pub(crate) async fn deliver_pending(&self, through_breaker: bool) -> bool {
@@ -309,7 +310,7 @@ impl QueryCache {
             Counters::bump(&self.inner.counters.invalidations);
             tracing::info!(counters = pending.counters.len(), "cached_query: queued invalidations delivered");
         }
-        delivered && !self.inner.health.has_pending()
+        delivered
     }
 
     fn tag_key(&self, tag: &str) -> String {
@@ -367,7 +368,10 @@ impl QueryCache {
     }
 
     /// While the breaker is open: try the store every `PROBE_EVERY`; once it answers,
-    /// deliver the queued invalidations, then close the breaker.
+    /// deliver the queued invalidations, then close the breaker. (Those queued meanwhile,
+    /// which fail at once while it is open, are delivered by the next lookups before they
+    /// serve anything: waiting for an empty queue could keep it open for as long as
+    /// invalidations keep coming.)
     fn spawn_probe(&self) {
         tracing::warn!(
             backend = %self.inner.store.describe(),

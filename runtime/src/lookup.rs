@@ -349,12 +349,22 @@ impl QueryCache {
         // refresh (here or in another process) may have landed meanwhile.
         let gens = match self.read::<A::Value>(target, None).await {
             Read::Hit { meta, .. } if meta.fresh_until_ms != seen_fresh_until => return,
-            Read::Hit { meta, .. } => Some(meta.gens),
-            Read::Miss { gens } => gens,
+            Read::Hit { meta, .. } => meta.gens,
+            Read::Miss { gens: Some(gens) } => gens,
+            // The cache failed (counted): no refresh now, and the stale value stays.
+            Read::Miss { gens: None } => return,
         };
         let lease = if policy.lock {
             match self.try_lease(target.key()).await {
-                Leasing::Taken(lease) => Some(lease),
+                // Another process may have refreshed it, and released the lease, since this
+                // one looked: look once more, holding the lease.
+                Leasing::Taken(lease) => match self.read::<A::Value>(target, None).await {
+                    Read::Hit { meta, .. } if meta.fresh_until_ms != seen_fresh_until => {
+                        self.release(lease).await;
+                        return;
+                    }
+                    _ => Some(lease),
+                },
                 // Another process refreshes it, or the cache failed (counted): no refresh.
                 Leasing::Held | Leasing::Failed => return,
             }
@@ -364,7 +374,7 @@ impl QueryCache {
         let started = Instant::now();
         let result = body.await;
         let counters = &self.inner().counters;
-        let fresh = self.fresh::<R, A>(target, &result, policy, gens, started.elapsed(), copier);
+        let fresh = self.fresh::<R, A>(target, &result, policy, Some(gens), started.elapsed(), copier);
         match fresh {
             Some(fresh) if !fresh.store => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
@@ -448,8 +458,13 @@ impl QueryCache {
         // Invalidations lost to an outage are delivered before anything is served again.
         // (Boxed: this rare path would otherwise make the lookup's future, which is moved a
         // few times on each call, more than twice as large.)
-        if self.inner().health.has_pending() && !Box::pin(self.deliver_pending(true)).await {
-            return Read::Miss { gens: None };
+        let health = &self.inner().health;
+        if health.has_pending() {
+            let delivered = Box::pin(self.deliver_pending(true)).await;
+            // Nor if others were queued meanwhile: they must be delivered too.
+            if !delivered || health.has_pending() {
+                return Read::Miss { gens: None };
+            }
         }
         let names = target.counters(&self.inner().ns_key);
         let fetch = self.inner().store.fetch(target.key(), &names);

@@ -4,7 +4,7 @@
 //! (`cargo test -p cached-query-tests --test faults -- --nocapture --test-threads 1`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
@@ -163,6 +163,43 @@ async fn the_breaker_spares_calls_the_timeout_during_an_outage() {
     tally.calls.store(40, SeqCst);
     tally.slowest_us.store(latencies.iter().max().unwrap().as_micros() as u64, SeqCst);
     tally.row("Circuit breaker while Redis is frozen", "40 sequential", "SIGSTOP, SIGCONT");
+}
+
+/// The breaker closes once Redis answers again, though invalidations keep coming (each fails
+/// at once while it is open, and is queued): the probe delivers what was queued and closes
+/// it, and the lookups deliver the rest before they serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_closes_while_invalidations_keep_coming() {
+    let (pool, redis) = (pg().await, RedisServer::start());
+    let cache = cache_at(&redis.url(), "breaker_stream").await;
+    until_hits_grow(&cache, &pool, 0).await;
+    redis.pause();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cache.stats().errors < 3 {
+        assert!(Instant::now() < deadline, "the breaker never opened: {:?}", cache.stats());
+        assert_eq!(triple(&cache, &pool, 1).await.unwrap(), 3);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let invalidators: Vec<_> = (0..4)
+        .map(|task| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(SeqCst) {
+                    n += 1;
+                    let _ = cache.invalidate_tags([format!("stream:{task}:{n}")]).await;
+                    tokio::task::yield_now().await;
+                }
+                n
+            })
+        })
+        .collect();
+    redis.resume();
+    until_hits_grow(&cache, &pool, redis_hits(&cache)).await;
+    stop.store(true, SeqCst);
+    for invalidator in invalidators {
+        assert!(invalidator.await.unwrap() > 0);
+    }
 }
 
 /// A cache through `proxy`, with a hit served and its tracked connection in use.
