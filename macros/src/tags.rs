@@ -4,7 +4,7 @@
 //! is replaced by its `Display` at call time.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::{Ident, LitStr};
 
 /// The expression that formats `template` (a `String`), from the parameters named `params`.
@@ -29,7 +29,21 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
                 plain.push('}');
             }
             '{' => {
-                let inner: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let mut inner = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    inner.push(c);
+                }
+                if !closed {
+                    return Err(syn::Error::new_spanned(
+                        template,
+                        format!("tag template: `{{{inner}` is not closed (write `{{{{` for a brace)"),
+                    ));
+                }
                 let mut path = inner.split('.').map(str::trim);
                 let head = path.next().unwrap_or_default();
                 if !params.iter().any(|p| *p == head) {
@@ -41,17 +55,8 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
                         ),
                     ));
                 }
-                let head = format_ident!("{}", head, span = span);
-                let mut fields = Vec::new();
-                for field in path {
-                    let ident = syn::parse_str::<Ident>(field).map_err(|_| {
-                        syn::Error::new_spanned(
-                            template,
-                            format!("tag template: `{field}` is not a field name"),
-                        )
-                    })?;
-                    fields.push(format_ident!("{}", ident, span = span));
-                }
+                let head = ident(head, template)?;
+                let fields = path.map(|field| ident(field, template)).collect::<syn::Result<Vec<_>>>()?;
                 fmt.push_str("{}");
                 args.push(quote_spanned!(span=> &#head #(.#fields)*));
             }
@@ -73,8 +78,19 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
     Ok(quote!(::std::format!(#fmt #(, #args)*)))
 }
 
+/// `text` as an identifier (raw ones too: `r#type`), spanned at the template.
+fn ident(text: &str, template: &LitStr) -> syn::Result<Ident> {
+    let mut ident = syn::parse_str::<Ident>(text).map_err(|_| {
+        syn::Error::new_spanned(template, format!("tag template: `{text}` is not a field name"))
+    })?;
+    ident.set_span(template.span());
+    Ok(ident)
+}
+
 #[cfg(test)]
 mod tests {
+    use quote::format_ident;
+
     use super::*;
 
     fn fmt(template: &str, params: &[&str]) -> Result<String, String> {
@@ -101,5 +117,11 @@ mod tests {
         assert!(fmt("user:{nope}", &["id"]).unwrap_err().contains("names no parameter"));
         assert!(fmt("a}b", &[]).unwrap_err().contains("lone"));
         assert!(fmt("{id.1x}", &["id"]).unwrap_err().contains("not a field"));
+        assert!(fmt("user:{id", &["id"]).unwrap_err().contains("not closed"));
+    }
+
+    #[test]
+    fn raw_identifiers_stay_raw() {
+        assert_eq!(fmt("{u.r#type}", &["u"]).unwrap(), r#":: std :: format ! ("{}" , & u . r#type)"#);
     }
 }
