@@ -5,6 +5,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
     AttrStyle, Attribute, FnArg, GenericParam, Generics, Ident, ItemFn, Pat, ReturnType, Signature, Type,
+    WherePredicate,
 };
 
 use crate::attr::{self, CachedQueryArgs, push};
@@ -345,11 +346,36 @@ impl Gen<'_> {
     /// say), which the invalidate function could not infer.
     fn invalidate_generics(&self) -> Generics {
         let mut generics = self.func.sig.generics.clone();
-        let (kept, dropped): (Vec<_>, Vec<_>) = generics.params.into_iter().partition(|param| {
-            let ident = param_ident(param);
-            self.params.iter().any(|k| mentions(k.ty.to_token_stream(), ident))
-        });
-        generics.params = kept.into_iter().collect();
+        let params: Vec<GenericParam> = generics.params.into_iter().collect();
+        let mut kept: Vec<bool> = params
+            .iter()
+            .map(|param| self.params.iter().any(|k| mentions(k.ty.to_token_stream(), param_ident(param))))
+            .collect();
+        // What the kept parameters' bounds name is kept too (`T: Encode<'c, Postgres>` keeps
+        // `'c`), whether inline or in the `where` clause; not what bounds a dropped parameter.
+        let bounds: Vec<(TokenStream, TokenStream)> = params
+            .iter()
+            .map(|param| (param_ident(param).to_token_stream(), param.to_token_stream()))
+            .chain(generics.where_clause.iter().flat_map(|w| &w.predicates).map(|pred| match pred {
+                WherePredicate::Type(t) => (t.bounded_ty.to_token_stream(), t.bounds.to_token_stream()),
+                WherePredicate::Lifetime(l) => (l.lifetime.to_token_stream(), l.bounds.to_token_stream()),
+                other => (other.to_token_stream(), TokenStream::new()),
+            }))
+            .collect();
+        while let Some(newly) = (0..params.len()).find(|&i| {
+            !kept[i]
+                && bounds.iter().any(|(bounded, bound)| {
+                    mentions(bound.clone(), param_ident(&params[i]))
+                        && params
+                            .iter()
+                            .zip(&kept)
+                            .any(|(p, k)| *k && mentions(bounded.clone(), param_ident(p)))
+                })
+        }) {
+            kept[newly] = true;
+        }
+        let dropped: Vec<&GenericParam> =
+            params.iter().zip(&kept).filter(|(_, k)| !**k).map(|(p, _)| p).collect();
         if let Some(where_clause) = &mut generics.where_clause {
             let predicates = std::mem::take(&mut where_clause.predicates);
             where_clause.predicates = predicates
@@ -357,6 +383,7 @@ impl Gen<'_> {
                 .filter(|pred| !dropped.iter().any(|d| mentions(pred.to_token_stream(), param_ident(d))))
                 .collect();
         }
+        generics.params = params.iter().zip(&kept).filter(|(_, k)| **k).map(|(p, _)| p.clone()).collect();
         generics
     }
 }
