@@ -377,11 +377,14 @@ impl QueryCache {
             backend = %self.inner.store.describe(),
             "cached_query: cache unreachable; bypassing it until it answers again"
         );
-        let cache = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let timeout = cache.inner.settings.timeout;
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
+                // Not beyond the cache's life: one dropped during an outage leaves no probe.
+                let Some(inner) = weak.upgrade() else { return };
+                let cache = QueryCache { inner };
+                let timeout = cache.inner.settings.timeout;
                 let answered = matches!(
                     tokio::time::timeout(timeout, cache.inner.store.ping(&cache.inner.ns_key)).await,
                     Ok(Ok(()))

@@ -96,3 +96,22 @@ async fn no_lease_is_waited_for_while_redis_is_down() {
     }
     assert_eq!(calls.load(SeqCst), 5);
 }
+
+/// A cache dropped while Redis is down leaves nothing running: its breaker's probe ends with it.
+#[tokio::test]
+async fn a_cache_dropped_during_an_outage_leaves_no_probe_behind() {
+    let redis = RedisServer::unstarted();
+    let (cache, calls) = (redis_cache_at(&redis.url(), "dropped_in_outage").await, AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cache.stats().errors < 3 {
+        assert!(Instant::now() < deadline, "no failures: {:?}", cache.stats());
+        assert_eq!(double(&cache, &calls, 1).await, Ok(2));
+    }
+    let runtime = tokio::runtime::Handle::current().metrics();
+    assert!(runtime.num_alive_tasks() > 0, "the probe runs");
+    drop(cache);
+    while runtime.num_alive_tasks() > 0 {
+        assert!(Instant::now() < deadline, "{} tasks still alive", runtime.num_alive_tasks());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
