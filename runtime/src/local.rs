@@ -15,7 +15,8 @@
 //!   other nodes of a cluster). So each instance publishes a heartbeat on a channel of its own
 //!   every `HEARTBEAT_EVERY`, through the cache's connection, and listens for it on its
 //!   subscription: two heartbeats in a row that have not come back count as a lost
-//!   subscription.
+//!   subscription. Those tasks run on the runtime that built the cache and end with it,
+//!   silently: the local tier serves only while its subscription was seen working lately.
 //!
 //! Pub/sub was chosen over client-side caching of the entries (`CLIENT TRACKING`):
 //! invalidations are few and explicit, and one channel per prefix carries them (and
@@ -35,6 +36,11 @@ use crate::lookup::now_ms;
 
 /// How often an instance checks its subscription with a heartbeat.
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+/// How long the local tier serves after its subscription was last seen working (by the
+/// heartbeat's check, every two `HEARTBEAT_EVERY`): the tasks that listen and check run on
+/// the runtime that built the cache, and end with it without a word.
+const CHECKED_WITHIN_MS: u64 = 8 * HEARTBEAT_EVERY.as_millis() as u64;
 
 /// How long connecting and subscribing to the backplane may take, per node tried.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
@@ -79,6 +85,8 @@ pub(crate) struct Local {
     /// The last heartbeat sent, and the last one heard back.
     heartbeat_sent: AtomicU64,
     heartbeat_heard: AtomicU64,
+    /// Unix ms when the subscription was last seen working (subscribed, or a heartbeat check).
+    checked_ms: AtomicU64,
     /// Tells the listener to drop its subscription and subscribe again.
     resubscribe: Arc<tokio::sync::Notify>,
     /// The namespace counter, on which every entry depends.
@@ -103,6 +111,7 @@ impl Local {
             heartbeat_channel: format!("{prefix}:bus:hb:{instance:016x}"),
             heartbeat_sent: AtomicU64::new(0),
             heartbeat_heard: AtomicU64::new(0),
+            checked_ms: AtomicU64::new(0),
             resubscribe: Arc::default(),
             ns_key: ns_key.to_owned(),
             listener: std::sync::Mutex::new(None),
@@ -129,6 +138,7 @@ impl Local {
                     // Messages may have been missed while unsubscribed.
                     local.entries.invalidate_all();
                     local.epoch.fetch_add(1, SeqCst);
+                    local.checked_ms.store(now_ms(), SeqCst);
                     local.subscribed.store(true, SeqCst);
                     drop(local);
                     backoff = Duration::from_millis(50);
@@ -161,7 +171,7 @@ impl Local {
 
     /// The next heartbeat to publish (its channel and message), while subscribed.
     pub fn heartbeat(&self) -> Option<(&str, Vec<u8>, u64)> {
-        if !self.serving() {
+        if !self.subscribed.load(SeqCst) {
             return None;
         }
         let seq = self.heartbeat_sent.fetch_add(1, SeqCst) + 1;
@@ -173,10 +183,15 @@ impl Local {
     /// back either (one late heartbeat is forgiven, for a busy process), the subscription is
     /// treated as lost: bypassed, and subscribed again.
     pub fn check_heartbeat(&self, seq: u64, sent: bool) {
-        if self.serving() && (!sent || self.heartbeat_heard.load(SeqCst) + 1 < seq) {
+        if !self.subscribed.load(SeqCst) {
+            return;
+        }
+        if !sent || self.heartbeat_heard.load(SeqCst) + 1 < seq {
             tracing::warn!(channel = %self.channel, "cached_query: backplane heartbeat not heard back; resubscribing");
             self.unsubscribed();
             self.resubscribe.notify_one();
+        } else {
+            self.checked_ms.store(now_ms(), SeqCst);
         }
     }
 
@@ -188,9 +203,10 @@ impl Local {
         self.epoch.fetch_add(1, SeqCst);
     }
 
-    /// Whether the local tier may serve (it is subscribed).
-    pub fn serving(&self) -> bool {
+    /// Whether the local tier may serve: it is subscribed, and that was checked lately.
+    fn serving(&self) -> bool {
         self.subscribed.load(SeqCst)
+            && now_ms().saturating_sub(self.checked_ms.load(SeqCst)) < CHECKED_WITHIN_MS
     }
 
     pub fn epoch(&self) -> u64 {

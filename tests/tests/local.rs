@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cached_query_tests::matrix::{Backend, local_instances, until_local_hit};
+use cached_query_tests::matrix::{Backend, local_instances, rename, until_local_hit};
 use cached_query_tests::{RedisServer, pg, redis_url, user_name, users_table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,4 +51,32 @@ async fn without_the_backplane_the_local_tier_is_bypassed() {
     assert_eq!(calls.load(SeqCst), bypassed_from + 5, "every call ran its query");
     redis.restart();
     until_local_hit(&cache, &pool, table, 3).await;
+}
+
+/// The local tier's listener and heartbeat run on the runtime that built the cache, and end
+/// with it without a word: the local tier then stops serving within a few heartbeats, rather
+/// than serve values whose invalidations it no longer hears.
+#[test]
+fn a_local_tier_whose_runtime_is_gone_stops_serving() {
+    let table = "t_local_runtime_gone";
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let cache = first.block_on(async {
+        let pool = pg().await;
+        users_table(&pool, table).await;
+        let cache = local_instances(&Backend::Server(redis_url()), "runtime_gone", 1).await.remove(0);
+        until_local_hit(&cache, &pool, table, 2).await;
+        cache
+    });
+    drop(first);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = pg().await;
+        let other =
+            Backend::Server(redis_url()).builder(cache.prefix()).local_cache(1000).build().await.unwrap();
+        rename(&other, &pool, table, 2, "robert").await.unwrap();
+        let (deadline, calls) = (Instant::now() + Duration::from_secs(15), AtomicUsize::new(0));
+        while user_name(&cache, &pool, table, &calls, 2).await.unwrap() != "robert" {
+            assert!(Instant::now() < deadline, "the local tier kept serving: {:?}", cache.stats());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
