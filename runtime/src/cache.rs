@@ -187,7 +187,8 @@ impl QueryCache {
     }
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
-    /// reported as absent.
+    /// reported as absent. A raw read: it does not check the entry's invalidation counters,
+    /// so it also returns entries that a cached function would no longer serve.
     pub async fn get<T: DeserializeOwned + 'static>(&self, key: &str) -> Result<Option<T>, CacheError> {
         let bytes = self.bounded(self.inner.store.get(key)).await?;
         Ok(bytes.and_then(|b| codec::decode(&b).ok()).map(|(value, _)| value))
@@ -209,7 +210,8 @@ impl QueryCache {
         codec::decode(bytes).map(|(value, _)| value).map_err(|e| CacheError::Decode(e.to_string()))
     }
 
-    /// Encodes `value` and stores it under `key` for `ttl`.
+    /// Encodes `value` and stores it under `key` for `ttl`. A raw write, with no invalidation
+    /// counters: a cached function reading that key treats it as invalid (a miss).
     pub async fn set<T: Serialize + DeserializeOwned + 'static>(
         &self,
         key: &str,
