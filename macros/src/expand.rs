@@ -2,10 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::Token;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
     AttrStyle, Attribute, FnArg, GenericParam, Generics, Ident, ItemFn, Pat, ReturnType, Signature, Type,
-    WherePredicate,
+    TypeParamBound, WherePredicate,
 };
 
 use crate::attr::{self, CachedQueryArgs, push};
@@ -319,7 +321,9 @@ impl Gen<'_> {
         // A method's type is part of its key: the instantiations of a generic `impl` (and the
         // types that share a trait's default method) share the function's name, and often
         // differ by nothing else (`impl<T: Table> Repo<T>`, `&self` not a key parameter).
-        let self_type = self.func.sig.receiver().map(|_| quote!(.key(::core::any::type_name::<Self>())));
+        // Not with a `name`, which pins the key whatever the type's path.
+        let self_type = (self.func.sig.receiver().is_some() && self.args.name.is_none())
+            .then(|| quote!(.method_of(::core::any::type_name::<Self>())));
         quote! {
             #here
             static __CQ_SPEC: #p::Spec =
@@ -346,44 +350,48 @@ impl Gen<'_> {
     /// say), which the invalidate function could not infer.
     fn invalidate_generics(&self) -> Generics {
         let mut generics = self.func.sig.generics.clone();
-        let params: Vec<GenericParam> = generics.params.into_iter().collect();
-        let mut kept: Vec<bool> = params
-            .iter()
-            .map(|param| self.params.iter().any(|k| mentions(k.ty.to_token_stream(), param_ident(param))))
+        let (kept, dropped): (Vec<_>, Vec<_>) = generics.params.into_iter().partition(|param| {
+            let ident = param_ident(param);
+            self.params.iter().any(|k| mentions(k.ty.to_token_stream(), ident))
+        });
+        let names_dropped =
+            |tokens: TokenStream| dropped.iter().any(|d| mentions(tokens.clone(), param_ident(d)));
+        // A kept parameter keeps its bounds but those that name a dropped one
+        // (`T: Serialize + Encode<'c, E::Database>` keeps `T: Serialize`, all the key needs).
+        let keep_bounds = |bounds: &mut Punctuated<TypeParamBound, Token![+]>| {
+            *bounds =
+                std::mem::take(bounds).into_iter().filter(|b| !names_dropped(b.to_token_stream())).collect();
+        };
+        generics.params = kept
+            .into_iter()
+            .map(|mut param| {
+                match &mut param {
+                    GenericParam::Type(t) => keep_bounds(&mut t.bounds),
+                    GenericParam::Lifetime(l) => {
+                        l.bounds = std::mem::take(&mut l.bounds)
+                            .into_iter()
+                            .filter(|b| !names_dropped(b.to_token_stream()))
+                            .collect();
+                    }
+                    GenericParam::Const(_) => {}
+                }
+                param
+            })
             .collect();
-        // What the kept parameters' bounds name is kept too (`T: Encode<'c, Postgres>` keeps
-        // `'c`), whether inline or in the `where` clause; not what bounds a dropped parameter.
-        let bounds: Vec<(TokenStream, TokenStream)> = params
-            .iter()
-            .map(|param| (param_ident(param).to_token_stream(), param.to_token_stream()))
-            .chain(generics.where_clause.iter().flat_map(|w| &w.predicates).map(|pred| match pred {
-                WherePredicate::Type(t) => (t.bounded_ty.to_token_stream(), t.bounds.to_token_stream()),
-                WherePredicate::Lifetime(l) => (l.lifetime.to_token_stream(), l.bounds.to_token_stream()),
-                other => (other.to_token_stream(), TokenStream::new()),
-            }))
-            .collect();
-        while let Some(newly) = (0..params.len()).find(|&i| {
-            !kept[i]
-                && bounds.iter().any(|(bounded, bound)| {
-                    mentions(bound.clone(), param_ident(&params[i]))
-                        && params
-                            .iter()
-                            .zip(&kept)
-                            .any(|(p, k)| *k && mentions(bounded.clone(), param_ident(p)))
-                })
-        }) {
-            kept[newly] = true;
-        }
-        let dropped: Vec<&GenericParam> =
-            params.iter().zip(&kept).filter(|(_, k)| !**k).map(|(p, _)| p).collect();
         if let Some(where_clause) = &mut generics.where_clause {
             let predicates = std::mem::take(&mut where_clause.predicates);
             where_clause.predicates = predicates
                 .into_iter()
-                .filter(|pred| !dropped.iter().any(|d| mentions(pred.to_token_stream(), param_ident(d))))
+                .filter_map(|pred| match pred {
+                    WherePredicate::Type(mut t) if !names_dropped(t.bounded_ty.to_token_stream()) => {
+                        keep_bounds(&mut t.bounds);
+                        Some(WherePredicate::Type(t))
+                    }
+                    pred if names_dropped(pred.to_token_stream()) => None,
+                    pred => Some(pred),
+                })
                 .collect();
         }
-        generics.params = params.iter().zip(&kept).filter(|(_, k)| **k).map(|(p, _)| p.clone()).collect();
         generics
     }
 }

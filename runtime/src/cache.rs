@@ -174,15 +174,37 @@ impl QueryCache {
 
     /// The key under which a function named `name` (see the `name` option), at `version`,
     /// caches its result for `args`: the tuple of its key parameters in declaration order,
-    /// e.g. `&(id,)` for one parameter or `&()` for none; for a method (a `self` receiver),
-    /// preceded by its `Self` type's name: `&(core::any::type_name::<Repo>(), id)`.
+    /// e.g. `&(id,)` for one parameter or `&()` for none. For a method, see
+    /// [`method_key`](Self::method_key).
     pub fn key<A: Serialize + ?Sized>(
         &self,
         name: &str,
         version: u32,
         args: &A,
     ) -> Result<String, CacheError> {
-        let hash = key::hash_args(args).map_err(|e| CacheError::Encode(e.to_string()))?;
+        self.key_of(None, name, version, args)
+    }
+
+    /// Like [`key`](Self::key), for a method (a function with a `self` receiver) of type `S`
+    /// without a `name` option: its key also hashes the name of `S`, so that the
+    /// instantiations of a generic `impl` have entries of their own.
+    pub fn method_key<S: ?Sized, A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        version: u32,
+        args: &A,
+    ) -> Result<String, CacheError> {
+        self.key_of(Some(std::any::type_name::<S>()), name, version, args)
+    }
+
+    fn key_of<A: Serialize + ?Sized>(
+        &self,
+        method_of: Option<&str>,
+        name: &str,
+        version: u32,
+        args: &A,
+    ) -> Result<String, CacheError> {
+        let hash = key::hash_args(method_of, args).map_err(|e| CacheError::Encode(e.to_string()))?;
         Ok(key::join(&self.inner.keyspace, &key::head(name, version), hash, ""))
     }
 

@@ -62,10 +62,23 @@ impl Sink for KeyHasher {
 }
 
 /// The 128-bit hash of the key arguments (a tuple of the key parameters, in order).
-pub(crate) fn hash_args<A: Serialize + ?Sized>(args: &A) -> Result<u128, tagged::Error> {
+/// With `method_of`, a method's: its `Self` type's name (see [`method_digest`]) comes first.
+pub(crate) fn hash_args<A: Serialize + ?Sized>(
+    method_of: Option<&str>,
+    args: &A,
+) -> Result<u128, tagged::Error> {
     let mut hasher = KeyHasher::new();
+    if let Some(self_type) = method_of {
+        hasher.add(&method_digest(self_type))?;
+    }
     args.serialize(&mut Encoder::top(&mut hasher))?;
     Ok(hasher.finish())
+}
+
+/// What a method's key hashes of its `Self` type's name: 64 bits of it, so that a long name
+/// does not push the usual keys out of the hasher's inline buffer.
+pub(crate) fn method_digest(self_type: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(self_type.as_bytes())
 }
 
 /// `{name}:v{version}:`, the part of a key that is fixed per function.
@@ -96,7 +109,7 @@ mod tests {
     use super::*;
 
     fn key<A: Serialize>(args: &A) -> String {
-        join("cq", &head("app::user_by_id", 0), hash_args(args).unwrap(), "")
+        join("cq", &head("app::user_by_id", 0), hash_args(None, args).unwrap(), "")
     }
 
     /// Pins the exact keys: changing them would orphan every entry users have cached.
@@ -121,7 +134,7 @@ mod tests {
         hasher.add(&"alice").unwrap();
         hasher.add(&Some(3u32)).unwrap();
         hasher.add(&vec![1u8, 2]).unwrap();
-        assert_eq!(hasher.finish(), hash_args(&("alice", Some(3u32), vec![1u8, 2])).unwrap());
+        assert_eq!(hasher.finish(), hash_args(None, &("alice", Some(3u32), vec![1u8, 2])).unwrap());
     }
 
     #[test]

@@ -85,8 +85,10 @@ pub(crate) struct Local {
     /// The last heartbeat sent, and the last one heard back.
     heartbeat_sent: AtomicU64,
     heartbeat_heard: AtomicU64,
-    /// Unix ms when the subscription was last seen working (subscribed, or a heartbeat check).
+    /// When the subscription was last seen working (subscribed, or a heartbeat check), in ms
+    /// since `born` (a monotonic clock: a wall clock set back would keep it serving).
     checked_ms: AtomicU64,
+    born: Instant,
     /// Tells the listener to drop its subscription and subscribe again.
     resubscribe: Arc<tokio::sync::Notify>,
     /// The namespace counter, on which every entry depends.
@@ -112,6 +114,7 @@ impl Local {
             heartbeat_sent: AtomicU64::new(0),
             heartbeat_heard: AtomicU64::new(0),
             checked_ms: AtomicU64::new(0),
+            born: Instant::now(),
             resubscribe: Arc::default(),
             ns_key: ns_key.to_owned(),
             listener: std::sync::Mutex::new(None),
@@ -138,7 +141,7 @@ impl Local {
                     // Messages may have been missed while unsubscribed.
                     local.entries.invalidate_all();
                     local.epoch.fetch_add(1, SeqCst);
-                    local.checked_ms.store(now_ms(), SeqCst);
+                    local.checked_ms.store(local.age_ms(), SeqCst);
                     local.subscribed.store(true, SeqCst);
                     drop(local);
                     backoff = Duration::from_millis(50);
@@ -191,7 +194,7 @@ impl Local {
             self.unsubscribed();
             self.resubscribe.notify_one();
         } else {
-            self.checked_ms.store(now_ms(), SeqCst);
+            self.checked_ms.store(self.age_ms(), SeqCst);
         }
     }
 
@@ -205,8 +208,12 @@ impl Local {
 
     /// Whether the local tier may serve: it is subscribed, and that was checked lately.
     fn serving(&self) -> bool {
-        self.subscribed.load(SeqCst)
-            && now_ms().saturating_sub(self.checked_ms.load(SeqCst)) < CHECKED_WITHIN_MS
+        let age = self.age_ms();
+        self.subscribed.load(SeqCst) && age.saturating_sub(self.checked_ms.load(SeqCst)) < CHECKED_WITHIN_MS
+    }
+
+    fn age_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
     }
 
     pub fn epoch(&self) -> u64 {

@@ -655,8 +655,8 @@ impl QueryCache {
 
     /// Deletes the lease if it is still ours (compare-and-delete).
     async fn release(&self, mut lease: Lease) {
-        lease.cache = None; // released here, not by its `Drop`
         self.unlock(&lease.key, &lease.token).await;
+        lease.cache = None; // released: nothing left for its `Drop` (unless dropped above)
     }
 
     async fn unlock(&self, key: &str, token: &str) {

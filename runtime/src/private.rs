@@ -210,6 +210,11 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Adds a method's `Self` type (`core::any::type_name`) to its key, before its arguments.
+    pub fn method_of(self, self_type: &'static str) -> Self {
+        self.key(&crate::key::method_digest(self_type))
+    }
+
     /// Adds a key argument. Generated with that parameter's span, so that a missing
     /// `Serialize` is reported on it.
     pub fn key<T: Serialize + ?Sized>(mut self, value: &T) -> Self {

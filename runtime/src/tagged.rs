@@ -47,7 +47,7 @@ impl ser::Error for Error {
 }
 
 /// The tag before each value; `END` closes sequences, maps, and the fields of structs,
-/// tuples and variants.
+/// tuples and variants; `FIELD` comes before each field's name.
 mod tag {
     pub const BOOL: u8 = 1;
     pub const I8: u8 = 2;
@@ -80,6 +80,7 @@ mod tag {
     pub const STRUCT: u8 = 29;
     pub const STRUCT_VARIANT: u8 = 30;
     pub const END: u8 = 31;
+    pub const FIELD: u8 = 32;
 }
 
 /// Writes values to a [`Sink`].
@@ -362,7 +363,7 @@ macro_rules! fields {
             type Error = Error;
 
             fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Error> {
-                self.text(name.as_bytes());
+                self.named(tag::FIELD, &[name]);
                 value.serialize(&mut self.nested())
             }
 
@@ -439,6 +440,25 @@ mod tests {
         assert_ne!(bytes(&vec![vec![1u8], vec![]]), bytes(&vec![vec![], vec![1u8]]));
         assert_ne!(bytes(&("ab", "")), bytes(&("a", "b")));
         assert_ne!(bytes(&None::<u8>), bytes(&Some(())));
+    }
+
+    #[derive(Serialize)]
+    struct Odd {
+        /// A name whose length (31) is the byte that ends a struct.
+        #[serde(rename = "\u{f}#aaaaaaaaaaaaaaaaaaaaaaaaaaaaa", skip_serializing_if = "Option::is_none")]
+        field: Option<u8>,
+    }
+
+    /// After a struct's name comes either the end or a field: told apart by a tag of its own,
+    /// not by a field name's length.
+    #[test]
+    fn a_field_is_never_mistaken_for_the_end() {
+        let tail = format!("{}\u{12}\u{7}\u{5}\u{1f}\u{f}\u{0}", "a".repeat(29));
+        let mut one = bytes(&Odd { field: None });
+        one.extend(bytes(tail.as_str()));
+        let mut other = bytes(&Odd { field: Some(5) });
+        other.extend(bytes(""));
+        assert_ne!(one, other);
     }
 
     #[test]

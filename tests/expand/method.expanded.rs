@@ -16,7 +16,7 @@ impl Repo {
                 &__CQ_SPEC,
                 ::cached_query::__private::Handle::given(&self.cache),
             )
-            .key(::core::any::type_name::<Self>())
+            .method_of(::core::any::type_name::<Self>())
             .key(&since_days)
             .keyed();
         let __cq_adapter = {
@@ -59,7 +59,7 @@ impl Repo {
                 &__CQ_SPEC,
                 ::cached_query::__private::Handle::given(&self.cache),
             )
-            .key(::core::any::type_name::<Self>())
+            .method_of(::core::any::type_name::<Self>())
             .key(&since_days)
             .keyed();
         __cq_call.invalidate().await

@@ -144,9 +144,7 @@ async fn methods_with_self_are_cached_under_the_type_name() {
         assert_eq!(repo.count().await.unwrap(), 3);
     }
     assert_eq!(repo.calls.load(SeqCst), 2);
-    // A method's key arguments start with its `Self` type's name.
-    let args = (std::any::type_name::<Repo>(), 2i64);
-    let key = repo.cache.key("postgres::Repo::names_from", 0, &args).unwrap();
+    let key = repo.cache.method_key::<Repo, _>("postgres::Repo::names_from", 0, &(2i64,)).unwrap();
     assert!(keys_under(&redis_url(), repo.cache.prefix()).await.contains(&key));
     repo.names_from_invalidate(2).await.unwrap();
     repo.names_from(2).await.unwrap();
