@@ -110,7 +110,7 @@ impl CachedQueryArgs {
         match key {
             "ttl" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
-                let secs: u64 = lit.base10_parse()?;
+                let secs: u64 = whole(&lit, key)?;
                 if secs == 0 {
                     return Err(syn::Error::new_spanned(
                         &lit,
@@ -128,7 +128,7 @@ impl CachedQueryArgs {
             }
             "version" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "a version"))?;
-                self.version = lit.base10_parse()?;
+                self.version = whole(&lit, key)?;
             }
             "skip" => {
                 let content;
@@ -139,7 +139,7 @@ impl CachedQueryArgs {
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "stale" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
-                let secs: u64 = lit.base10_parse()?;
+                let secs: u64 = whole(&lit, key)?;
                 if secs == 0 {
                     return Err(syn::Error::new_spanned(&lit, "`stale` must be greater than 0 seconds"));
                 }
@@ -180,7 +180,7 @@ impl CachedQueryArgs {
             }
             "none_ttl" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
-                let secs: u64 = lit.base10_parse()?;
+                let secs: u64 = whole(&lit, key)?;
                 if secs == 0 {
                     return Err(syn::Error::new_spanned(
                         &lit,
@@ -211,6 +211,16 @@ fn unknown(path: &Path, keys: &[&str]) -> syn::Error {
             keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         ),
     )
+}
+
+/// The value of an option that takes a whole number (`ttl`, `stale`, `none_ttl`, `version`).
+fn whole<T: std::str::FromStr>(lit: &LitInt, key: &str) -> syn::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    lit.base10_parse().map_err(|err| {
+        syn::Error::new_spanned(lit, format!("`{key}` takes a whole number, 0 or more: {err}"))
+    })
 }
 
 fn expected(err: syn::Error, what: &str) -> syn::Error {
