@@ -4,7 +4,8 @@
 //!
 //! The leader publishes the entry's bytes; each waiter decodes its own copy, so the cached type
 //! needs no `Clone`. When the leader has nothing to give (its query failed, or its future was
-//! dropped), the waiters are told so and go round again: one of them becomes the next leader.
+//! dropped), the waiters are told which and go round again: one of them becomes the next
+//! leader (after repeated failures they stop waiting, see `lookup`).
 //!
 //! Every join takes a ticket, in order: a leader whose ticket is later than a waiter's first
 //! one read the counters after that waiter's call began (see `lookup` for what that allows).
@@ -23,8 +24,21 @@ pub(crate) enum Outcome {
     Running,
     /// The entry's bytes (an envelope, see `codec`), and the leader's ticket.
     Done(Arc<[u8]>, u64),
-    /// Nothing to share: ask again.
+    /// Nothing to share (the query failed, or its result is not cacheable): ask again.
     Failed,
+    /// The leader's future was dropped: ask again.
+    Abandoned,
+}
+
+/// What a waiter gets.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Shared {
+    /// The entry's bytes and the leader's ticket.
+    Done(Arc<[u8]>, u64),
+    /// The leader's query failed.
+    Failed,
+    /// The leader's future was dropped.
+    Abandoned,
 }
 
 type Map = Arc<Mutex<InFlight>>;
@@ -101,16 +115,17 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        self.publish(Outcome::Failed);
+        self.publish(Outcome::Abandoned);
     }
 }
 
-/// Waits for the leader: its bytes and its ticket, or `None` when the caller must ask again.
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Option<(Arc<[u8]>, u64)> {
+/// Waits for the leader's outcome.
+pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Shared {
     let outcome = rx.wait_for(|o| !matches!(o, Outcome::Running)).await;
     match outcome.as_deref() {
-        Ok(Outcome::Done(bytes, ticket)) => Some((bytes.clone(), *ticket)),
-        _ => None,
+        Ok(Outcome::Done(bytes, ticket)) => Shared::Done(bytes.clone(), *ticket),
+        Ok(Outcome::Failed) => Shared::Failed,
+        _ => Shared::Abandoned,
     }
 }
 
@@ -125,7 +140,7 @@ mod tests {
         let (Role::Waiter(rx), 2) = flights.join("k") else { panic!("second caller waits") };
         let waiter = tokio::spawn(wait(rx));
         leader.finish(Some(Arc::from(&b"v"[..])));
-        assert_eq!(waiter.await.unwrap(), Some((Arc::from(&b"v"[..]), 1)));
+        assert_eq!(waiter.await.unwrap(), Shared::Done(Arc::from(&b"v"[..]), 1));
         assert_eq!(flights.len(), 0);
     }
 
@@ -135,7 +150,7 @@ mod tests {
         let leader = flights.join("k");
         let (Role::Waiter(rx), _) = flights.join("k") else { panic!("second caller waits") };
         drop(leader);
-        assert_eq!(wait(rx).await, None);
+        assert_eq!(wait(rx).await, Shared::Abandoned);
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join("k"), (Role::Leader(_), 3)), "the next caller leads");
     }

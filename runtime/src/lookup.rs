@@ -31,7 +31,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 use crate::__private::Adapter;
 use crate::codec::{self, Meta};
 use crate::decoded::Copier;
-use crate::flight::{self, Leader, Role};
+use crate::flight::{self, Leader, Role, Shared};
 use crate::local::{Local, LocalEntry};
 use crate::stats::Counters;
 use crate::{CacheError, QueryCache};
@@ -164,6 +164,10 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Failed queries of a key that its waiters wait for, one after the other, before each runs
+/// its own.
+const MAX_HANDOVERS: u32 = 2;
+
 /// The time between two looks for another process's result, while it holds the lease.
 const LEASE_POLL: Duration = Duration::from_millis(10);
 
@@ -202,7 +206,7 @@ impl QueryCache {
             Counters::bump(&counters.misses);
             return Found::Missing(Miss { leader: None, gens, epoch });
         }
-        let mut first_ticket = None;
+        let (mut first_ticket, mut failures) = (None, 0);
         loop {
             let (role, ticket) = self.inner().flights.join(target.key());
             let first_ticket = *first_ticket.get_or_insert(ticket);
@@ -214,7 +218,20 @@ impl QueryCache {
                     // invalidation that had returned by then. (Not a leader that came
                     // earlier with other counters, nor one whose counters this caller could
                     // not compare, having failed to read its own.)
-                    let Some((bytes, leader_ticket)) = flight::wait(rx).await else { continue };
+                    let (bytes, leader_ticket) = match flight::wait(rx).await {
+                        Shared::Done(bytes, ticket) => (bytes, ticket),
+                        Shared::Abandoned => continue,
+                        // One waiter runs a failed query again; if that fails too, each caller
+                        // runs its own rather than wait for as many failures as callers.
+                        Shared::Failed => {
+                            failures += 1;
+                            if failures < MAX_HANDOVERS {
+                                continue;
+                            }
+                            Counters::bump(&counters.misses);
+                            return Found::Missing(Miss { leader: None, gens, epoch });
+                        }
+                    };
                     if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
                         && (gens == Some(meta.gens) || leader_ticket > first_ticket)
                     {

@@ -107,6 +107,19 @@ async fn a_failed_leader_hands_over_to_exactly_one_waiter() {
     assert_eq!(cache.in_flight(), 0);
 }
 
+/// A query that keeps failing is retried by one waiter; when that fails too, the others run
+/// it each for itself, rather than one after another (the last of N waiting N failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_do_not_queue_behind_repeated_failures() {
+    let (pool, cache, probe) = (pg().await, redis_cache("failing").await, Arc::new(Probe::default()));
+    probe.fail.store(true, SeqCst);
+    let results = concurrently(8, (&pool, &cache, &probe), (0.2, false, 4)).await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    assert_eq!(probe.calls(), 8, "each caller saw its own failure");
+    assert!(probe.max_running.load(SeqCst) > 1, "after two failures in turn, they ran side by side");
+    assert_eq!(cache.in_flight(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_leader_does_not_strand_its_waiters() {
     let (pool, cache, probe) = (pg().await, redis_cache("cancelled").await, Arc::new(Probe::default()));
