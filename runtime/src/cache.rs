@@ -24,6 +24,9 @@ use crate::store::memory::MemoryStore;
 use crate::store::redis::keyspace;
 use crate::warn::WarnLimiter;
 
+/// How long the check of Redis's eviction policy may take (connecting included).
+const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
+
 /// A cache of query results, in Redis or in this process. Cheap to clone (an `Arc`).
 ///
 /// Make one with [`QueryCache::builder`] (or [`QueryCache::in_memory`]), then either
@@ -124,7 +127,38 @@ impl QueryCache {
         if cache.inner.local.is_some() {
             cache.spawn_heartbeat();
         }
+        if matches!(cache.inner.store, Store::Redis(_)) {
+            cache.spawn_eviction_check();
+        }
         cache
+    }
+
+    /// Warns once if Redis may evict keys (`maxmemory` set, a policy other than
+    /// `noeviction`): an evicted invalidation counter lets entries computed before its first
+    /// increment be served again (README, "Invalidation"). Quietly nothing when Redis does not
+    /// answer or does not allow `CONFIG GET`.
+    fn spawn_eviction_check(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let Some(inner) = weak.upgrade() else { return };
+            let Store::Redis(store) = &inner.store else { return };
+            let policy = tokio::time::timeout(EVICTION_CHECK_WITHIN, store.eviction_policy()).await;
+            match policy {
+                Ok(Ok(Some(policy))) => tracing::warn!(
+                    backend = %store.describe(),
+                    policy,
+                    "cached_query: Redis may evict keys at its maxmemory; an evicted invalidation \
+                     counter can let an entry computed before its first increment be served again \
+                     (give Redis the memory its entries need, or use maxmemory-policy noeviction)"
+                ),
+                Ok(Ok(None)) => {
+                    tracing::debug!(backend = %store.describe(), "cached_query: Redis evicts no keys")
+                }
+                _ => {
+                    tracing::debug!(backend = %store.describe(), "cached_query: Redis's eviction policy unknown")
+                }
+            }
+        });
     }
 
     /// Checks the local tier's subscription every `HEARTBEAT_EVERY` (see `local`), for as long

@@ -253,6 +253,16 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Redis's eviction policy, if it may evict keys: `maxmemory` set and a policy other than
+    /// `noeviction` (on a cluster, as the node asked says).
+    pub async fn eviction_policy(&self) -> Result<Option<String>, CacheError> {
+        let mut conn = self.conn();
+        let config: std::collections::HashMap<String, String> =
+            redis::cmd("CONFIG").arg("GET").arg("maxmemory*").query_async(&mut conn).await?;
+        let limited = config.get("maxmemory").is_some_and(|max| max != "0");
+        Ok(config.get("maxmemory-policy").filter(|policy| limited && *policy != "noeviction").cloned())
+    }
+
     /// Whether the node holding `key` answers (`EXISTS`: on a cluster, `PING` would go to
     /// every master, and fail while any one of them is down).
     pub async fn ping(&self, key: &str) -> Result<(), CacheError> {
