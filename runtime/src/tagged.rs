@@ -140,6 +140,16 @@ impl<'a, S: Sink> Encoder<'a, S> {
     }
 }
 
+/// The serializers of values of a fixed size: the tag, then the bytes (little-endian).
+macro_rules! fixed {
+    ($($method:ident($ty:ty) => $tag:ident, |$v:ident| $bytes:expr;)*) => {$(
+        fn $method(self, $v: $ty) -> Result<(), Error> {
+            self.tagged(tag::$tag, &$bytes);
+            Ok(())
+        }
+    )*};
+}
+
 impl<'a, 'b, S: Sink> ser::Serializer for &'b mut Encoder<'a, S> {
     type Ok = ();
     type Error = Error;
@@ -155,62 +165,23 @@ impl<'a, 'b, S: Sink> ser::Serializer for &'b mut Encoder<'a, S> {
         false
     }
 
-    fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.tagged(tag::BOOL, &[u8::from(v)]);
-        Ok(())
+    fixed! {
+        serialize_bool(bool) => BOOL, |v| [u8::from(v)];
+        serialize_i8(i8) => I8, |v| v.to_le_bytes();
+        serialize_i16(i16) => I16, |v| v.to_le_bytes();
+        serialize_i32(i32) => I32, |v| v.to_le_bytes();
+        serialize_i64(i64) => I64, |v| v.to_le_bytes();
+        serialize_i128(i128) => I128, |v| v.to_le_bytes();
+        serialize_u8(u8) => U8, |v| [v];
+        serialize_u16(u16) => U16, |v| v.to_le_bytes();
+        serialize_u32(u32) => U32, |v| v.to_le_bytes();
+        serialize_u64(u64) => U64, |v| v.to_le_bytes();
+        serialize_u128(u128) => U128, |v| v.to_le_bytes();
+        serialize_f32(f32) => F32, |v| v.to_bits().to_le_bytes();
+        serialize_f64(f64) => F64, |v| v.to_bits().to_le_bytes();
+        serialize_char(char) => CHAR, |v| u32::from(v).to_le_bytes();
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.tagged(tag::I8, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.tagged(tag::I16, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.tagged(tag::I32, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.tagged(tag::I64, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        self.tagged(tag::I128, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.tagged(tag::U8, &[v]);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.tagged(tag::U16, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.tagged(tag::U32, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.tagged(tag::U64, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        self.tagged(tag::U128, &v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Error> {
-        self.tagged(tag::F32, &v.to_bits().to_le_bytes());
-        Ok(())
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Error> {
-        self.tagged(tag::F64, &v.to_bits().to_le_bytes());
-        Ok(())
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.tagged(tag::CHAR, &u32::from(v).to_le_bytes());
-        Ok(())
-    }
+
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         self.sink.put(&[tag::STR]);
         self.text(v.as_bytes());

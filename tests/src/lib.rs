@@ -10,6 +10,7 @@ use cached_query::{QueryCache, cached_query};
 use sqlx::PgPool;
 
 pub mod cluster;
+pub mod logs;
 pub mod matrix;
 pub mod proxy;
 

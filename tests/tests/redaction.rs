@@ -1,9 +1,8 @@
 //! A Redis URL with a password: no log line, `Debug` or error shows it. (A test binary of its
 //! own: it installs the global `tracing` subscriber that captures the logs.)
 
-use std::sync::{Arc, Mutex};
-
 use cached_query::{QueryCache, cached_query};
+use cached_query_tests::logs::Logs;
 use cached_query_tests::{RedisServer, pg, unique_prefix};
 use sqlx::PgPool;
 
@@ -16,27 +15,9 @@ async fn cache_at(url: &str, test: &str) -> QueryCache {
     QueryCache::builder().redis_url(url).prefix(unique_prefix(test)).build().await.unwrap()
 }
 
-/// Collects what `tracing` logs, to search it.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_password_appears_in_no_log_debug_or_error() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Logs::capture(tracing::Level::INFO);
 
     let (pool, mut redis) = (pg().await, RedisServer::start_with_password("hunter2secret"));
     let cache = cache_at(&redis.url(), "password").await;
@@ -51,7 +32,7 @@ async fn the_password_appears_in_no_log_debug_or_error() {
     let wrong = format!("redis://:hunter2secret@127.0.0.1:{}/not-a-db", redis.port);
     let bad = QueryCache::builder().redis_url(wrong).build().await.unwrap_err();
     let shown = format!("{cache:?} {err} {err:?} {bad} {bad:?}");
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(logged.contains("cached_query"), "something was logged: {logged}");
     assert!(!shown.contains("hunter2secret"), "{shown}");
     assert!(!logged.contains("hunter2secret"), "{logged}");
