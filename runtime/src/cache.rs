@@ -24,6 +24,9 @@ use crate::store::memory::MemoryStore;
 use crate::store::redis::keyspace;
 use crate::warn::WarnLimiter;
 
+/// Queued invalidation counters delivered per round trip.
+const DELIVER_AT_ONCE: usize = 100;
+
 /// How long the check of Redis's eviction policy may take (connecting included).
 const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
 
@@ -347,28 +350,36 @@ impl QueryCache {
         result
     }
 
-    /// Delivers the queued invalidations; `true` if those queued when it began were delivered
-    /// (others may have been queued meanwhile). Lookups go through the
+    /// Delivers the queued invalidations, `DELIVER_AT_ONCE` counters per round trip (each
+    /// within the timeout: the queue can hold 10,000); `true` if those queued when it began
+    /// were delivered (others may have been queued meanwhile). Lookups go through the
     /// breaker (`bounded`: a failure counts towards opening it, and an open breaker fails at
     /// once); the breaker's own probe, which must get through while it is open, does not.
     pub(crate) async fn deliver_pending(&self, through_breaker: bool) -> bool {
-        let pending = self.inner.health.pending();
-        if pending.counters.is_empty() {
-            return true;
-        }
-        let message = self.invalidation_message(&pending.counters);
-        let bump = self.announced_bump(&pending.counters, &message);
-        let delivered = if through_breaker {
-            self.bounded(bump).await.is_ok()
-        } else {
-            matches!(tokio::time::timeout(self.inner.settings.timeout, bump).await, Ok(Ok(())))
-        };
-        if delivered {
-            self.inner.health.delivered(&pending);
+        // One delivery at a time: every lookup that finds the queue non-empty would send it.
+        // The others are not served meanwhile.
+        let Some(_delivering) = self.inner.health.delivering() else { return false };
+        let health = &self.inner.health;
+        let since = health.queued();
+        loop {
+            let pending = health.pending(DELIVER_AT_ONCE, since);
+            if pending.counters.is_empty() {
+                return true;
+            }
+            let message = self.invalidation_message(&pending.counters);
+            let bump = self.announced_bump(&pending.counters, &message);
+            let delivered = if through_breaker {
+                self.bounded(bump).await.is_ok()
+            } else {
+                matches!(tokio::time::timeout(self.inner.settings.timeout, bump).await, Ok(Ok(())))
+            };
+            if !delivered {
+                return false;
+            }
+            health.delivered(&pending);
             Counters::bump(&self.inner.counters.invalidations);
             tracing::info!(counters = pending.counters.len(), "cached_query: queued invalidations delivered");
         }
-        delivered
     }
 
     fn tag_key(&self, tag: &str) -> String {

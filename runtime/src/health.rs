@@ -62,11 +62,22 @@ pub(crate) struct Pending {
     upto: u64,
 }
 
+/// A delivery of the queue under way; the next may start when this is dropped.
+pub(crate) struct Delivering<'a>(&'a AtomicBool);
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, SeqCst);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Health {
     failures: Streak,
     open: AtomicBool,
     pending: Mutex<Queue>,
+    /// Set while the queue is being delivered.
+    delivering: AtomicBool,
     has_pending: AtomicBool,
 }
 
@@ -109,10 +120,28 @@ impl Health {
         self.has_pending.load(SeqCst)
     }
 
-    /// The queued counters, to deliver.
-    pub fn pending(&self) -> Pending {
+    /// The right to deliver the queue, unless a delivery is under way.
+    pub fn delivering(&self) -> Option<Delivering<'_>> {
+        // Lazily: a guard made and dropped on the way out would clear the flag it lost to.
+        (!self.delivering.swap(true, SeqCst)).then(|| Delivering(&self.delivering))
+    }
+
+    /// How many times counters were queued so far (see [`pending`](Self::pending)).
+    pub fn queued(&self) -> u64 {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).queued
+    }
+
+    /// Up to `at_most` of the counters queued, last, no later than the `since`-th queueing
+    /// (`u64::MAX`: all), to deliver.
+    pub fn pending(&self, at_most: usize, since: u64) -> Pending {
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        Pending { counters: pending.counters.keys().cloned().collect(), upto: pending.queued }
+        let counters = pending
+            .counters
+            .iter()
+            .filter(|(_, queued)| **queued <= since)
+            .take(at_most)
+            .map(|(k, _)| k.clone());
+        Pending { counters: counters.collect(), upto: pending.queued }
     }
 
     /// Forgets counters that were delivered, unless they were queued again since.
@@ -150,12 +179,38 @@ mod tests {
         health.queue(&["a".into(), "b".into()], "ns");
         assert!(health.has_pending());
         health.delivered(&Pending { counters: vec!["a".into()], upto: 1 });
-        assert_eq!(health.pending().counters, ["b"]);
+        assert_eq!(health.pending(usize::MAX, u64::MAX).counters, ["b"]);
         let many: Vec<String> = (0..=MAX_PENDING).map(|i| i.to_string()).collect();
         health.queue(&many, "ns");
-        assert_eq!(health.pending().counters, ["ns"]);
-        health.delivered(&health.pending());
+        assert_eq!(health.pending(usize::MAX, u64::MAX).counters, ["ns"]);
+        health.delivered(&health.pending(usize::MAX, u64::MAX));
         assert!(!health.has_pending());
+    }
+
+    #[test]
+    fn one_delivery_at_a_time() {
+        let health = Health::default();
+        let first = health.delivering();
+        assert!(first.is_some());
+        assert!(health.delivering().is_none(), "a second waits");
+        assert!(health.delivering().is_none(), "and a third: the second did not clear it");
+        drop(first);
+        assert!(health.delivering().is_some());
+    }
+
+    #[test]
+    fn the_queue_is_delivered_in_parts_up_to_what_was_queued_when_it_began() {
+        let health = Health::default();
+        for n in 0..5 {
+            health.queue(&[format!("k{n}")], "ns");
+        }
+        let since = health.queued();
+        health.queue(&["later".into()], "ns");
+        let first = health.pending(3, since);
+        assert_eq!(first.counters, ["k0", "k1", "k2"]);
+        health.delivered(&first);
+        assert_eq!(health.pending(3, since).counters, ["k3", "k4"], "not the later one");
+        assert_eq!(health.pending(usize::MAX, u64::MAX).counters, ["k3", "k4", "later"]);
     }
 
     /// An invalidation that fails (and is queued) while the same counter's earlier one is
@@ -165,12 +220,12 @@ mod tests {
     fn a_counter_queued_again_during_its_delivery_stays_queued() {
         let health = Health::default();
         health.queue(&["k".into()], "ns");
-        let delivering = health.pending();
+        let delivering = health.pending(usize::MAX, u64::MAX);
         health.queue(&["k".into()], "ns");
         health.delivered(&delivering);
         assert!(health.has_pending());
-        assert_eq!(health.pending().counters, ["k"]);
-        health.delivered(&health.pending());
+        assert_eq!(health.pending(usize::MAX, u64::MAX).counters, ["k"]);
+        health.delivered(&health.pending(usize::MAX, u64::MAX));
         assert!(!health.has_pending());
     }
 }

@@ -309,6 +309,45 @@ async fn redis_out_of_memory() {
     tally.row("Redis answers errors (OOM on every write)", "8 × 50", "maxmemory 1, noeviction");
 }
 
+/// Invalidations queued while Redis refused writes (OOM: it answers, so the breaker stays
+/// closed) are delivered once, not once by every lookup that finds them queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_invalidations_are_delivered_once_not_by_every_lookup() {
+    let (pool, redis) = (pg().await, RedisServer::start());
+    let cache = cache_at(&redis.url(), "one_delivery").await;
+    let mut conn = redis_conn(&redis.url()).await;
+    let config = |name: &str, value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+    config("maxmemory-policy", "noeviction").exec_async(&mut conn).await.unwrap();
+    config("maxmemory", "1").exec_async(&mut conn).await.unwrap();
+    for n in 0..500 {
+        assert!(cache.invalidate_tags([format!("tag{n}")]).await.is_err(), "OOM");
+    }
+    assert_eq!(cache.stats().invalidations_queued, 500);
+    config("maxmemory", "0").exec_async(&mut conn).await.unwrap();
+    redis::cmd("CONFIG").arg("RESETSTAT").exec_async(&mut conn).await.unwrap();
+    let lookups: Vec<_> = (0..50)
+        .map(|n| {
+            let (cache, pool) = (cache.clone(), pool.clone());
+            tokio::spawn(async move { triple(&cache, &pool, n).await.unwrap() == n * 3 })
+        })
+        .collect();
+    for lookup in lookups {
+        assert!(lookup.await.unwrap());
+    }
+    until_hits_grow(&cache, &pool, 0).await; // served again: the queue was delivered
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    let increments: u64 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_incrby:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap());
+    assert!(
+        (500..=1000).contains(&increments),
+        "{increments} increments for 500 queued counters: {:?}",
+        cache.stats()
+    );
+}
+
 mod other {
     //! Another version of the function, and another function, writing under the same names.
     use super::*;
