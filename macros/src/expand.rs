@@ -358,21 +358,13 @@ impl Gen<'_> {
             |tokens: TokenStream| dropped.iter().any(|d| mentions(tokens.clone(), param_ident(d)));
         // A kept parameter keeps its bounds but those that name a dropped one
         // (`T: Serialize + Encode<'c, E::Database>` keeps `T: Serialize`, all the key needs).
-        let keep_bounds = |bounds: &mut Punctuated<TypeParamBound, Token![+]>| {
-            *bounds =
-                std::mem::take(bounds).into_iter().filter(|b| !names_dropped(b.to_token_stream())).collect();
-        };
+        let keep_bounds = |bounds: &mut Punctuated<TypeParamBound, Token![+]>| retain(bounds, &names_dropped);
         generics.params = kept
             .into_iter()
             .map(|mut param| {
                 match &mut param {
                     GenericParam::Type(t) => keep_bounds(&mut t.bounds),
-                    GenericParam::Lifetime(l) => {
-                        l.bounds = std::mem::take(&mut l.bounds)
-                            .into_iter()
-                            .filter(|b| !names_dropped(b.to_token_stream()))
-                            .collect();
-                    }
+                    GenericParam::Lifetime(l) => retain(&mut l.bounds, &names_dropped),
                     GenericParam::Const(_) => {}
                 }
                 param
@@ -394,6 +386,11 @@ impl Gen<'_> {
         }
         generics
     }
+}
+
+/// `items` without those whose tokens `drop` says to leave out.
+fn retain<T: ToTokens, P: Default>(items: &mut Punctuated<T, P>, drop: &impl Fn(TokenStream) -> bool) {
+    *items = std::mem::take(items).into_iter().filter(|item| !drop(item.to_token_stream())).collect();
 }
 
 fn param_ident(param: &GenericParam) -> &syn::Ident {

@@ -22,6 +22,7 @@ pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
 }
 
+#[cfg(test)]
 impl Sink for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
