@@ -2,7 +2,7 @@
 //! spans.
 
 use proc_macro2::TokenStream;
-use syn::parse::{ParseStream, Parser};
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
@@ -133,8 +133,7 @@ impl CachedQueryArgs {
             "skip" => {
                 let content;
                 syn::parenthesized!(content in meta.input);
-                let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
-                self.skip.extend(names);
+                self.skip.extend(list::<Ident>(&content)?);
             }
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "stale" => {
@@ -176,7 +175,7 @@ impl CachedQueryArgs {
                 let value = meta.value()?;
                 let content;
                 syn::bracketed!(content in value);
-                self.tags.extend(Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?);
+                self.tags.extend(list::<LitStr>(&content)?);
             }
             "none_ttl" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
@@ -200,6 +199,15 @@ impl CachedQueryArgs {
         }
         Ok(())
     }
+}
+
+/// A comma-separated list filling `content` (the inside of `skip(...)` or `tags = [...]`).
+/// On a mistake the rest of the list is dropped: syn would report it once more, as an
+/// unexpected token.
+fn list<T: Parse>(content: ParseStream) -> syn::Result<Punctuated<T, Token![,]>> {
+    Punctuated::parse_terminated(content).inspect_err(|_| {
+        let _ = content.parse::<TokenStream>();
+    })
 }
 
 fn unknown(path: &Path, keys: &[&str]) -> syn::Error {

@@ -218,7 +218,8 @@ impl Gen<'_> {
 
     /// The body of a function that refreshes in the background: a `'static` future that owns
     /// a copy of each shared-reference parameter (`ToOwned`) and re-borrows it under the
-    /// parameter's name, so that the user's block reads exactly as written.
+    /// parameter's name, so that the user's block reads exactly as written. A `&'static`
+    /// parameter is moved in as it is (a copy could not be borrowed for `'static`).
     fn owned_body(&self, block: &syn::Block) -> TokenStream {
         let borrowed: Vec<_> = self
             .func
@@ -227,20 +228,26 @@ impl Gen<'_> {
             .iter()
             .filter_map(|input| match input {
                 FnArg::Typed(arg) => match (&*arg.pat, &*arg.ty) {
-                    (Pat::Ident(pat), Type::Reference(r)) => Some((pat, &r.elem, &arg.ty)),
+                    (Pat::Ident(pat), Type::Reference(r))
+                        if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") =>
+                    {
+                        Some((pat, &r.elem))
+                    }
                     _ => None,
                 },
                 FnArg::Receiver(_) => None,
             })
             .collect();
-        let owned = borrowed.iter().map(|(pat, elem, _)| {
+        let owned = borrowed.iter().map(|(pat, elem)| {
             let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
             quote!(let #copy = <#elem as ::std::borrow::ToOwned>::to_owned(#ident);)
         });
-        let reborrow = borrowed.iter().map(|(pat, _, ty)| {
+        let reborrow = borrowed.iter().map(|(pat, elem)| {
             let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
-            // Unused when only the key or the `cache` expression needed it.
-            quote!(#[allow(unused_variables)] let #ident: #ty = ::core::borrow::Borrow::borrow(&#copy);)
+            // `&T`, not the parameter's `&'a T`: the copy is borrowed for as long as the body
+            // runs, not for the caller's `'a`. Unused when only the key or the `cache`
+            // expression needed it.
+            quote!(#[allow(unused_variables)] let #ident: &#elem = ::core::borrow::Borrow::borrow(&#copy);)
         });
         quote! {{
             #(#owned)*

@@ -106,7 +106,8 @@ pub use sqlx;
 ///
 /// Concurrent callers of one key in a process always share one lookup and one query
 /// (single-flight). With `stale` or `early`, the query may run in the background after the
-/// caller has its answer: shared-reference parameters are then copied (`ToOwned`) for it, and
+/// caller has its answer: shared-reference parameters are then copied (`ToOwned`) for it
+/// (`&'static` ones are moved in as they are), and
 /// `self` receivers, `&mut` and `impl Trait` parameters are compile errors.
 ///
 /// The key is built from every parameter except `self`, `skip`ped ones and sqlx executors

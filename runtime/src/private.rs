@@ -139,23 +139,26 @@ impl Spec {
     }
 }
 
-/// The cache a call uses: the one given by `cache = ...`, or the installed default.
-pub enum Handle<'a> {
-    Given(&'a QueryCache),
+/// The cache a call uses: the one given by `cache = ...`, or the installed default. It holds
+/// a clone of the cache (a reference count), not the borrow: the `cache = ...` expression
+/// may borrow from a parameter that the body then takes by value (`&state.cache`, `state`
+/// moved into the body).
+pub enum Handle {
+    Given(QueryCache),
     Installed(Option<QueryCache>),
     /// No cache on purpose (a read inside a transaction).
     Bypass,
 }
 
-impl<'a> Handle<'a> {
+impl Handle {
     /// No cache for this call, whichever was configured (evaluated all the same, so that the
     /// `cache = ...` expression's variables count as used).
     pub fn bypassed(self) -> Self {
         Handle::Bypass
     }
 
-    pub fn given(cache: &'a QueryCache) -> Self {
-        Handle::Given(cache)
+    pub fn given(cache: &QueryCache) -> Self {
+        Handle::Given(cache.clone())
     }
 
     pub fn installed() -> Self {
@@ -173,7 +176,7 @@ impl<'a> Handle<'a> {
 
 /// After a `#[cache_invalidate]` write: invalidates `tags` if it succeeded. A failure is
 /// counted and logged by the cache; the write's own result stands.
-pub async fn invalidate_tags(handle: Handle<'_>, succeeded: bool, tags: &[String]) {
+pub async fn invalidate_tags(handle: Handle, succeeded: bool, tags: &[String]) {
     match handle.get() {
         Some(cache) if succeeded => {
             let _ = cache.invalidate_tags(tags).await;
@@ -183,9 +186,9 @@ pub async fn invalidate_tags(handle: Handle<'_>, succeeded: bool, tags: &[String
 }
 
 /// One call of a cached function: its spec, its cache and its key.
-pub struct Call<'a> {
+pub struct Call {
     spec: &'static Spec,
-    handle: Handle<'a>,
+    handle: Handle,
     /// Hashes the key arguments while they are added; `None` without a cache, or once an
     /// argument failed to serialize.
     hasher: Option<KeyHasher>,
@@ -194,9 +197,9 @@ pub struct Call<'a> {
     target: Option<Target>,
 }
 
-impl<'a> Call<'a> {
+impl Call {
     /// Starts a call; the key parameters follow with [`key`](Call::key).
-    pub fn new(spec: &'static Spec, handle: Handle<'a>) -> Self {
+    pub fn new(spec: &'static Spec, handle: Handle) -> Self {
         if matches!(handle, Handle::Installed(None)) {
             warn_not_installed(spec);
         }
