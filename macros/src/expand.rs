@@ -11,7 +11,7 @@ use syn::{
 };
 
 use crate::attr::{self, CachedQueryArgs, push};
-use crate::params::{Param, check_refreshable, has_transaction, mentions, params};
+use crate::params::{Param, check_refreshable, has_transaction, mentions, named_executors, params};
 use crate::tags;
 
 /// Entry point: on any error the original item is emitted unchanged next to the errors, so
@@ -204,10 +204,18 @@ impl Gen<'_> {
                 quote_spanned!(ret.span()=> __cq_call.run_refreshable(__cq_adapter, __cq_copier, #body).await)
             }
         };
+        // A warning on a parameter left out of the key for its type's name whose type is
+        // `Serialize` (no executor is): likely a value of the user's own type of that name.
+        let checks = named_executors(sig, &self.args.skip).into_iter().map(|ident| {
+            quote_spanned! {ident.span()=>
+                { use #p::executor_check::*; (&#p::executor_probe(&#ident)).__cq_executor(); }
+            }
+        });
         quote! {
             #(#outer)*
             #vis #sig {
                 #(#inner)*
+                #(#checks)*
                 #call
                 let __cq_adapter = #adapter;
                 let __cq_copier = #copier;

@@ -88,12 +88,19 @@ pub fn has_transaction(sig: &Signature) -> bool {
 }
 
 fn last_segment(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Reference(r) => last_segment(&r.elem),
-        Type::Paren(p) => last_segment(&p.elem),
-        Type::Group(g) => last_segment(&g.elem),
+    match unwrapped(ty) {
         Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
         _ => None,
+    }
+}
+
+/// The type behind any `&`/`&mut`, parentheses and invisible groups.
+fn unwrapped(ty: &Type) -> &Type {
+    match ty {
+        Type::Reference(r) => unwrapped(&r.elem),
+        Type::Paren(p) => unwrapped(&p.elem),
+        Type::Group(g) => unwrapped(&g.elem),
+        ty => ty,
     }
 }
 
@@ -150,19 +157,37 @@ fn is_executor_bound(bound: &TypeParamBound) -> bool {
 }
 
 fn is_executor(ty: &Type, executor_generics: &[&Ident]) -> bool {
-    match ty {
-        Type::Reference(r) => is_executor(&r.elem, executor_generics),
-        Type::Paren(p) => is_executor(&p.elem, executor_generics),
-        Type::Group(g) => is_executor(&g.elem, executor_generics),
+    match unwrapped(ty) {
         Type::ImplTrait(i) => i.bounds.iter().any(is_executor_bound),
         Type::Path(p) if p.qself.is_none() => {
-            if p.path.get_ident().is_some_and(|i| executor_generics.contains(&i)) {
-                return true;
-            }
-            p.path.segments.last().is_some_and(|s| EXECUTOR_TYPES.contains(&s.ident.to_string().as_str()))
+            p.path.get_ident().is_some_and(|i| executor_generics.contains(&i)) || has_executor_name(ty)
         }
         _ => false,
     }
+}
+
+/// Whether the type's last path segment, behind any `&`/`&mut`, is one of `EXECUTOR_TYPES`.
+fn has_executor_name(ty: &Type) -> bool {
+    matches!(unwrapped(ty), Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|s| EXECUTOR_TYPES.contains(&s.ident.to_string().as_str())))
+}
+
+/// The parameters left out of the key as executors for their type's name alone, unless
+/// `skip`ped: the generated code checks that their types are not `Serialize`, as no executor
+/// is (see `__private::executor_check`).
+pub fn named_executors<'a>(sig: &'a Signature, skip: &[Ident]) -> Vec<&'a Ident> {
+    sig.inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(arg) => match &*arg.pat {
+                Pat::Ident(pat) if has_executor_name(&arg.ty) && !skip.contains(&pat.ident) => {
+                    Some(&pat.ident)
+                }
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
 }
 
 /// Whether `ident` appears anywhere in `tokens` (used to keep only the generics that the
@@ -194,6 +219,20 @@ mod tests {
         assert_eq!(keys("async fn f<'c, E: Executor<'c>>(e: E, id: i64)"), ["id"]);
         assert_eq!(keys("async fn f<A>(a: A, id: i64) where A: Acquire<'static>"), ["id"]);
         assert_eq!(keys("async fn f(&self, id: i64)"), ["id"]);
+    }
+
+    #[test]
+    fn only_executors_by_name_are_checked_and_not_when_skipped() {
+        let sig: Signature = syn::parse_str(
+            "async fn f<E: Executor<'static>>(e: E, x: impl Acquire<'static>, p: &Pool, c: &mut PgConnection, \
+             q: &<T as X>::Pool, id: i64)",
+        )
+        .unwrap();
+        let names = |skip: &[Ident]| -> Vec<String> {
+            named_executors(&sig, skip).iter().map(|ident| ident.to_string()).collect()
+        };
+        assert_eq!(names(&[]), ["p", "c"]);
+        assert_eq!(names(&[syn::parse_str("p").unwrap()]), ["c"]);
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod cache;
 mod codec;
 mod decoded;
 mod error;
+mod executor;
 mod flight;
 mod health;
 mod key;

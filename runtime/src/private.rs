@@ -11,6 +11,7 @@ use serde::Serialize;
 pub use crate::CacheError;
 use crate::QueryCache;
 pub use crate::decoded::{Copier, Probe, copy, probe};
+pub use crate::executor::{check as executor_check, probe as executor_probe};
 use crate::key::KeyHasher;
 use crate::lookup::{Found, Policy, Target};
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
