@@ -11,7 +11,9 @@ use syn::{
 };
 
 use crate::attr::{self, CachedQueryArgs, push};
-use crate::params::{Param, check_refreshable, has_transaction, mentions, named_executors, params};
+use crate::params::{
+    Lent, Param, check_refreshable, has_transaction, lent, mentions, named_executors, params,
+};
 use crate::tags;
 
 /// Entry point: on any error the original item is emitted unchanged next to the errors, so
@@ -204,13 +206,36 @@ impl Gen<'_> {
                 quote_spanned!(ret.span()=> __cq_call.run_refreshable(__cq_adapter, __cq_copier, #body).await)
             }
         };
-        // A warning on a parameter left out of the key for its type's name whose type is
-        // `Serialize` (no executor is): likely a value of the user's own type of that name.
-        let checks = named_executors(sig, &self.args.skip).into_iter().map(|ident| {
-            quote_spanned! {ident.span()=>
-                { use #p::executor_check::*; (&#p::executor_probe(&#ident)).__cq_executor(); }
+        // With a refresh, the body sees re-borrows of the copies (which keep the `mut`), not
+        // the parameters: a `mut` left on those would be an `unused_mut` warning.
+        let mut sig = sig.clone();
+        if self.args.refresh.is_some() {
+            for input in &mut sig.inputs {
+                if let FnArg::Typed(arg) = input
+                    && let Pat::Ident(pat) = &mut *arg.pat
+                    && lent(&arg.ty).is_some()
+                {
+                    pat.mutability = None;
+                }
             }
+        }
+        // Warnings on what the key leaves out although its type is `Serialize` (no executor or
+        // repository is): a parameter taken for an executor by its type's name, the receiver.
+        let probe = |span: proc_macro2::Span, value: TokenStream, check: &str| {
+            // The method's name carries the span: the warning is reported there.
+            let check = Ident::new(check, span);
+            quote_spanned! {span=>
+                { use #p::unkeyed_check::*; (&#p::unkeyed_probe(&#value)).#check(); }
+            }
+        };
+        let executors = named_executors(&sig, &self.args.skip)
+            .into_iter()
+            .map(|ident| probe(ident.span(), ident.to_token_stream(), "__cq_executor"));
+        let receiver = sig.receiver().map(|r| {
+            let token = r.self_token;
+            probe(token.span, quote!(#token), "__cq_receiver")
         });
+        let checks = executors.chain(receiver);
         quote! {
             #(#outer)*
             #vis #sig {
@@ -225,38 +250,41 @@ impl Gen<'_> {
     }
 
     /// The body of a function that refreshes in the background: a `'static` future that owns
-    /// a copy of each shared-reference parameter (`ToOwned`) and re-borrows it under the
-    /// parameter's name, so that the user's block reads exactly as written. A `&'static`
-    /// parameter is moved in as it is (a copy could not be borrowed for `'static`).
+    /// a copy of each shared-reference (or `Option<&T>`) parameter and re-borrows it under the
+    /// parameter's name, so that the user's block reads exactly as written (see `params::lent`).
+    /// A `&'static` parameter is moved in as it is (a copy could not be borrowed for `'static`).
     fn owned_body(&self, block: &syn::Block) -> TokenStream {
-        let borrowed: Vec<_> = self
-            .func
-            .sig
-            .inputs
-            .iter()
-            .filter_map(|input| match input {
-                FnArg::Typed(arg) => match (&*arg.pat, &*arg.ty) {
-                    (Pat::Ident(pat), Type::Reference(r))
-                        if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") =>
-                    {
-                        Some((pat, &r.elem))
-                    }
-                    _ => None,
-                },
-                FnArg::Receiver(_) => None,
-            })
-            .collect();
-        let owned = borrowed.iter().map(|(pat, elem)| {
-            let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
-            quote!(let #copy = <#elem as ::std::borrow::ToOwned>::to_owned(#ident);)
-        });
-        let reborrow = borrowed.iter().map(|(pat, elem)| {
-            let (ident, copy) = (&pat.ident, format_ident!("__cq_own_{}", pat.ident));
-            // `&T`, not the parameter's `&'a T`: the copy is borrowed for as long as the body
-            // runs, not for the caller's `'a`. Unused when only the key or the `cache`
-            // expression needed it.
-            quote!(#[allow(unused_variables)] let #ident: &#elem = ::core::borrow::Borrow::borrow(&#copy);)
-        });
+        let mut owned = Vec::new();
+        let mut reborrow = Vec::new();
+        for (index, input) in self.func.sig.inputs.iter().enumerate() {
+            let FnArg::Typed(arg) = input else { continue };
+            let Pat::Ident(pat) = &*arg.pat else { continue };
+            let (ident, mutability) = (&pat.ident, &pat.mutability);
+            // Named by position: `__cq_own__x` (from `_x`) would trip `non_snake_case`.
+            let copy = format_ident!("__cq_own_{}", index);
+            let span = arg.ty.span();
+            // Spanned at the type: a missing `Clone` (`ToOwned`) is reported on this parameter.
+            // Lent back as `&T`, not the parameter's `&'a T`: the copy is borrowed for as long
+            // as the body runs, not for the caller's `'a`. Unused when only the key or the
+            // `cache` expression needed it; keeps the binding's `mut`.
+            let allow = quote!(#[allow(unused_variables, unused_mut)]);
+            match lent(&arg.ty) {
+                Some(Lent::Ref(elem)) => {
+                    owned.push(quote_spanned!(span=>
+                        let #copy = <#elem as ::std::borrow::ToOwned>::to_owned(#ident);));
+                    reborrow.push(quote!(#allow
+                        let #mutability #ident: &#elem = ::core::borrow::Borrow::borrow(&#copy);));
+                }
+                Some(Lent::OptionRef(elem)) => {
+                    owned.push(quote_spanned!(span=>
+                        let #copy = ::core::option::Option::map(#ident, <#elem as ::std::borrow::ToOwned>::to_owned);));
+                    reborrow.push(quote!(#allow
+                        let #mutability #ident: ::core::option::Option<&#elem> =
+                            ::core::option::Option::map(::core::option::Option::as_ref(&#copy), ::core::borrow::Borrow::borrow);));
+                }
+                None => {}
+            }
+        }
         quote! {{
             #(#owned)*
             async move {

@@ -8,6 +8,7 @@ use syn::{ItemFn, ReturnType, Type};
 
 use crate::attr::{self, CachedQueryArgs, push};
 use crate::expand::{adapter, check_async, handle, private_path, split_attrs, tag_exprs, with_fn};
+use crate::params::{borrowed_transaction, contains_impl};
 
 /// Entry point (see `expand::with_fn` for the error behaviour).
 pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -25,6 +26,31 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             syn::Error::new_spanned(
                 &sig.ident,
                 "#[cache_invalidate] needs `tags = [...]`: what this write invalidates",
+            ),
+        );
+    }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && contains_impl(ty)
+    {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                ty,
+                "#[cache_invalidate] needs to name the return type to tell success (`Ok`) from \
+                 failure; it cannot be an `impl Trait` (return `Result<T, E>` from a function \
+                 that this handler calls, and put the attribute on that one)",
+            ),
+        );
+    }
+    if let Some(tx) = borrowed_transaction(sig) {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                tx,
+                "#[cache_invalidate] invalidates when the function returns, which for a borrowed \
+                 transaction is before its caller commits: a read in between would cache the old \
+                 value again. Commit first, then invalidate (`QueryCache::invalidate_tags`), or \
+                 take the transaction by value and commit it in this function",
             ),
         );
     }

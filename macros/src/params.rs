@@ -21,10 +21,22 @@ const EXECUTOR_TYPES: &[&str] = &[
     "MySqlConnection",
     "SqliteConnection",
     "AnyConnection",
+    // sqlx's aliases, re-exported at its root (`sqlx::PgTransaction<'c>` is
+    // `Transaction<'c, Postgres>`).
+    "PgTransaction",
+    "SqliteTransaction",
+    "MySqlTransaction",
 ];
 
+/// Transactions, under sqlx's own names: reads through them bypass the cache.
+const TRANSACTION_TYPES: &[&str] = &["Transaction", "PgTransaction", "SqliteTransaction", "MySqlTransaction"];
+
+/// Smart pointers looked through when telling executors (`Arc<PgPool>`, `&Arc<PgPool>`).
+const POINTERS: &[&str] = &["Arc", "Rc", "Box"];
+
 /// Traits whose implementors (`impl Trait`, or a generic bounded by them) are executors.
-const EXECUTOR_TRAITS: &[&str] = &["Executor", "Acquire"];
+const EXECUTOR_TRAITS: &[&str] =
+    &["Executor", "Acquire", "PgExecutor", "SqliteExecutor", "MySqlExecutor", "AnyExecutor"];
 
 /// A parameter the generated code refers to by name.
 pub struct Param<'a> {
@@ -82,9 +94,23 @@ pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> s
 /// Whether a parameter is a transaction (`&mut Transaction<'_, _>`): such reads bypass the
 /// cache, so that uncommitted data is never cached and the transaction reads its own writes.
 pub fn has_transaction(sig: &Signature) -> bool {
-    sig.inputs.iter().any(
-        |input| matches!(input, FnArg::Typed(arg) if last_segment(&arg.ty).as_deref() == Some("Transaction")),
-    )
+    sig.inputs.iter().any(|input| matches!(input, FnArg::Typed(arg) if is_transaction(&arg.ty)))
+}
+
+/// A `&mut` transaction parameter's type: the caller commits it after the function returns.
+pub fn borrowed_transaction(sig: &Signature) -> Option<&Type> {
+    sig.inputs.iter().find_map(|input| match input {
+        FnArg::Typed(arg) => match &*arg.ty {
+            Type::Reference(r) if r.mutability.is_some() && is_transaction(&r.elem) => Some(&*arg.ty),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    })
+}
+
+/// Whether the type, behind any `&`/`&mut`, has one of `TRANSACTION_TYPES`' names.
+fn is_transaction(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|name| TRANSACTION_TYPES.contains(&name.as_str()))
 }
 
 fn last_segment(ty: &Type) -> Option<String> {
@@ -106,25 +132,45 @@ fn unwrapped(ty: &Type) -> &Type {
 
 /// Functions with `stale` or `early` run their query in the background, after the caller got
 /// its answer: their query cannot borrow from the caller. Shared references (`&PgPool`,
-/// `&str`) are fine, the generated code runs the query on an owned copy; `self` receivers,
-/// `&mut` parameters and `impl Trait` parameters are not.
+/// `&str`) and `Option<&T>` are fine, the generated code runs the query on an owned copy;
+/// `self` receivers, `&mut` parameters, `impl Trait`, generic executors and other types that
+/// borrow (`(i64, &str)`, `Filter<'a>`, `&[&str]`) are not.
 pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
     let mut errors = None;
     let why = format!(
         "`{option}` refreshes entries in the background, after the caller has its answer, so the \
          query cannot borrow from the caller"
     );
+    let executors = executor_generics(sig);
+    let owned = "take an owned value or a shared reference (`&PgPool` is fine: it is cloned)";
     for input in &sig.inputs {
         let problem = match input {
-            FnArg::Receiver(_) => Some("a `self` receiver"),
+            FnArg::Receiver(_) => Some(("a `self` receiver", owned)),
             FnArg::Typed(arg) => match &*arg.ty {
-                Type::Reference(r) if r.mutability.is_some() => Some("a `&mut` parameter"),
-                Type::ImplTrait(_) => Some("an `impl Trait` parameter"),
+                Type::Reference(r) if r.mutability.is_some() => Some(("a `&mut` parameter", owned)),
+                Type::ImplTrait(_) => Some(("an `impl Trait` parameter", owned)),
+                Type::Path(p) if p.path.get_ident().is_some_and(|i| executors.contains(&i)) => {
+                    Some(("a generic executor (it borrows a pool or connection)", "take `&PgPool`"))
+                }
+                // `&'static T` is moved in as it is.
+                Type::Reference(r) if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") => None,
+                // `&T` is copied with `ToOwned`; `Option<&T>` too (see `lent`).
+                Type::Reference(r) if borrows(&r.elem) => Some((
+                    "a reference to a type that borrows (its copy would still borrow)",
+                    "take owned elements: `&[String]`, not `&[&str]`",
+                )),
+                Type::Reference(r) if contains_impl(&r.elem) => Some(("an `impl Trait` parameter", owned)),
+                Type::Reference(_) => None,
+                ty if lent(ty).is_some() => None,
+                ty if borrows(ty) => Some((
+                    "a parameter that borrows (a reference or a lifetime inside its type, such as \
+                     `(i64, &str)` or `Filter<'a>`)",
+                    "take an owned type (`(i64, String)`), or `Option<&T>`, which is copied",
+                )),
                 _ => None,
             },
         };
-        if let Some(problem) = problem {
-            let help = "take an owned value or a shared reference (`&PgPool` is fine: it is cloned)";
+        if let Some((problem, help)) = problem {
             crate::attr::push(
                 &mut errors,
                 syn::Error::new_spanned(input, format!("{why}: it cannot take {problem}; {help}")),
@@ -132,6 +178,82 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
         }
     }
     errors.map_or(Ok(()), Err)
+}
+
+/// How the body of a function that refreshes in the background gets a parameter that borrows
+/// from the caller: a copy it owns (`ToOwned`), lent back under the parameter's name.
+pub enum Lent<'a> {
+    /// `&T` (not `&'static`): a `T::Owned`, lent back as `&T`.
+    Ref(&'a Type),
+    /// `Option<&T>`: an `Option<T::Owned>`, lent back as `Option<&T>`.
+    OptionRef(&'a Type),
+}
+
+/// Whether (and how) a refreshing function's body gets a copy of a parameter of type `ty`;
+/// `None`: the parameter is moved in as it is.
+pub fn lent(ty: &Type) -> Option<Lent<'_>> {
+    match ty {
+        Type::Reference(r) if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") => {
+            Some(Lent::Ref(&r.elem))
+        }
+        ty => option_ref(ty).map(Lent::OptionRef),
+    }
+}
+
+/// `T` of `Option<&T>` (not `&'static`).
+fn option_ref(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(Type::Reference(r)))
+            if args.args.len() == 1
+                && r.mutability.is_none()
+                && r.lifetime.as_ref().is_none_or(|l| l.ident != "static")
+                && !borrows(&r.elem)
+                && !contains_impl(&r.elem) =>
+        {
+            Some(&r.elem)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a type, as written, borrows: a `&` or a lifetime other than `'static` anywhere.
+fn borrows(ty: &Type) -> bool {
+    // `&'static T` and `'static` do not borrow from the caller; any other `&` or lifetime does.
+    fn walk(tokens: TokenStream) -> bool {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        let is_static = |i: usize| {
+            matches!(tokens.get(i), Some(TokenTree::Punct(p)) if p.as_char() == '\'')
+                && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "static")
+        };
+        for (i, tt) in tokens.iter().enumerate() {
+            match tt {
+                TokenTree::Punct(p) if p.as_char() == '&' && !is_static(i + 1) => return true,
+                TokenTree::Punct(p) if p.as_char() == '\'' && !is_static(i) => return true,
+                TokenTree::Group(g) if walk(g.stream()) => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+    walk(ty.to_token_stream())
+}
+
+/// Whether an `impl Trait` appears anywhere in a type.
+pub fn contains_impl(ty: &Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tt| match tt {
+            TokenTree::Ident(i) => i == "impl",
+            TokenTree::Group(g) => walk(g.stream()),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream())
 }
 
 /// Generic type parameters bounded by an executor trait, in `<..>` or in the `where` clause.
@@ -160,9 +282,26 @@ fn is_executor(ty: &Type, executor_generics: &[&Ident]) -> bool {
     match unwrapped(ty) {
         Type::ImplTrait(i) => i.bounds.iter().any(is_executor_bound),
         Type::Path(p) if p.qself.is_none() => {
-            p.path.get_ident().is_some_and(|i| executor_generics.contains(&i)) || has_executor_name(ty)
+            p.path.get_ident().is_some_and(|i| executor_generics.contains(&i))
+                || pointee(p).is_some_and(|inner| is_executor(inner, executor_generics))
+                || has_executor_name(ty)
         }
         _ => false,
+    }
+}
+
+/// `T` of `Arc<T>`, `Rc<T>`, `Box<T>`.
+fn pointee(p: &syn::TypePath) -> Option<&Type> {
+    let last = p.path.segments.last()?;
+    if !POINTERS.contains(&last.ident.to_string().as_str()) {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -242,5 +381,31 @@ mod tests {
         let u: Ident = syn::parse_str("U").unwrap();
         assert!(mentions(quote::quote!(#ty), &t));
         assert!(!mentions(quote::quote!(#ty), &u));
+    }
+
+    #[test]
+    fn borrowing_types() {
+        let b = |s: &str| borrows(&syn::parse_str::<Type>(s).unwrap());
+        assert!(b("Option<&str>") && b("(i64, &str)") && b("Filter<'a>") && b("[&str]") && b("Filter<'_>"));
+        assert!(!b("Option<&'static str>") && !b("Vec<String>") && !b("Cow<'static, str>") && !b("i64"));
+        let o = |s: &str| option_ref(&syn::parse_str::<Type>(s).unwrap()).is_some();
+        assert!(
+            o("Option<&str>")
+                && o("Option<&'a [i64]>")
+                && !o("Option<&'static str>")
+                && !o("Option<&[&str]>")
+        );
+    }
+
+    #[test]
+    fn sqlx_names() {
+        assert_eq!(keys("async fn f(e: impl PgExecutor<'_>, id: i64)"), ["id"]);
+        assert_eq!(keys("async fn f<'c, E: sqlx::SqliteExecutor<'c>>(e: E, id: i64)"), ["id"]);
+        assert_eq!(keys("async fn f(tx: &mut PgTransaction<'_>, id: i64)"), ["id"]);
+        assert_eq!(keys("async fn f(p: &Arc<PgPool>, q: Arc<PgPool>, id: i64)"), ["id"]);
+        let sig: Signature = syn::parse_str("async fn f(tx: &mut sqlx::SqliteTransaction<'_>)").unwrap();
+        assert!(has_transaction(&sig) && borrowed_transaction(&sig).is_some());
+        let sig: Signature = syn::parse_str("async fn f(tx: Transaction<'static, Postgres>)").unwrap();
+        assert!(has_transaction(&sig) && borrowed_transaction(&sig).is_none());
     }
 }

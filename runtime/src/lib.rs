@@ -37,7 +37,6 @@ mod cache;
 mod codec;
 mod decoded;
 mod error;
-mod executor;
 mod flight;
 mod health;
 mod key;
@@ -49,6 +48,7 @@ mod shape;
 mod stats;
 mod store;
 mod tagged;
+mod unkeyed;
 mod warn;
 
 #[doc(hidden)]
@@ -102,19 +102,23 @@ pub use sqlx;
 /// - `invalidate = <bool>`: `false` generates no `<fn>_invalidate` (needed on a method of a
 ///   trait `impl`, which can hold only the trait's items).
 ///
-/// A function with a `&mut Transaction<'_, _>` parameter bypasses the cache: uncommitted data
-/// is never cached and the transaction reads its own writes. Invalidate after commit.
+/// A function with a `&mut Transaction<'_, _>` (or `&mut PgTransaction<'_>`, ...) parameter
+/// bypasses the cache: uncommitted data is never cached and the transaction reads its own
+/// writes. Invalidate after commit (`#[cache_invalidate]` on a function with a `&mut`
+/// transaction is a compile error).
 ///
 /// Concurrent callers of one key in a process always share one lookup and one query
 /// (single-flight). With `stale` or `early`, the query may run in the background after the
-/// caller has its answer: shared-reference parameters are then copied (`ToOwned`) for it
-/// (`&'static` ones are moved in as they are), and
-/// `self` receivers, `&mut` and `impl Trait` parameters are compile errors.
+/// caller has its answer: shared-reference and `Option<&T>` parameters are then copied
+/// (`ToOwned`) for it (`&'static` ones are moved in as they are), and `self` receivers,
+/// `&mut`, `impl Trait`, generic executors and other borrowing parameters are compile errors.
 ///
 /// The key is built from every parameter except `self`, `skip`ped ones and sqlx executors
 /// (`&PgPool`, `&Pool<_>`, `&mut PgConnection`, `&mut Transaction<'_, _>`,
-/// `impl Executor<'_>`, `impl Acquire<'_>`, a generic bounded by `Executor`/`Acquire`, ...).
-/// Key parameters must implement `serde::Serialize`.
+/// `impl Executor<'_>`, `impl PgExecutor<'_>`, `impl Acquire<'_>`, a generic bounded by one of
+/// those, ...). Key parameters must implement `serde::Serialize`. A parameter taken for an
+/// executor by its type's name, or a receiver, whose type is `Serialize` gets a warning: it is
+/// likely a value that the key needs.
 ///
 /// A `Result<T, E>` return caches only `Ok(T)`; any other return type is cached as it is.
 /// The cached value must be `Serialize + DeserializeOwned + Send + 'static`.

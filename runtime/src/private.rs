@@ -11,10 +11,10 @@ use serde::Serialize;
 pub use crate::CacheError;
 use crate::QueryCache;
 pub use crate::decoded::{Copier, Probe, copy, probe};
-pub use crate::executor::{check as executor_check, probe as executor_probe};
 use crate::key::KeyHasher;
 use crate::lookup::{Found, Policy, Target};
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
+pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 
 /// How a cached function is named in its keys.
 pub enum Name {
@@ -186,6 +186,18 @@ pub async fn invalidate_tags(handle: Handle, succeeded: bool, tags: &[String]) {
     }
 }
 
+/// What a key parameter must be: `Serialize` (said in the user's terms when it is not).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a key parameter of a cached function, and key parameters must implement `serde::Serialize`",
+    label = "part of the cache key, but not `Serialize`",
+    note = "every parameter but `self`, sqlx executors and those in `skip(...)` is part of the key; \
+            if this one does not tell results apart (application state, a tracing id, a pool behind \
+            an alias), add it to `skip(...)`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
 /// One call of a cached function: its spec, its cache and its key.
 pub struct Call {
     spec: &'static Spec,
@@ -221,7 +233,7 @@ impl Call {
 
     /// Adds a key argument. Generated with that parameter's span, so that a missing
     /// `Serialize` is reported on it.
-    pub fn key<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+    pub fn key<T: KeyArg + ?Sized>(mut self, value: &T) -> Self {
         if let (Some(hasher), Some(cache)) = (&mut self.hasher, self.handle.get())
             && let Err(err) = hasher.add(value)
         {

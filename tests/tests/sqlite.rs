@@ -77,3 +77,28 @@ async fn connections_none_results_and_invalidation() {
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.invalidations), (1, 3, 1));
 }
+
+#[cached_query(cache = cache, skip(cache))]
+async fn label_in(
+    cache: &QueryCache,
+    tx: &mut sqlx::SqliteTransaction<'_>,
+    id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT label FROM items WHERE id = ?").bind(id).fetch_optional(&mut **tx).await
+}
+
+/// sqlx's alias `SqliteTransaction<'_>` is a transaction like `Transaction<'_, Sqlite>`: reads
+/// through it bypass the cache, so a row that is rolled back is never served afterwards (it
+/// was, when the alias was taken for a key parameter and `skip`ped).
+#[tokio::test]
+async fn reads_in_a_transaction_under_sqlxs_alias_bypass_the_cache() {
+    let (pool, cache) = (db().await, QueryCache::in_memory(100));
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO items VALUES (9, 'uncommitted')").execute(&mut *tx).await.unwrap();
+    assert_eq!(label_in(&cache, &mut tx, 9).await.unwrap().as_deref(), Some("uncommitted"));
+    tx.rollback().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    assert_eq!(label_in(&cache, &mut tx, 9).await.unwrap(), None, "the rolled-back row is not served");
+    assert_eq!(cache.stats().writes, 0, "nothing read in a transaction is stored");
+}
