@@ -6,7 +6,10 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{Expr, FnArg, GenericParam, Ident, Pat, Signature, Type, TypeParamBound, WherePredicate};
+use syn::{
+    Expr, FnArg, GenericParam, Ident, Pat, Receiver, ReceiverKind, Signature, Type, TypeParamBound,
+    WherePredicate,
+};
 
 /// Type names (last path segment, behind any `&`/`&mut`) that are sqlx executors or pools.
 const EXECUTOR_TYPES: &[&str] = &[
@@ -133,8 +136,9 @@ fn unwrapped(ty: &Type) -> &Type {
 /// Functions with `stale` or `early` run their query in the background, after the caller got
 /// its answer: their query cannot borrow from the caller. Shared references (`&PgPool`,
 /// `&str`) and `Option<&T>` are fine, the generated code runs the query on an owned copy;
-/// `self` receivers, `&mut` parameters, `impl Trait`, generic executors and other types that
-/// borrow (`(i64, &str)`, `Filter<'a>`, `&[&str]`) are not.
+/// borrowed `self` receivers (`&self`; `self: Arc<Self>` is fine), `&mut` parameters,
+/// `impl Trait`, generic executors and other types that borrow (`(i64, &str)`, `Filter<'a>`,
+/// `&[&str]`) are not.
 pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
     let mut errors = None;
     let why = format!(
@@ -145,7 +149,11 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
     let owned = "take an owned value or a shared reference (`&PgPool` is fine: it is cloned)";
     for input in &sig.inputs {
         let problem = match input {
-            FnArg::Receiver(_) => Some(("a `self` receiver", owned)),
+            // An owned receiver (`self: Arc<Self>`) is moved into the refresh like any owned value.
+            FnArg::Receiver(r) if borrowed_receiver(r) => {
+                Some(("a borrowed `self` receiver", "take `self: Arc<Self>` (or an owned `self`)"))
+            }
+            FnArg::Receiver(_) => None,
             FnArg::Typed(arg) => match &*arg.ty {
                 Type::Reference(r) if r.mutability.is_some() => Some(("a `&mut` parameter", owned)),
                 Type::ImplTrait(_) => Some(("an `impl Trait` parameter", owned)),
@@ -178,6 +186,18 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
         }
     }
     errors.map_or(Ok(()), Err)
+}
+
+/// Whether a receiver borrows (`&self`, `self: &Arc<Self>`); `self` and `self: Arc<Self>` do not.
+fn borrowed_receiver(receiver: &Receiver) -> bool {
+    match &receiver.kind {
+        ReceiverKind::Value => false,
+        ReceiverKind::Typed(_, ty) => {
+            let ty: &Type = ty;
+            matches!(ty, Type::Reference(_))
+        }
+        _ => true,
+    }
 }
 
 /// How the body of a function that refreshes in the background gets a parameter that borrows

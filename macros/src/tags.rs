@@ -46,13 +46,27 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
                 }
                 let mut path = inner.split('.').map(str::trim);
                 let head = path.next().unwrap_or_default();
-                if !params.iter().any(|p| *p == head) {
-                    let known = params.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+                if head == "self" {
                     return Err(syn::Error::new_spanned(
                         template,
                         format!(
-                            "tag template: `{{{inner}}}` names no parameter of this function (they are: {known})"
+                            "tag template: `{{{inner}}}`: the receiver is not part of the cache key, so \
+                             entries cannot differ by it (those of every receiver would share one key); \
+                             take the value as a parameter (`tenant: i64`) and name that (`{{tenant}}`)"
                         ),
+                    ));
+                }
+                if !params.iter().any(|p| *p == head) {
+                    let known = match params {
+                        [] => "it has none".to_owned(),
+                        _ => format!(
+                            "they are: {}",
+                            params.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    return Err(syn::Error::new_spanned(
+                        template,
+                        format!("tag template: `{{{inner}}}` names no parameter of this function ({known})"),
                     ));
                 }
                 let head = ident(head, template)?;
@@ -118,6 +132,12 @@ mod tests {
         assert!(fmt("a}b", &[]).unwrap_err().contains("lone"));
         assert!(fmt("{id.1x}", &["id"]).unwrap_err().contains("not a field"));
         assert!(fmt("user:{id", &["id"]).unwrap_err().contains("not closed"));
+        assert!(fmt("user:{id}", &[]).unwrap_err().contains("(it has none)"));
+        assert!(
+            fmt("tenant:{self.tenant}", &["id"])
+                .unwrap_err()
+                .contains("receiver is not part of the cache key")
+        );
     }
 
     #[test]

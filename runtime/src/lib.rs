@@ -110,8 +110,9 @@ pub use sqlx;
 /// Concurrent callers of one key in a process always share one lookup and one query
 /// (single-flight). With `stale` or `early`, the query may run in the background after the
 /// caller has its answer: shared-reference and `Option<&T>` parameters are then copied
-/// (`ToOwned`) for it (`&'static` ones are moved in as they are), and `self` receivers,
-/// `&mut`, `impl Trait`, generic executors and other borrowing parameters are compile errors.
+/// (`ToOwned`) for it (`&'static` ones, and owned receivers like `self: Arc<Self>`, are moved
+/// in as they are), and `&self`, `&mut`, `impl Trait`, generic executors and other borrowing
+/// parameters are compile errors.
 ///
 /// The key is built from every parameter except `self`, `skip`ped ones and sqlx executors
 /// (`&PgPool`, `&Pool<_>`, `&mut PgConnection`, `&mut Transaction<'_, _>`,

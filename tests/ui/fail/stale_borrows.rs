@@ -1,4 +1,4 @@
-// `stale` refreshes in the background: no `self` receiver, `&mut` or `impl Trait` parameter.
+// `stale` refreshes in the background: no borrowed `self` receiver (`&self`), `&mut` or `impl Trait` parameter.
 use cached_query::cached_query;
 
 struct Repo;

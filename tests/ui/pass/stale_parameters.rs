@@ -1,6 +1,6 @@
 // Parameters of a function that refreshes in the background (`stale`, `early`), under
 // `#![deny(warnings)]`: an optional borrowed filter (`Option<&str>`, copied for the refresh),
-// a `_`-prefixed reference and a `mut` reference that the body reassigns.
+// a `_`-prefixed reference, a `mut` reference that the body reassigns, and an owned receiver.
 #![deny(warnings)]
 use cached_query::cached_query;
 use sqlx::PgPool;
@@ -21,12 +21,27 @@ pub async fn normalized(mut name: &str) -> String {
     name.to_lowercase()
 }
 
-pub async fn callers(pool: &PgPool) {
+pub struct Repo {
+    cache: cached_query::QueryCache,
+    pool: PgPool,
+}
+
+impl Repo {
+    // An owned receiver is moved into the refresh (a borrowed one is an error).
+    #[cached_query(ttl = 60, stale = 30, cache = &self.cache)]
+    pub async fn name(self: std::sync::Arc<Self>, id: i64) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT name FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await
+    }
+}
+
+pub async fn callers(pool: &PgPool, repo: std::sync::Arc<Repo>) {
     let _ = search(pool, Some("ada")).await;
     let _ = search(pool, None).await;
     let _ = search_invalidate(None).await;
     let _ = count("t", 1).await;
     let _ = normalized(" Ada ").await;
+    let _ = repo.name_invalidate(1).await;
+    let _ = repo.name(1).await;
 }
 
 fn main() {}
