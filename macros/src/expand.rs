@@ -221,20 +221,17 @@ impl Gen<'_> {
         }
         // Warnings on what the key leaves out although its type is `Serialize` (no executor or
         // repository is): a parameter taken for an executor by its type's name, the receiver.
-        let probe = |span: proc_macro2::Span, value: TokenStream, check: &str| {
+        let probe = |span: proc_macro2::Span, ty: TokenStream, check: &str| {
             // The method's name carries the span: the warning is reported there.
             let check = Ident::new(check, span);
             quote_spanned! {span=>
-                { use #p::unkeyed_check::*; (&#p::unkeyed_probe(&#value)).#check(); }
+                { use #p::unkeyed_check::*; (&#p::unkeyed_probe::<#ty>()).#check(); }
             }
         };
         let executors = named_executors(&sig, &self.args.skip)
             .into_iter()
-            .map(|ident| probe(ident.span(), ident.to_token_stream(), "__cq_executor"));
-        let receiver = sig.receiver().map(|r| {
-            let token = r.self_token;
-            probe(token.span, quote!(#token), "__cq_receiver")
-        });
+            .map(|(ident, ty)| probe(ident.span(), ty.to_token_stream(), "__cq_executor"));
+        let receiver = sig.receiver().map(|r| probe(r.self_token.span, quote!(Self), "__cq_receiver"));
         let checks = executors.chain(receiver);
         quote! {
             #(#outer)*

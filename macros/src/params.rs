@@ -302,11 +302,20 @@ fn is_executor(ty: &Type, executor_generics: &[&Ident]) -> bool {
     match unwrapped(ty) {
         Type::ImplTrait(i) => i.bounds.iter().any(is_executor_bound),
         Type::Path(p) if p.qself.is_none() => {
-            p.path.get_ident().is_some_and(|i| executor_generics.contains(&i))
-                || pointee(p).is_some_and(|inner| is_executor(inner, executor_generics))
-                || has_executor_name(ty)
+            p.path.get_ident().is_some_and(|i| executor_generics.contains(&i)) || named_executor(ty).is_some()
         }
         _ => false,
+    }
+}
+
+/// The type that gives a parameter an executor's name (`PgPool` in `&Arc<PgPool>`): behind
+/// any `&`/`&mut` and `Arc`/`Rc`/`Box`, a path whose last segment is one of `EXECUTOR_TYPES`.
+fn named_executor(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = unwrapped(ty) else { return None };
+    let last = p.path.segments.last().filter(|_| p.qself.is_none())?;
+    match pointee(p) {
+        Some(inner) => named_executor(inner),
+        None => EXECUTOR_TYPES.contains(&last.ident.to_string().as_str()).then(|| unwrapped(ty)),
     }
 }
 
@@ -325,23 +334,15 @@ fn pointee(p: &syn::TypePath) -> Option<&Type> {
     }
 }
 
-/// Whether the type's last path segment, behind any `&`/`&mut`, is one of `EXECUTOR_TYPES`.
-fn has_executor_name(ty: &Type) -> bool {
-    matches!(unwrapped(ty), Type::Path(p) if p.qself.is_none()
-        && p.path.segments.last().is_some_and(|s| EXECUTOR_TYPES.contains(&s.ident.to_string().as_str())))
-}
-
 /// The parameters left out of the key as executors for their type's name alone, unless
-/// `skip`ped: the generated code checks that their types are not `Serialize`, as no executor
-/// is (see `__private::executor_check`).
-pub fn named_executors<'a>(sig: &'a Signature, skip: &[Ident]) -> Vec<&'a Ident> {
+/// `skip`ped, each with that named type: the generated code checks that it is not
+/// `Serialize`, as no executor is (see `__private::unkeyed_check`).
+pub fn named_executors<'a>(sig: &'a Signature, skip: &[Ident]) -> Vec<(&'a Ident, &'a Type)> {
     sig.inputs
         .iter()
         .filter_map(|input| match input {
             FnArg::Typed(arg) => match &*arg.pat {
-                Pat::Ident(pat) if has_executor_name(&arg.ty) && !skip.contains(&pat.ident) => {
-                    Some(&pat.ident)
-                }
+                Pat::Ident(pat) if !skip.contains(&pat.ident) => Some((&pat.ident, named_executor(&arg.ty)?)),
                 _ => None,
             },
             FnArg::Receiver(_) => None,
@@ -384,14 +385,17 @@ mod tests {
     fn only_executors_by_name_are_checked_and_not_when_skipped() {
         let sig: Signature = syn::parse_str(
             "async fn f<E: Executor<'static>>(e: E, x: impl Acquire<'static>, p: &Pool, c: &mut PgConnection, \
-             q: &<T as X>::Pool, id: i64)",
+             q: &<T as X>::Pool, a: &Arc<PgPool>, id: i64)",
         )
         .unwrap();
         let names = |skip: &[Ident]| -> Vec<String> {
-            named_executors(&sig, skip).iter().map(|ident| ident.to_string()).collect()
+            named_executors(&sig, skip)
+                .iter()
+                .map(|(ident, ty)| format!("{ident}: {}", ty.to_token_stream()))
+                .collect()
         };
-        assert_eq!(names(&[]), ["p", "c"]);
-        assert_eq!(names(&[syn::parse_str("p").unwrap()]), ["c"]);
+        assert_eq!(names(&[]), ["p: Pool", "c: PgConnection", "a: PgPool"]);
+        assert_eq!(names(&[syn::parse_str("p").unwrap()]), ["c: PgConnection", "a: PgPool"]);
     }
 
     #[test]

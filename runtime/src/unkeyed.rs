@@ -4,7 +4,7 @@
 //! and no repository holding a pool, implements `Serialize`; one that does is more likely a
 //! value (a type of the caller's own with an executor's name, an id with methods), and calls
 //! that differ only in it would share an entry. The generated code calls
-//! `(&probe(&param)).__cq_executor()` (or `__cq_receiver()`), which autoref specialization
+//! `(&probe::<Type>()).__cq_executor()` (or `__cq_receiver()`, with `Self`), which autoref specialization
 //! resolves to a deprecated method (a warning at the parameter) when its type is `Serialize`.
 
 use std::marker::PhantomData;
@@ -14,8 +14,8 @@ use serde::Serialize;
 /// What the checks' methods are called on: the type of one parameter.
 pub struct Probe<T: ?Sized>(PhantomData<T>);
 
-/// The probe of a parameter left out of the key.
-pub fn probe<T: ?Sized>(_: &T) -> Probe<T> {
+/// The probe of the type of a parameter left out of the key.
+pub fn probe<T: ?Sized>() -> Probe<T> {
     Probe(PhantomData)
 }
 

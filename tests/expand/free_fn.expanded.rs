@@ -7,7 +7,7 @@ pub struct User {
 pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
     {
         use ::cached_query::__private::unkeyed_check::*;
-        (&::cached_query::__private::unkeyed_probe(&pool)).__cq_executor();
+        (&::cached_query::__private::unkeyed_probe::<PgPool>()).__cq_executor();
     }
     fn __cq_here() -> &'static ::core::primitive::str {
         ::core::any::type_name_of_val(&__cq_here)

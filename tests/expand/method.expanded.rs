@@ -8,7 +8,7 @@ impl Repo {
     pub async fn count_active(&self, since_days: i32) -> Result<i64, sqlx::Error> {
         {
             use ::cached_query::__private::unkeyed_check::*;
-            (&::cached_query::__private::unkeyed_probe(&self)).__cq_receiver();
+            (&::cached_query::__private::unkeyed_probe::<Self>()).__cq_receiver();
         }
         fn __cq_here() -> &'static ::core::primitive::str {
             ::core::any::type_name_of_val(&__cq_here)

@@ -1,8 +1,8 @@
 // What the key leaves out although its type is `Serialize` gets a warning (made an error here
-// to be seen): a parameter whose type is named like an sqlx executor (no executor is
-// `Serialize`: likely the user's own type of that name), and a `Serialize` receiver (likely a
-// value, whose calls would share an entry). Real executors, a `skip`ped parameter and a
-// receiver that is not `Serialize` (a repository) get no warning.
+// to be seen): a parameter whose type is named like an sqlx executor, also behind an `Arc` (no
+// executor is `Serialize`: likely the user's own type of that name), and a `Serialize`
+// receiver (likely a value, whose calls would share an entry). Real executors, a `skip`ped
+// parameter and a receiver that is not `Serialize` (a repository) get no warning.
 #![deny(deprecated)]
 use cached_query::cached_query;
 use sqlx::PgPool;
@@ -14,6 +14,12 @@ struct Pool {
 
 #[cached_query(ttl = 60)]
 async fn liquidity(db: &PgPool, pool: &Pool) -> i64 {
+    let _ = (db, pool);
+    1
+}
+
+#[cached_query(ttl = 60)]
+async fn shared(db: &PgPool, pool: &std::sync::Arc<Pool>) -> i64 {
     let _ = (db, pool);
     1
 }
