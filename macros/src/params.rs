@@ -251,11 +251,20 @@ fn borrows(ty: &Type) -> bool {
             matches!(tokens.get(i), Some(TokenTree::Punct(p)) if p.as_char() == '\'')
                 && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "static")
         };
+        // A function type's arguments (`fn(&str)`, `dyn Fn(&str)`) and `for<'a>` borrow
+        // nothing from the caller.
+        let is_fn = |i: usize| {
+            matches!(i.checked_sub(1).and_then(|j| tokens.get(j)), Some(TokenTree::Ident(id))
+                if id == "fn" || id == "Fn" || id == "FnMut" || id == "FnOnce")
+        };
+        let mut in_for = false;
         for (i, tt) in tokens.iter().enumerate() {
             match tt {
+                TokenTree::Ident(id) if id == "for" => in_for = true,
+                TokenTree::Punct(p) if in_for => in_for = p.as_char() != '>',
                 TokenTree::Punct(p) if p.as_char() == '&' && !is_static(i + 1) => return true,
                 TokenTree::Punct(p) if p.as_char() == '\'' && !is_static(i) => return true,
-                TokenTree::Group(g) if walk(g.stream()) => return true,
+                TokenTree::Group(g) if !is_fn(i) && walk(g.stream()) => return true,
                 _ => {}
             }
         }
@@ -342,7 +351,10 @@ pub fn named_executors<'a>(sig: &'a Signature, skip: &[Ident]) -> Vec<(&'a Ident
         .iter()
         .filter_map(|input| match input {
             FnArg::Typed(arg) => match &*arg.pat {
-                Pat::Ident(pat) if !skip.contains(&pat.ident) => Some((&pat.ident, named_executor(&arg.ty)?)),
+                // A type with `impl` in it cannot be named in the probe's turbofish.
+                Pat::Ident(pat) if !skip.contains(&pat.ident) && !contains_impl(&arg.ty) => {
+                    Some((&pat.ident, named_executor(&arg.ty)?))
+                }
                 _ => None,
             },
             FnArg::Receiver(_) => None,
@@ -412,6 +424,8 @@ mod tests {
         let b = |s: &str| borrows(&syn::parse_str::<Type>(s).unwrap());
         assert!(b("Option<&str>") && b("(i64, &str)") && b("Filter<'a>") && b("[&str]") && b("Filter<'_>"));
         assert!(!b("Option<&'static str>") && !b("Vec<String>") && !b("Cow<'static, str>") && !b("i64"));
+        assert!(!b("fn(&str) -> bool") && !b("Box<dyn Fn(&str) + Send>") && !b("for<'a> fn(&'a str)"));
+        assert!(b("Box<dyn Fn(&str) + 'a>"));
         let o = |s: &str| option_ref(&syn::parse_str::<Type>(s).unwrap()).is_some();
         assert!(
             o("Option<&str>")

@@ -21,6 +21,19 @@ pub async fn normalized(mut name: &str) -> String {
     name.to_lowercase()
 }
 
+// A skipped callback whose type mentions `&` only in its arguments borrows nothing.
+#[cached_query(ttl = 60, stale = 30, skip(check))]
+pub async fn checked(check: fn(&str) -> bool, id: i64) -> i64 {
+    if check("x") { id } else { 0 }
+}
+
+// A pool named with `impl` in its type is an executor (and the probe does not name it).
+#[cached_query(ttl = 60)]
+pub async fn generic_pool(pool: &sqlx::Pool<impl sqlx::Database>, id: i64) -> i64 {
+    let _ = pool;
+    id
+}
+
 pub struct Repo {
     cache: cached_query::QueryCache,
     pool: PgPool,
