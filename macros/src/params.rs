@@ -223,21 +223,30 @@ pub fn lent(ty: &Type) -> Option<Lent<'_>> {
 /// `T` of `Option<&T>` (not `&'static`).
 fn option_ref(ty: &Type) -> Option<&Type> {
     let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "Option" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    match args.args.first() {
-        Some(syn::GenericArgument::Type(Type::Reference(r)))
-            if args.args.len() == 1
-                && r.mutability.is_none()
+    match type_argument(p, &["Option"])? {
+        Type::Reference(r)
+            if r.mutability.is_none()
                 && r.lifetime.as_ref().is_none_or(|l| l.ident != "static")
                 && !borrows(&r.elem)
                 && !contains_impl(&r.elem) =>
         {
             Some(&r.elem)
         }
+        _ => None,
+    }
+}
+
+/// `T` of a path `Name<T>` (one type argument) whose last segment is one of `names`.
+fn type_argument<'a>(p: &'a syn::TypePath, names: &[&str]) -> Option<&'a Type> {
+    let last = p.path.segments.last()?;
+    if !names.contains(&last.ident.to_string().as_str()) {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -322,24 +331,9 @@ fn is_executor(ty: &Type, executor_generics: &[&Ident]) -> bool {
 fn named_executor(ty: &Type) -> Option<&Type> {
     let Type::Path(p) = unwrapped(ty) else { return None };
     let last = p.path.segments.last().filter(|_| p.qself.is_none())?;
-    match pointee(p) {
+    match type_argument(p, POINTERS) {
         Some(inner) => named_executor(inner),
         None => EXECUTOR_TYPES.contains(&last.ident.to_string().as_str()).then(|| unwrapped(ty)),
-    }
-}
-
-/// `T` of `Arc<T>`, `Rc<T>`, `Box<T>`.
-fn pointee(p: &syn::TypePath) -> Option<&Type> {
-    let last = p.path.segments.last()?;
-    if !POINTERS.contains(&last.ident.to_string().as_str()) {
-        return None;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
-            syn::GenericArgument::Type(t) => Some(t),
-            _ => None,
-        },
-        _ => None,
     }
 }
 
