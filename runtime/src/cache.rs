@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CacheError;
+use crate::backplane::Backplane;
 use crate::bounded::Bounded;
 use crate::builder::QueryCacheBuilder;
 use crate::codec::{self, Meta};
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub flights: Flights,
     pub health: Health,
+    /// Where invalidations and writes are announced (Redis only: whatever `local` is).
+    pub backplane: Option<Backplane>,
     /// The in-process tier (`.local_cache(n)`, Redis only).
     pub local: Option<Arc<Local>>,
     /// Decoded values kept for reuse (`.reuse_decoded(bytes)`).
@@ -105,9 +108,10 @@ impl QueryCache {
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
         let keyspace = keyspace(&settings.prefix, store.is_cluster());
         let ns_key = format!("{keyspace}:ns");
-        let local = match (&store, settings.local_cache) {
-            (Store::Redis(redis), Some(max_entries)) => {
-                let local = Local::new(max_entries, &keyspace, &ns_key);
+        let backplane = matches!(store, Store::Redis(_)).then(|| Backplane::new(&keyspace));
+        let local = match (&store, settings.local_cache, &backplane) {
+            (Store::Redis(redis), Some(max_entries), Some(backplane)) => {
+                let local = Local::new(max_entries, backplane, &ns_key);
                 Local::listen(&local, redis.clients().to_vec());
                 Some(local)
             }
@@ -120,6 +124,7 @@ impl QueryCache {
             counters: Counters::default(),
             flights: Flights::default(),
             health: Health::default(),
+            backplane,
             local,
             decoded,
             keyspace,
@@ -270,7 +275,8 @@ impl QueryCache {
     }
 
     /// Encodes `value` and stores it under `key` for `ttl`. A raw write, with no invalidation
-    /// counters: a cached function reading that key treats it as invalid (a miss).
+    /// counters: a cached function reading that key treats it as invalid (a miss). Like every
+    /// write, it is announced to the instances' local tiers, which drop their copies of `key`.
     pub async fn set<T: Serialize + DeserializeOwned + 'static>(
         &self,
         key: &str,
@@ -278,7 +284,10 @@ impl QueryCache {
         ttl: Duration,
     ) -> Result<(), CacheError> {
         let bytes = QueryCache::encode_entry(value, ttl)?;
-        self.bounded(self.inner.store.set(key, &bytes, ttl)).await
+        // Only this cache's keys can be in a local tier (and on a cluster, another key would
+        // be in another slot than the channel it is announced on).
+        let message = key.starts_with(&self.inner.keyspace).then(|| self.written_message(key)).flatten();
+        self.bounded(self.inner.store.set(key, &bytes, ttl, self.announce(&message))).await
     }
 
     /// Invalidates the entry under `key` (the generated `<fn>_invalidate` functions call this):
@@ -296,7 +305,7 @@ impl QueryCache {
         // The key's own counter, `{key}:gen`.
         self.invalidate_counters("invalidate", vec![[key, GEN_SUFFIX].concat()]).await?;
         // The entry is invalid already; deleting it only frees the memory.
-        let _ = self.bounded(self.inner.store.delete(key)).await;
+        let _ = self.bounded(self.inner.store.delete(key, None)).await;
         Ok(())
     }
 

@@ -31,6 +31,7 @@
 //! is counted in [`QueryCache::stats`] and logged with `tracing`. See the README for the key
 //! format, the codec and the exact rule for which parameters form the key.
 
+mod backplane;
 mod bounded;
 mod builder;
 mod cache;

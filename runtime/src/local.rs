@@ -5,8 +5,9 @@
 //! - An entry goes into the local tier after a lookup in Redis found it valid and fresh, or
 //!   after this instance computed it; it expires there when it turns stale in Redis, never later.
 //! - Every invalidation (the counters it increments) and every overwrite is published on the
-//!   prefix's channel, `{prefix}:bus`. Each instance drops the local entries that depend on
-//!   those counters, or that key. Its own invalidations apply locally before they return.
+//!   prefix's channel, `{prefix}:bus`, by every instance, with a local tier or without (see
+//!   `backplane`). Each instance drops the local entries that depend on those counters, or that
+//!   key. Its own invalidations apply locally before they return.
 //! - A result computed from a read that began before a message was received is not put in the
 //!   local tier (an epoch counts the messages), so a slow reader cannot park a stale value there.
 //! - Without its subscription (connection lost, not yet subscribed), an instance serves nothing
@@ -30,8 +31,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use moka::Expiry;
 use moka::future::Cache;
-use serde::{Deserialize, Serialize};
 
+use crate::backplane::{Backplane, Message};
 use crate::lookup::now_ms;
 
 /// How often an instance checks its subscription with a heartbeat.
@@ -62,15 +63,6 @@ impl Expiry<String, LocalEntry> for UntilStale {
     }
 }
 
-/// A message on the backplane.
-#[derive(Serialize, Deserialize)]
-enum Message {
-    /// These invalidation counters were incremented.
-    Invalidated { from: u64, gen_keys: Vec<String> },
-    /// This key was written.
-    Written { from: u64, key: String },
-}
-
 pub(crate) struct Local {
     entries: Cache<String, LocalEntry>,
     /// Subscribed to the backplane: the local tier may serve.
@@ -97,20 +89,21 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub fn new(max_entries: u64, prefix: &str, ns_key: &str) -> Arc<Local> {
+    /// A tier that listens on `backplane`'s channel, ignoring the messages of its instance.
+    pub fn new(max_entries: u64, backplane: &Backplane, ns_key: &str) -> Arc<Local> {
         let entries = Cache::builder()
             .max_capacity(max_entries)
             .expire_after(UntilStale)
             .support_invalidation_closures()
             .build();
-        let instance = fastrand::u64(..);
+        let (instance, channel) = (backplane.instance(), backplane.channel());
         Arc::new(Local {
             entries,
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             instance,
-            channel: format!("{prefix}:bus"),
-            heartbeat_channel: format!("{prefix}:bus:hb:{instance:016x}"),
+            channel: channel.to_owned(),
+            heartbeat_channel: format!("{channel}:hb:{instance:016x}"),
             heartbeat_sent: AtomicU64::new(0),
             heartbeat_heard: AtomicU64::new(0),
             checked_ms: AtomicU64::new(0),
@@ -157,7 +150,7 @@ impl Local {
                             if let Ok(seq) = rmp_serde::from_slice(message.get_payload_bytes()) {
                                 local.heartbeat_heard.fetch_max(seq, SeqCst);
                             }
-                        } else if let Ok(message) = rmp_serde::from_slice(message.get_payload_bytes()) {
+                        } else if let Some(message) = Backplane::decode(message.get_payload_bytes()) {
                             local.apply(message).await;
                         }
                     }
@@ -261,22 +254,6 @@ impl Local {
             }
             _ => {}
         }
-    }
-
-    /// The message that announces `gen_keys` were incremented.
-    pub fn invalidated_message(&self, gen_keys: &[String]) -> Vec<u8> {
-        let message = Message::Invalidated { from: self.instance, gen_keys: gen_keys.to_vec() };
-        rmp_serde::to_vec(&message).expect("a message encodes")
-    }
-
-    /// The message that announces `key` was written.
-    pub fn written_message(&self, key: &str) -> Vec<u8> {
-        rmp_serde::to_vec(&Message::Written { from: self.instance, key: key.to_owned() })
-            .expect("a message encodes")
-    }
-
-    pub fn channel(&self) -> &str {
-        &self.channel
     }
 }
 

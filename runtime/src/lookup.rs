@@ -395,7 +395,7 @@ impl QueryCache {
         match fresh {
             Some(fresh) if !fresh.store => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
-                let _ = self.bounded(self.inner().store.delete(target.key())).await;
+                self.remove(target.key()).await;
             }
             Some(fresh) => {
                 if self.store(target.key(), &fresh.bytes, fresh.keep).await {
@@ -409,7 +409,7 @@ impl QueryCache {
                     tracing::warn!(key = %target.key(), "cached_query: background refresh failed; serving the stale value");
                 } else {
                     tracing::warn!(key = %target.key(), "cached_query: background refresh failed; dropping the stale value");
-                    let _ = self.bounded(self.inner().store.delete(target.key())).await;
+                    self.remove(target.key()).await;
                 }
             }
         }
@@ -445,16 +445,18 @@ impl QueryCache {
         self.inner().local.as_ref()?.get(target.key()).await
     }
 
-    /// After this instance stored an entry: keep it locally, and tell the other instances to
-    /// drop their copies.
+    /// After this instance stored an entry (and announced it, see `store`): keep it locally.
     async fn written(&self, target: &Target, fresh: &Fresh, epoch: Option<u64>) {
         let (Some(local), Some(epoch)) = (self.inner().local.as_deref(), epoch) else { return };
         let Ok(meta) = codec::meta(&fresh.bytes) else { return };
         local.put(epoch, target.key(), self.local_entry(target, fresh.bytes.clone(), meta)).await;
-        let message = local.written_message(target.key());
-        if let Err(err) = self.bounded(self.inner().store.publish(local.channel(), &message)).await {
-            self.failed("publish", target.key(), &err);
-        }
+    }
+
+    /// Deletes an entry, telling the other instances to drop their copies. (A failure leaves
+    /// an entry its counters still allow: nothing to count.)
+    async fn remove(&self, key: &str) {
+        let message = self.written_message(key);
+        let _ = self.bounded(self.inner().store.delete(key, self.announce(&message))).await;
     }
 
     /// Reads the entry and its counters; failures are counted and logged.
@@ -574,9 +576,11 @@ impl QueryCache {
         }
     }
 
-    /// Stores an envelope; failures are counted and logged.
+    /// Stores an envelope, telling the other instances to drop their copies (in the same round
+    /// trip); failures are counted and logged.
     async fn store(&self, key: &str, bytes: &[u8], keep: Duration) -> bool {
-        match self.bounded(self.inner().store.set(key, bytes, keep)).await {
+        let message = self.written_message(key);
+        match self.bounded(self.inner().store.set(key, bytes, keep, self.announce(&message))).await {
             Ok(()) => {
                 Counters::bump(&self.inner().counters.writes);
                 true
@@ -601,9 +605,20 @@ impl QueryCache {
         result
     }
 
-    /// The backplane's message for an invalidation of `gen_keys`, with a local tier.
+    /// The backplane's message for an invalidation of `gen_keys` (Redis only), sent by every
+    /// instance: the others' local tiers depend on it, whether or not this one has one.
     pub(crate) fn invalidation_message(&self, gen_keys: &[String]) -> Option<Vec<u8>> {
-        self.inner().local.as_ref().map(|local| local.invalidated_message(gen_keys))
+        self.inner().backplane.as_ref().map(|backplane| backplane.invalidated(gen_keys))
+    }
+
+    /// The backplane's message for a write or delete of `key` (Redis only).
+    pub(crate) fn written_message(&self, key: &str) -> Option<Vec<u8>> {
+        self.inner().backplane.as_ref().map(|backplane| backplane.written(key))
+    }
+
+    /// The backplane's channel and `message`, for the store to publish with its write.
+    pub(crate) fn announce<'a>(&'a self, message: &'a Option<Vec<u8>>) -> Option<(&'a str, &'a [u8])> {
+        self.inner().backplane.as_ref().zip(message.as_deref()).map(|(b, m)| (b.channel(), m))
     }
 
     /// The store operation that increments `gen_keys` and publishes `message` with them.
@@ -612,8 +627,7 @@ impl QueryCache {
         gen_keys: &'a [String],
         message: &'a Option<Vec<u8>>,
     ) -> impl Future<Output = Result<(), CacheError>> + 'a {
-        let announce = self.inner().local.as_deref().zip(message.as_deref()).map(|(l, m)| (l.channel(), m));
-        self.inner().store.bump(gen_keys, GEN_KEEP, announce)
+        self.inner().store.bump(gen_keys, GEN_KEEP, self.announce(message))
     }
 
     /// Takes the lease of the target's key, or waits for the result of the process holding

@@ -34,6 +34,26 @@ impl Backend {
         cache
     }
 
+    /// The same backend, reached as the ACL user `user` with `password`.
+    pub fn as_user(&self, user: &str, password: &str) -> Backend {
+        let with = |url: &String| url.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+        match self {
+            Backend::Server(url) => Backend::Server(with(url)),
+            Backend::Cluster(urls) => Backend::Cluster(urls.iter().map(with).collect()),
+        }
+    }
+
+    /// Runs `cmd` on every node of this backend (a server: the one).
+    pub async fn on_every_node(&self, cmd: &redis::Cmd) {
+        let urls = match self {
+            Backend::Server(url) => std::slice::from_ref(url),
+            Backend::Cluster(urls) => urls.as_slice(),
+        };
+        for url in urls {
+            let () = cmd.query_async(&mut crate::redis_conn(url).await).await.unwrap();
+        }
+    }
+
     /// Runs `cmd` on this backend (routed by its key on a cluster).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         match self {
@@ -66,7 +86,11 @@ pub async fn run(backend: &Backend, tables: &str) -> Vec<Duration> {
     invalidate_all_flushes_one_namespace(backend, &format!("{tables}_all")).await;
     stale_while_revalidate(backend, &format!("{tables}_swr")).await;
     one_lease_across_instances(backend).await;
-    local_tiers_stay_coherent(backend, &format!("{tables}_local")).await
+    let mut delays = local_tiers_stay_coherent(backend, &format!("{tables}_local")).await;
+    delays.extend(
+        writers_without_a_local_tier_reach_the_local_tiers(backend, &format!("{tables}_plain")).await,
+    );
+    delays
 }
 
 /// A miss runs the query, a hit does not; the entry sits under the documented key with its
@@ -310,5 +334,81 @@ pub async fn local_tiers_stay_coherent(backend: &Backend, table: &str) -> Vec<Du
     for cache in &caches {
         until_answer(cache, &pool, table, 1, "al").await;
     }
+    delays
+}
+
+/// Sets the name of user `id` in `table` (no invalidation).
+async fn set_name(pool: &PgPool, table: &str, id: i64, name: &str) {
+    let sql = format!("UPDATE {table} SET name = $2 WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(name).execute(pool).await.unwrap();
+}
+
+/// An instance without a local tier (a worker, a tool) announces what it invalidates or
+/// writes as one with a local tier does: by exact key, tag, namespace, a raw overwrite, and an
+/// invalidation queued while its writes were refused and delivered later, an instance with a
+/// local tier drops its copy within the backplane's delay. Returns those delays.
+pub async fn writers_without_a_local_tier_reach_the_local_tiers(
+    backend: &Backend,
+    table: &str,
+) -> Vec<Duration> {
+    let pool = pg().await;
+    users_table(&pool, table).await;
+    let prefix = unique_prefix("plain_writer");
+    let reader = backend.builder(&prefix).local_cache(1000).build().await.unwrap();
+    // An ACL user of its own, so that its writes (and only its) can be refused.
+    let (user, password) = (format!("cq_writer_{}", fastrand::u32(..)), "writer-secret");
+    let set_user = |rules: &[&str]| {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(&user).arg(rules);
+        cmd
+    };
+    let all = ["reset", "on", &format!(">{password}")[..], "~*", "&*", "+@all"].map(str::to_owned);
+    backend.on_every_node(&set_user(&all.iter().map(String::as_str).collect::<Vec<_>>())).await;
+    let writer = backend.as_user(&user, password).builder(&prefix).build().await.unwrap();
+    until_reachable(&reader).await;
+    until_reachable(&writer).await;
+
+    // Each time: the reader holds user 1 in its local tier, the database changes, the
+    // writer invalidates, and the reader must answer the new name.
+    let primed = async |name: &str| {
+        until_local_hit(&reader, &pool, table, 1).await;
+        set_name(&pool, table, 1, name).await;
+    };
+    let mut delays = Vec::new();
+    primed("by-tag").await;
+    writer.invalidate_tags(["user:1"]).await.unwrap();
+    delays.push(until_answer(&reader, &pool, table, 1, "by-tag").await);
+
+    primed("by-key").await;
+    user_name_invalidate(&writer, 1).await.unwrap();
+    delays.push(until_answer(&reader, &pool, table, 1, "by-key").await);
+
+    primed("by-namespace").await;
+    writer.invalidate_all().await.unwrap();
+    delays.push(until_answer(&reader, &pool, table, 1, "by-namespace").await);
+
+    // A raw write of the entry's key (an entry lookups find invalid: the reader runs its query).
+    primed("overwritten").await;
+    let key = writer.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
+    writer.set(&key, &"raw".to_owned(), Duration::from_secs(60)).await.unwrap();
+    delays.push(until_answer(&reader, &pool, table, 1, "overwritten").await);
+
+    // Queued: the writer's invalidation is refused (no write, no publish), then delivered by
+    // its next lookup once its writes are allowed again.
+    primed("queued").await;
+    backend.on_every_node(&set_user(&["-@write", "-publish"])).await;
+    assert!(writer.invalidate_tags(["user:1"]).await.is_err(), "refused");
+    assert_eq!(writer.stats().invalidations_queued, 1);
+    let queued_for = Instant::now();
+    while queued_for.elapsed() < Duration::from_millis(200) {
+        assert_eq!(user_name(&reader, &pool, table, &AtomicUsize::new(0), 1).await.unwrap(), "overwritten");
+    }
+    backend.on_every_node(&set_user(&["+@all"])).await;
+    let invalidations = writer.stats().invalidations;
+    user_name(&writer, &pool, table, &AtomicUsize::new(0), 2).await.unwrap();
+    assert_eq!(writer.stats().invalidations, invalidations + 1, "delivered: {:?}", writer.stats());
+    delays.push(until_answer(&reader, &pool, table, 1, "queued").await);
+
+    backend.on_every_node(redis::cmd("ACL").arg("DELUSER").arg(&user)).await;
     delays
 }

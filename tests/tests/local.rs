@@ -80,3 +80,36 @@ fn a_local_tier_whose_runtime_is_gone_stops_serving() {
         }
     });
 }
+
+/// How many times `command` ran on `server` so far (`INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.command(&["INFO", "commandstats"]).expect("INFO answers");
+    let line = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// An instance without a local tier announces its invalidations and writes on the backplane
+/// all the same (the other instances' local tiers depend on it): one `PUBLISH` with each, in
+/// the same round trip. The in-memory backend, with no other instances, publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_a_local_tier_announces_what_it_changes() {
+    let (pool, server, table) = (pg().await, RedisServer::start(), "t_local_announces");
+    users_table(&pool, table).await;
+    let cache = Backend::Server(server.url()).cache("announces").await;
+    let calls_of = |commands: &[&str]| commands.iter().map(|c| calls(&server, c)).collect::<Vec<_>>();
+    let counted = ["set", "incrby", "publish"];
+    let before = calls_of(&counted);
+    cache.invalidate_tags(["user:1", "user:2"]).await.unwrap();
+    let after = calls_of(&counted);
+    // SET NX per counter (see `counter_start`), INCRBY per counter, one PUBLISH.
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [2, 2, 1]);
+
+    let (before, queries) = (calls_of(&counted), AtomicUsize::new(0));
+    assert_eq!(user_name(&cache, &pool, table, &queries, 1).await.unwrap(), "alice");
+    let after = calls_of(&counted);
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [1, 0, 1], "a miss");
+    assert_eq!(cache.stats().errors, 0, "{:?}", cache.stats());
+}

@@ -58,10 +58,17 @@ impl Store {
         }
     }
 
-    /// Stores `value` under `key` for `ttl`.
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+    /// Stores `value` under `key` for `ttl`, and publishes `announce` (a channel and a
+    /// message) with it.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.set(key, value, ttl).await,
+            Store::Redis(s) => s.set(key, value, ttl, announce).await,
             Store::Memory(s) => {
                 s.set(key, value, ttl);
                 Ok(())
@@ -69,10 +76,10 @@ impl Store {
         }
     }
 
-    /// Deletes `key`.
-    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+    /// Deletes `key`, and publishes `announce` with it.
+    pub async fn delete(&self, key: &str, announce: Option<(&str, &[u8])>) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.delete(key).await,
+            Store::Redis(s) => s.delete(key, announce).await,
             Store::Memory(s) => {
                 s.delete(key);
                 Ok(())

@@ -216,16 +216,36 @@ impl RedisStore {
         &self.clients
     }
 
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let mut conn = self.conn();
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).exec_async(&mut conn).await?;
-        Ok(())
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(value).arg("PX").arg(millis);
+        self.announced(set, announce).await
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+    pub async fn delete(&self, key: &str, announce: Option<(&str, &[u8])>) -> Result<(), CacheError> {
+        let mut del = redis::cmd("DEL");
+        del.arg(key);
+        self.announced(del, announce).await
+    }
+
+    /// Runs `cmd`, and publishes `announce` in the same pipeline (one round trip).
+    async fn announced(&self, cmd: Cmd, announce: Option<(&str, &[u8])>) -> Result<(), CacheError> {
         let mut conn = self.conn();
-        redis::cmd("DEL").arg(key).exec_async(&mut conn).await?;
+        match announce {
+            None => cmd.exec_async(&mut conn).await?,
+            Some((channel, message)) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd).ignore().publish(channel, message).ignore();
+                pipe.exec_async(&mut conn).await?;
+            }
+        }
         Ok(())
     }
 
