@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::keyspace::Keyspace;
+
 /// A message on the backplane (its encoding is shared by every version of the library that
 /// listens on the channel: keep it).
 #[derive(Serialize, Deserialize)]
@@ -23,9 +25,9 @@ pub(crate) struct Backplane {
 }
 
 impl Backplane {
-    /// The backplane of the keys that start with `keyspace`.
-    pub fn new(keyspace: &str) -> Backplane {
-        Backplane { channel: format!("{keyspace}:bus"), instance: fastrand::u64(..) }
+    /// The backplane of the names of `keyspace`.
+    pub fn new(keyspace: &Keyspace) -> Backplane {
+        Backplane { channel: keyspace.bus().to_owned(), instance: fastrand::u64(..) }
     }
 
     pub fn channel(&self) -> &str {

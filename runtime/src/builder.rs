@@ -2,30 +2,11 @@
 
 use std::time::Duration;
 
-use crate::cache::Settings;
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::{CacheError, QueryCache};
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            prefix: "cq".to_owned(),
-            default_ttl: Duration::from_secs(60),
-            timeout: Duration::from_millis(50),
-            jitter: 0.1,
-            lock: false,
-            lock_wait: Duration::from_secs(1),
-            lock_lease: Duration::from_secs(5),
-            single_flight: true,
-            max_value_bytes: 1 << 20,
-            local_cache: None,
-            client_tracking: true,
-            reuse_decoded: 32 << 20,
-        }
-    }
-}
 
 enum Backend {
     Redis(String),
@@ -52,6 +33,13 @@ enum Backend {
 pub struct QueryCacheBuilder {
     backend: Option<Backend>,
     settings: Settings,
+}
+
+impl QueryCache {
+    /// Starts configuring a cache.
+    pub fn builder() -> QueryCacheBuilder {
+        QueryCacheBuilder::default()
+    }
 }
 
 impl QueryCacheBuilder {

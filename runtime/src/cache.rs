@@ -11,18 +11,18 @@ use serde::de::DeserializeOwned;
 use crate::CacheError;
 use crate::backplane::Backplane;
 use crate::bounded::Bounded;
-use crate::builder::QueryCacheBuilder;
+use crate::clock::now_ms;
 use crate::codec::{self, Meta};
 use crate::decoded::Decoded;
 use crate::flight::Flights;
 use crate::health::{Health, PROBE_EVERY};
 use crate::key;
+use crate::keyspace::{self, Keyspace, Target};
 use crate::local::{HEARTBEAT_EVERY, Local};
-use crate::lookup::{GEN_SUFFIX, Target, now_ms};
+use crate::settings::Settings;
 use crate::stats::{CacheStats, Counters};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::keyspace;
 use crate::warn::WarnLimiter;
 
 /// Queued invalidation counters delivered per round trip.
@@ -57,29 +57,9 @@ pub(crate) struct Inner {
     pub local: Option<Arc<Local>>,
     /// Decoded values kept for reuse (`.reuse_decoded(bytes)`).
     pub decoded: Option<Decoded>,
-    /// What starts every key: the prefix, or on a cluster `{prefix}` (one hash slot).
-    pub keyspace: String,
-    /// `{keyspace}:ns`, the namespace's invalidation counter, on which every entry depends.
-    pub ns_key: String,
+    /// The names of every key and channel of this cache.
+    pub keyspace: Keyspace,
     warnings: WarnLimiter,
-}
-
-/// What the builder configures, besides the store.
-pub(crate) struct Settings {
-    pub prefix: String,
-    pub default_ttl: Duration,
-    pub timeout: Duration,
-    pub jitter: f64,
-    pub lock: bool,
-    pub lock_wait: Duration,
-    pub lock_lease: Duration,
-    pub single_flight: bool,
-    pub max_value_bytes: usize,
-    pub local_cache: Option<u64>,
-    /// Keep the counters in this process, tracked by Redis (single server only).
-    pub client_tracking: bool,
-    /// The budget of decoded values kept for reuse, in bytes (`0`: none).
-    pub reuse_decoded: u64,
 }
 
 impl fmt::Debug for QueryCache {
@@ -94,11 +74,6 @@ impl fmt::Debug for QueryCache {
 }
 
 impl QueryCache {
-    /// Starts configuring a cache.
-    pub fn builder() -> QueryCacheBuilder {
-        QueryCacheBuilder::default()
-    }
-
     /// An in-process cache of at most `max_entries` entries, with the builder's defaults
     /// (prefix `"cq"`, TTL 60 s). Same semantics as the Redis backend, no network.
     pub fn in_memory(max_entries: u64) -> QueryCache {
@@ -106,12 +81,11 @@ impl QueryCache {
     }
 
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
-        let keyspace = keyspace(&settings.prefix, store.is_cluster());
-        let ns_key = format!("{keyspace}:ns");
+        let keyspace = Keyspace::new(&settings.prefix, store.is_cluster());
         let backplane = matches!(store, Store::Redis(_)).then(|| Backplane::new(&keyspace));
         let local = match (&store, settings.local_cache, &backplane) {
             (Store::Redis(redis), Some(max_entries), Some(backplane)) => {
-                let local = Local::new(max_entries, backplane, &ns_key);
+                let local = Local::new(max_entries, backplane, &keyspace);
                 Local::listen(&local, redis.clients().to_vec());
                 Some(local)
             }
@@ -128,7 +102,6 @@ impl QueryCache {
             local,
             decoded,
             keyspace,
-            ns_key,
             warnings: WarnLimiter::new(),
         };
         let cache = QueryCache { inner: Arc::new(inner) };
@@ -247,7 +220,7 @@ impl QueryCache {
         args: &A,
     ) -> Result<String, CacheError> {
         let hash = key::hash_args(method_of, args).map_err(|e| CacheError::Encode(e.to_string()))?;
-        Ok(key::join(&self.inner.keyspace, &key::head(name, version), hash, ""))
+        Ok(self.inner.keyspace.entry(&key::head(name, version), hash))
     }
 
     /// Reads and decodes the value under `key`. An entry that does not decode as `T` is
@@ -265,7 +238,7 @@ impl QueryCache {
         ttl: Duration,
     ) -> Result<Vec<u8>, CacheError> {
         let fresh_until_ms = now_ms().saturating_add(ttl.as_millis().min(u128::from(u64::MAX)) as u64);
-        codec::encode(value, Meta { fresh_until_ms, query_ms: 0, gens: 0 })
+        codec::encode(value, Meta { fresh_until_ms, query_ms: 0, stamp: 0 })
     }
 
     /// Decodes the bytes of an entry as they are stored (what a raw `GET` of its key returns)
@@ -286,7 +259,7 @@ impl QueryCache {
         let bytes = QueryCache::encode_entry(value, ttl)?;
         // Only this cache's keys can be in a local tier (and on a cluster, another key would
         // be in another slot than the channel it is announced on).
-        let message = key.starts_with(&self.inner.keyspace).then(|| self.written_message(key)).flatten();
+        let message = self.inner.keyspace.owns(key).then(|| self.written_message(key)).flatten();
         self.bounded(self.inner.store.set(key, &bytes, ttl, self.announce(&message))).await
     }
 
@@ -294,16 +267,16 @@ impl QueryCache {
     /// from the moment this returns, no lookup serves it, nor a value whose query began
     /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        if self.inner.store.is_cluster() && !key.starts_with(&self.inner.keyspace) {
+        if self.inner.store.is_cluster() && !self.inner.keyspace.owns(key) {
             // On a cluster, a key outside `{prefix}` is in another slot than the counters it
             // would be delivered with after an outage (`CROSSSLOT`).
             return Err(CacheError::Config(format!(
                 "`{key}` is not a key of this cache (on a Redis Cluster they start with `{}`)",
-                self.inner.keyspace
+                self.inner.keyspace.start()
             )));
         }
         // The key's own counter, `{key}:gen`.
-        self.invalidate_counters("invalidate", vec![[key, GEN_SUFFIX].concat()]).await?;
+        self.invalidate_counters("invalidate", vec![keyspace::key_counter(key)]).await?;
         // The entry is invalid already; deleting it only frees the memory.
         let _ = self.bounded(self.inner.store.delete(key, None)).await;
         Ok(())
@@ -317,7 +290,8 @@ impl QueryCache {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let keys: Vec<String> = tags.into_iter().map(|tag| self.tag_key(tag.as_ref())).collect();
+        let keys: Vec<String> =
+            tags.into_iter().map(|tag| self.inner.keyspace.tag_counter(tag.as_ref())).collect();
         if keys.is_empty() {
             return Ok(());
         }
@@ -327,7 +301,8 @@ impl QueryCache {
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
     /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
     pub async fn invalidate_all(&self) -> Result<(), CacheError> {
-        self.invalidate_counters("invalidate_all", vec![self.inner.ns_key.clone()]).await
+        self.invalidate_counters("invalidate_all", vec![self.inner.keyspace.namespace_counter().to_owned()])
+            .await
     }
 
     /// Increments invalidation counters. When the store cannot be reached, the error is
@@ -352,7 +327,7 @@ impl QueryCache {
             Ok(()) => Counters::bump(&self.inner.counters.invalidations),
             Err(err) => {
                 self.failed(op, &keys.join(" "), err);
-                self.inner.health.queue(&keys, &self.inner.ns_key);
+                self.inner.health.queue(&keys, self.inner.keyspace.namespace_counter());
                 Counters::bump(&self.inner.counters.invalidations_queued);
             }
         }
@@ -391,15 +366,10 @@ impl QueryCache {
         }
     }
 
-    fn tag_key(&self, tag: &str) -> String {
-        [&self.inner.keyspace, ":tag:", tag].concat()
-    }
-
     /// The entry of a call (the key of `head` and `hash`) with `tags`, and the counters it
     /// depends on.
     pub(crate) fn target(&self, head: &str, hash: u128, tags: &[String]) -> Target {
-        let key_gen = key::join(&self.inner.keyspace, head, hash, GEN_SUFFIX);
-        Target::new(key_gen, tags.iter().map(|tag| self.tag_key(tag)).collect())
+        self.inner.keyspace.target(head, hash, tags)
     }
 
     /// Counts a cache failure that the caller answers without the cache, and logs it.
@@ -464,7 +434,11 @@ impl QueryCache {
                 let cache = QueryCache { inner };
                 let timeout = cache.inner.settings.timeout;
                 let answered = matches!(
-                    tokio::time::timeout(timeout, cache.inner.store.ping(&cache.inner.ns_key)).await,
+                    tokio::time::timeout(
+                        timeout,
+                        cache.inner.store.ping(cache.inner.keyspace.namespace_counter())
+                    )
+                    .await,
                     Ok(Ok(()))
                 );
                 if answered && cache.deliver_pending(false).await {

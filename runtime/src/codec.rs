@@ -49,7 +49,7 @@ pub(crate) struct Meta {
     /// How long the query that produced the entry took, in milliseconds.
     pub query_ms: u32,
     /// Hash of the invalidation counters read before the query ran.
-    pub gens: u64,
+    pub stamp: u64,
 }
 
 /// Why stored bytes were not turned into a value.
@@ -85,7 +85,7 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     buf.extend_from_slice(&shape.fingerprint.to_le_bytes());
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
-    buf.extend_from_slice(&meta.gens.to_le_bytes());
+    buf.extend_from_slice(&meta.stamp.to_le_bytes());
     if shape.complete {
         let mut named = None;
         // A value postcard refuses (a sequence of unknown length) goes as MessagePack too.
@@ -152,7 +152,7 @@ pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
     Ok(Meta {
         fresh_until_ms: u64_at(VALUE_HEAD),
         query_ms: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
-        gens: u64_at(24),
+        stamp: u64_at(24),
     })
 }
 
@@ -188,7 +188,7 @@ mod tests {
         name: String,
     }
 
-    const META: Meta = Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, gens: 99 };
+    const META: Meta = Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, stamp: 99 };
 
     #[test]
     fn round_trip() {
@@ -218,7 +218,7 @@ mod tests {
         let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
         let bytes = encode(&rows, META).unwrap();
         let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
-        let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, gens: 5 };
+        let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, stamp: 5 };
         assert_eq!(id(&bytes), id(&encode(&rows, later).unwrap()), "expiry and counters aside");
         let other = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "c".into() }];
         assert_ne!(id(&bytes), id(&encode(&other, META).unwrap()), "same length, other payload");

@@ -13,9 +13,11 @@
 //!   are delivered: an invalidation is never lost to an outage.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::streak::Streak;
 
 /// Consecutive failures that open the breaker.
 pub(crate) const TRIP_AFTER: u32 = 3;
@@ -23,30 +25,6 @@ pub(crate) const TRIP_AFTER: u32 = 3;
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// The most invalidation counters kept for delivery; past that, the namespace's.
 pub(crate) const MAX_PENDING: usize = 10_000;
-
-/// Consecutive failures: counted up by each, reset by any success.
-#[derive(Default)]
-pub(crate) struct Streak(AtomicU32);
-
-impl Streak {
-    /// Ends the streak.
-    pub fn reset(&self) {
-        // Read first: every hit passes here, and a store would bounce the line between cores.
-        if self.0.load(SeqCst) != 0 {
-            self.0.store(0, SeqCst);
-        }
-    }
-
-    /// Counts one more failure; returns the streak's length.
-    pub fn fail(&self) -> u32 {
-        self.0.fetch_add(1, SeqCst) + 1
-    }
-
-    /// Whether a failure came since the last success.
-    pub fn started(&self) -> bool {
-        self.0.load(SeqCst) != 0
-    }
-}
 
 /// The counters to deliver, each with the number of the last time it was queued.
 #[derive(Default)]

@@ -33,7 +33,8 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::backplane::{Backplane, Message};
-use crate::lookup::now_ms;
+use crate::clock::now_ms;
+use crate::keyspace::Keyspace;
 
 /// How often an instance checks its subscription with a heartbeat.
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -90,26 +91,26 @@ pub(crate) struct Local {
 
 impl Local {
     /// A tier that listens on `backplane`'s channel, ignoring the messages of its instance.
-    pub fn new(max_entries: u64, backplane: &Backplane, ns_key: &str) -> Arc<Local> {
+    pub fn new(max_entries: u64, backplane: &Backplane, keyspace: &Keyspace) -> Arc<Local> {
         let entries = Cache::builder()
             .max_capacity(max_entries)
             .expire_after(UntilStale)
             .support_invalidation_closures()
             .build();
-        let (instance, channel) = (backplane.instance(), backplane.channel());
+        let instance = backplane.instance();
         Arc::new(Local {
             entries,
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             instance,
-            channel: channel.to_owned(),
-            heartbeat_channel: format!("{channel}:hb:{instance:016x}"),
+            channel: backplane.channel().to_owned(),
+            heartbeat_channel: keyspace.heartbeat(instance),
             heartbeat_sent: AtomicU64::new(0),
             heartbeat_heard: AtomicU64::new(0),
             checked_ms: AtomicU64::new(0),
             born: Instant::now(),
             resubscribe: Arc::default(),
-            ns_key: ns_key.to_owned(),
+            ns_key: keyspace.namespace_counter().to_owned(),
             listener: std::sync::Mutex::new(None),
         })
     }

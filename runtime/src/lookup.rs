@@ -21,27 +21,26 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use smallvec::SmallVec;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use crate::__private::Adapter;
+use crate::clock::now_ms;
 use crate::codec::{self, Meta};
 use crate::decoded::Copier;
 use crate::flight::{self, Leader, Role, Shared};
+use crate::keyspace::{self, Target};
 use crate::local::{Local, LocalEntry};
+use crate::outcome::Adapter;
+use crate::stamp::COUNTER_KEEP;
 use crate::stats::Counters;
 use crate::{CacheError, QueryCache};
 
-/// How long an invalidation counter is kept after its last increment.
-pub(crate) const GEN_KEEP: Duration = Duration::from_secs(8 * 24 * 3600);
-/// The longest an entry is kept (and the longest `ttl`): less than `GEN_KEEP`, so that an
+/// The longest an entry is kept (and the longest `ttl`): less than `COUNTER_KEEP`, so that an
 /// entry computed while one of its counters did not exist (read as 0) is gone before that
 /// counter, once incremented, can expire and read as 0 again. (Entries computed under a
-/// counter's values stay invalid when it is made again: see `store::counter_start`.)
+/// counter's values stay invalid when it is made again: see `stamp::counter_start`.)
 const MAX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How one function caches, resolved from its attribute and the cache's defaults.
@@ -68,69 +67,9 @@ pub(crate) struct Policy {
     pub refreshable: bool,
 }
 
-/// Where a call's entry lives, and the invalidation counters it depends on: the cache's
-/// namespace counter (`{prefix}:ns`), the key's (`{key}:gen`) and its tags'
-/// (`{prefix}:tag:{tag}`). Built on every call, so the key and its counter's name share one
-/// allocation, and a call without tags makes no other.
-#[derive(Clone, Debug)]
-pub(crate) struct Target {
-    /// The key, then [`GEN_SUFFIX`].
-    key_gen: String,
-    /// The tags' counters.
-    tags: Vec<String>,
-}
-
-/// What follows a key in the name of its invalidation counter.
-pub(crate) const GEN_SUFFIX: &str = ":gen";
-
-/// The names of the counters a lookup reads: inline for up to `INLINE_GENS`.
-pub(crate) type Names<'a> = SmallVec<[&'a str; INLINE_GENS]>;
-
-impl Target {
-    /// `key_gen` is the key followed by [`GEN_SUFFIX`]; `tags` the tags' counters.
-    pub fn new(key_gen: String, tags: Vec<String>) -> Self {
-        debug_assert!(key_gen.ends_with(GEN_SUFFIX));
-        Target { key_gen, tags }
-    }
-
-    /// The entry's key.
-    pub fn key(&self) -> &str {
-        &self.key_gen[..self.key_gen.len() - GEN_SUFFIX.len()]
-    }
-
-    /// The names of the counters the entry depends on, the namespace's (`ns`) first.
-    pub fn counters<'a>(&'a self, ns: &'a str) -> Names<'a> {
-        let mut names = Names::new();
-        names.push(ns);
-        names.push(&self.key_gen);
-        names.extend(self.tags.iter().map(String::as_str));
-        names
-    }
-}
-
-/// The counters read for a call, as stored in envelopes: a hash of their values. `None` when
-/// they could not be read (the cache failed).
-type Gens = Option<u64>;
-
-/// How many counters a lookup hashes without allocating (it has two, plus one per tag).
-pub(crate) const INLINE_GENS: usize = 8;
-
-/// XXH3-64 of the values' little-endian bytes, one after the other: in one call for up to
-/// `INLINE_GENS` values (the streaming hasher costs more than the hash itself), streamed beyond.
-pub(crate) fn gens_hash(values: &[u64]) -> u64 {
-    if values.len() > INLINE_GENS {
-        let mut hasher = Xxh3::new();
-        for value in values {
-            hasher.update(&value.to_le_bytes());
-        }
-        return hasher.digest();
-    }
-    let mut bytes = [0u8; 8 * INLINE_GENS];
-    for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
-        chunk.copy_from_slice(&value.to_le_bytes());
-    }
-    xxh3_64(&bytes[..8 * values.len()])
-}
+/// The stamp of the counters read for a call (see `stamp`); `None` when they could not be
+/// read (the cache failed).
+type Stamp = Option<u64>;
 
 /// What `find` found.
 pub(crate) enum Found<V> {
@@ -146,7 +85,7 @@ pub(crate) struct Miss {
     /// The key's flight, if this caller leads one.
     leader: Option<Leader>,
     /// The counters read before the query.
-    gens: Gens,
+    stamp: Stamp,
     /// The local tier's epoch before the read (see `local`).
     epoch: Option<u64>,
 }
@@ -156,12 +95,7 @@ enum Read<V> {
     /// A valid entry (its counters unchanged).
     Hit { value: V, meta: Meta, bytes: Vec<u8> },
     /// None, or one that was invalidated, or one that does not decode.
-    Miss { gens: Gens },
-}
-
-/// Unix time in milliseconds (entries carry wall-clock expiry, shared across processes).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    Miss { stamp: Stamp },
 }
 
 /// Failed queries of a key that its waiters wait for, one after the other, before each runs
@@ -190,21 +124,21 @@ impl QueryCache {
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
             return Found::Value { value, refresh };
         }
-        let gens = match self.read(target, copier).await {
+        let stamp = match self.read(target, copier).await {
             Read::Hit { value, meta, bytes } => {
                 if let (Some(local), Some(epoch)) = (local, epoch) {
                     local.put(epoch, target.key(), self.local_entry(target, bytes.into(), meta)).await;
                 }
                 match self.serve(value, meta, policy) {
                     Ok(found) => return found,
-                    Err(()) => Some(meta.gens), // stale, and nobody can refresh it: a miss
+                    Err(()) => Some(meta.stamp), // stale, and nobody can refresh it: a miss
                 }
             }
-            Read::Miss { gens } => gens,
+            Read::Miss { stamp } => stamp,
         };
         if !policy.single_flight {
             Counters::bump(&counters.misses);
-            return Found::Missing(Miss { leader: None, gens, epoch });
+            return Found::Missing(Miss { leader: None, stamp, epoch });
         }
         let (mut first_ticket, mut failures) = (None, 0);
         loop {
@@ -229,11 +163,11 @@ impl QueryCache {
                                 continue;
                             }
                             Counters::bump(&counters.misses);
-                            return Found::Missing(Miss { leader: None, gens, epoch });
+                            return Found::Missing(Miss { leader: None, stamp, epoch });
                         }
                     };
                     if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
-                        && (gens == Some(meta.gens) || leader_ticket > first_ticket)
+                        && (stamp == Some(meta.stamp) || leader_ticket > first_ticket)
                     {
                         Counters::bump(&counters.hits);
                         Counters::bump(&counters.coalesced);
@@ -251,11 +185,11 @@ impl QueryCache {
                         }
                         Read::Hit { meta, .. } => {
                             Counters::bump(&counters.misses);
-                            Found::Missing(Miss { leader: Some(leader), gens: Some(meta.gens), epoch })
+                            Found::Missing(Miss { leader: Some(leader), stamp: Some(meta.stamp), epoch })
                         }
-                        Read::Miss { gens } => {
+                        Read::Miss { stamp } => {
                             Counters::bump(&counters.misses);
-                            Found::Missing(Miss { leader: Some(leader), gens, epoch })
+                            Found::Missing(Miss { leader: Some(leader), stamp, epoch })
                         }
                     };
                 }
@@ -285,7 +219,7 @@ impl QueryCache {
         &self,
         target: &Target,
         policy: &Policy,
-        Miss { leader, gens, epoch }: Miss,
+        Miss { leader, stamp, epoch }: Miss,
         body: F,
         copier: Option<Copier<A::Value>>,
     ) -> R
@@ -308,7 +242,7 @@ impl QueryCache {
         }
         let started = Instant::now();
         let result = body.await;
-        let fresh = self.fresh::<R, A>(target, &result, policy, gens, started.elapsed(), copier);
+        let fresh = self.fresh::<R, A>(target, &result, policy, stamp, started.elapsed(), copier);
         if let Some(fresh) = &fresh
             && fresh.store
             && self.store(target.key(), &fresh.bytes, fresh.keep).await
@@ -364,12 +298,12 @@ impl QueryCache {
         let epoch = self.inner().local.as_deref().map(Local::epoch);
         // The counters to store with the new value, read before its query runs; and another
         // refresh (here or in another process) may have landed meanwhile.
-        let gens = match self.read::<A::Value>(target, None).await {
+        let stamp = match self.read::<A::Value>(target, None).await {
             Read::Hit { meta, .. } if meta.fresh_until_ms != seen_fresh_until => return,
-            Read::Hit { meta, .. } => meta.gens,
-            Read::Miss { gens: Some(gens) } => gens,
+            Read::Hit { meta, .. } => meta.stamp,
+            Read::Miss { stamp: Some(stamp) } => stamp,
             // The cache failed (counted): no refresh now, and the stale value stays.
-            Read::Miss { gens: None } => return,
+            Read::Miss { stamp: None } => return,
         };
         let lease = if policy.lock {
             match self.try_lease(target.key()).await {
@@ -391,7 +325,7 @@ impl QueryCache {
         let started = Instant::now();
         let result = body.await;
         let counters = &self.inner().counters;
-        let fresh = self.fresh::<R, A>(target, &result, policy, Some(gens), started.elapsed(), copier);
+        let fresh = self.fresh::<R, A>(target, &result, policy, Some(stamp), started.elapsed(), copier);
         match fresh {
             Some(fresh) if !fresh.store => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
@@ -436,7 +370,7 @@ impl QueryCache {
 
     /// What the local tier keeps of an entry.
     fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
-        let gen_keys = target.counters(&self.inner().ns_key).iter().map(|name| name.to_string()).collect();
+        let gen_keys = target.counters(&self.inner().keyspace).iter().map(|name| name.to_string()).collect();
         LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, gen_keys }
     }
 
@@ -482,23 +416,23 @@ impl QueryCache {
             let delivered = Box::pin(self.deliver_pending(true)).await;
             // Nor if others were queued meanwhile: they must be delivered too.
             if !delivered || health.has_pending() {
-                return Read::Miss { gens: None };
+                return Read::Miss { stamp: None };
             }
         }
-        let names = target.counters(&self.inner().ns_key);
+        let names = target.counters(&self.inner().keyspace);
         let fetch = self.inner().store.fetch(target.key(), &names);
-        let (bytes, gens) = match self.bounded(fetch).await {
+        let (bytes, stamp) = match self.bounded(fetch).await {
             Ok(found) => found,
             Err(err) => {
                 if count {
                     self.failed("get", target.key(), &err);
                 }
-                return Read::Miss { gens: None };
+                return Read::Miss { stamp: None };
             }
         };
-        let Some(bytes) = bytes else { return Read::Miss { gens: Some(gens) } };
-        if codec::meta(&bytes).is_ok_and(|meta| meta.gens != gens) {
-            return Read::Miss { gens: Some(gens) }; // invalidated since it was computed: not decoded
+        let Some(bytes) = bytes else { return Read::Miss { stamp: Some(stamp) } };
+        if codec::meta(&bytes).is_ok_and(|meta| meta.stamp != stamp) {
+            return Read::Miss { stamp: Some(stamp) }; // invalidated since it was computed: not decoded
         }
         match self.decode(target.key(), &bytes, copier) {
             Ok((value, meta)) => Read::Hit { value, meta, bytes },
@@ -507,7 +441,7 @@ impl QueryCache {
                     Counters::bump(&self.inner().counters.decode_errors);
                     self.failed("decode", target.key(), &CacheError::Decode(err.to_string()));
                 }
-                Read::Miss { gens: Some(gens) }
+                Read::Miss { stamp: Some(stamp) }
             }
         }
     }
@@ -519,12 +453,12 @@ impl QueryCache {
         target: &Target,
         result: &R,
         policy: &Policy,
-        gens: Gens,
+        stamp: Stamp,
         query_time: Duration,
         copier: Option<Copier<A::Value>>,
     ) -> Option<Fresh> {
         let value = A::value(result)?;
-        let fresh = self.envelope(target.key(), value, A::is_empty(value), policy, gens, query_time)?;
+        let fresh = self.envelope(target.key(), value, A::is_empty(value), policy, stamp, query_time)?;
         if let (true, Some(decoded), Some(copier)) = (fresh.store, &self.inner().decoded, copier) {
             decoded.computed(target.key(), &fresh.bytes, value, copier);
         }
@@ -540,7 +474,7 @@ impl QueryCache {
         value: &V,
         empty: bool,
         policy: &Policy,
-        gens: Gens,
+        stamp: Stamp,
         query_time: Duration,
     ) -> Option<Fresh> {
         let ttl = if empty { policy.none_ttl.unwrap_or(policy.ttl) } else { policy.ttl };
@@ -548,7 +482,7 @@ impl QueryCache {
         let meta = Meta {
             fresh_until_ms: now_ms() + fresh.as_millis() as u64,
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
-            gens: gens.unwrap_or_default(),
+            stamp: stamp.unwrap_or_default(),
         };
         match codec::encode(value, meta) {
             Ok(bytes) => {
@@ -566,7 +500,7 @@ impl QueryCache {
                     bytes: bytes.into(),
                     keep: fresh.saturating_add(policy.stale).min(MAX_KEEP),
                     // Unknown counters (the cache failed) could not be checked later.
-                    store: gens.is_some() && (policy.cache_none || !empty) && !oversized,
+                    store: stamp.is_some() && (policy.cache_none || !empty) && !oversized,
                 })
             }
             Err(err) => {
@@ -627,7 +561,7 @@ impl QueryCache {
         gen_keys: &'a [String],
         message: &'a Option<Vec<u8>>,
     ) -> impl Future<Output = Result<(), CacheError>> + 'a {
-        self.inner().store.bump(gen_keys, GEN_KEEP, self.announce(message))
+        self.inner().store.bump(gen_keys, COUNTER_KEEP, self.announce(message))
     }
 
     /// Takes the lease of the target's key, or waits for the result of the process holding
@@ -672,7 +606,7 @@ impl QueryCache {
 
     /// `SET {key}:lock <token> NX PX <lease>`.
     async fn try_lease(&self, key: &str) -> Leasing {
-        let (key, token) = (format!("{key}:lock"), format!("{:016x}", fastrand::u64(..)));
+        let (key, token) = (keyspace::lease(key), format!("{:016x}", fastrand::u64(..)));
         let taken = self.inner().store.try_lock(&key, &token, self.inner().settings.lock_lease);
         match self.bounded(taken).await {
             Ok(true) => Leasing::Taken(Lease { key, token, cache: Some(self.clone()) }),
@@ -757,33 +691,13 @@ fn early_refresh_due(now_ms: u64, meta: Meta) -> bool {
 mod tests {
     use super::*;
 
-    /// Entries store this hash: it must not change with how it is computed.
-    #[test]
-    fn the_counters_hash_is_that_of_their_bytes() {
-        let bytes: Vec<u8> = [3u64, 0, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(gens_hash(&[3, 0, 7]), xxhash_rust::xxh3::xxh3_64(&bytes));
-        assert_eq!(gens_hash(&[]), xxhash_rust::xxh3::xxh3_64(&[]));
-        let many: Vec<u64> = (0..20).collect();
-        let bytes: Vec<u8> = many.iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(gens_hash(&many), xxhash_rust::xxh3::xxh3_64(&bytes), "streamed beyond INLINE_GENS");
-        assert_eq!(gens_hash(&many[..8]), xxhash_rust::xxh3::xxh3_64(&bytes[..64]));
-        // Bit for bit the streaming hash entries were written with, at every length.
-        for n in 0..=12 {
-            let mut streamed = Xxh3::new();
-            for value in &many[..n] {
-                streamed.update(&value.to_le_bytes());
-            }
-            assert_eq!(gens_hash(&many[..n]), streamed.digest(), "{n} counters");
-        }
-    }
-
     /// A lookup's future is moved a few times on each call, and each move copies all of it:
     /// the in-memory store is synchronous and the rare path (queued invalidations) boxed, so
     /// that it stays small (it was 3 KB with `moka`'s futures and that path in it).
     #[tokio::test]
     async fn a_lookups_future_stays_small() {
         let cache = QueryCache::in_memory(10);
-        let target = Target::new(format!("k{GEN_SUFFIX}"), Vec::new());
+        let target = cache.inner().keyspace.target("f:v0:", 1, &[]);
         let read = cache.read_counted::<Option<String>>(&target, None, true);
         assert!(size_of_val(&read) <= 1024, "{} bytes", size_of_val(&read));
     }
@@ -826,7 +740,7 @@ mod tests {
 
     #[test]
     fn early_refresh_grows_likelier_near_expiry() {
-        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, gens: 0 };
+        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, stamp: 0 };
         let due = |now| (0..2000).filter(|_| early_refresh_due(now, meta)).count();
         assert_eq!(due(0), 0, "10 s ahead of a 100 ms query: never");
         let (far, near) = (due(9_700), due(9_950));

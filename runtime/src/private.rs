@@ -12,7 +12,8 @@ pub use crate::CacheError;
 use crate::QueryCache;
 pub use crate::decoded::{Copier, Probe, copy, probe};
 use crate::key::KeyHasher;
-use crate::lookup::{Found, Policy, Target};
+use crate::keyspace::Target;
+use crate::lookup::{Found, Policy};
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
 pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
-use crate::lookup::{GEN_KEEP, gens_hash};
+use crate::stamp::{COUNTER_KEEP, counter_start, stamp};
 // The synchronous cache: its operations take no time worth yielding for, and a lookup's
 // future stays small (every call moves it a few times; `moka`'s futures are large).
 use moka::sync::Cache;
@@ -37,7 +37,7 @@ impl Expiry<String, Entry> for PerEntryTtl {
 
 pub(crate) struct MemoryStore {
     entries: Cache<String, Entry>,
-    /// Invalidation counters, each kept `GEN_KEEP` after its last increment.
+    /// Invalidation counters, each kept `COUNTER_KEEP` after its last increment.
     gens: Cache<String, u64>,
     max_entries: u64,
 }
@@ -45,7 +45,7 @@ pub(crate) struct MemoryStore {
 impl MemoryStore {
     pub fn new(max_entries: u64) -> Self {
         let entries = Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build();
-        let gens = Cache::builder().time_to_live(GEN_KEEP).build();
+        let gens = Cache::builder().time_to_live(COUNTER_KEEP).build();
         MemoryStore { entries, gens, max_entries }
     }
 
@@ -56,14 +56,14 @@ impl MemoryStore {
     pub fn fetch(&self, key: &str, gen_keys: &[&str]) -> (Option<Vec<u8>>, u64) {
         let gens: Vec<u64> =
             gen_keys.iter().map(|gen_key| self.gens.get(*gen_key).unwrap_or_default()).collect();
-        (self.get(key), gens_hash(&gens))
+        (self.get(key), stamp(&gens))
     }
 
     pub fn bump(&self, gen_keys: &[String]) {
         for key in gen_keys {
             self.gens
                 .entry_by_ref(key.as_str())
-                .and_upsert_with(|old| old.map_or_else(super::counter_start, |e| e.into_value()) + 1);
+                .and_upsert_with(|old| old.map_or_else(counter_start, |e| e.into_value()) + 1);
         }
     }
 

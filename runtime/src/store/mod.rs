@@ -9,14 +9,6 @@ use std::time::Duration;
 
 use crate::CacheError;
 
-/// Where an invalidation counter that does not exist starts (it is then incremented): at
-/// random, so that a counter that expired or was evicted and is made again never takes a
-/// value it had before (a read of a counter that does not exist gives 0; entries computed
-/// under its old values must stay invalid). Far from 0 and from `i64::MAX` (`INCR`'s range).
-pub(crate) fn counter_start() -> u64 {
-    fastrand::u64(1 << 32..1 << 62)
-}
-
 /// The backend behind a [`QueryCache`](crate::QueryCache).
 pub(crate) enum Store {
     Redis(redis::RedisStore),
@@ -33,7 +25,7 @@ impl Store {
     }
 
     /// The value under `key` and the invalidation counters under `gen_keys` (0 when absent),
-    /// read together (one round trip), the counters as entries store them (`gens_hash`).
+    /// read together (one round trip), the counters' stamp (see `stamp`).
     pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         match self {
             Store::Redis(s) => s.fetch(key, gen_keys).await,

@@ -2,7 +2,7 @@
 //! (`ConnectionManager`) or to a Redis Cluster (the `redis` crate's async cluster client).
 //!
 //! On a cluster, every key this cache writes for one prefix hashes to one slot (the prefix is
-//! a hash tag, see [`keyspace`]), so that a lookup, an invalidation and a lease are each one
+//! a hash tag, see `keyspace`), so that a lookup, an invalidation and a lease are each one
 //! pipeline to one node, as on a single server.
 
 use std::sync::{Arc, LazyLock};
@@ -16,7 +16,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::tracking::Tracking;
 use crate::CacheError;
-use crate::lookup::gens_hash;
+use crate::stamp::{counter_start, parse_counter, stamp};
 
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
@@ -64,21 +64,6 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
-}
-
-/// The start of every key under `prefix`: the prefix itself on a server; on a cluster, the
-/// prefix as a hash tag (`{prefix}`), so that an entry, its counters and its lease share a
-/// slot. The price: one prefix lives on one master (see the README, "Redis Cluster").
-pub(crate) fn keyspace(prefix: &str, cluster: bool) -> String {
-    if cluster { format!("{{{prefix}}}") } else { prefix.to_owned() }
-}
-
-/// An invalidation counter's value (`INCR` stores it as decimal text).
-pub(super) fn counter(bytes: &[u8]) -> Result<u64, CacheError> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| CacheError::Decode("an invalidation counter is not a number".into()))
 }
 
 /// A server connection made on first use (and again after it breaks), with no response
@@ -177,8 +162,9 @@ impl RedisStore {
             redis::cmd("MGET").arg(key).arg(gen_keys).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
-        let gens: Vec<u64> = values.map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<_, _>>()?;
-        Ok((entry, gens_hash(&gens)))
+        let gens: Vec<u64> =
+            values.map(|v| v.as_deref().map_or(Ok(0), parse_counter)).collect::<Result<_, _>>()?;
+        Ok((entry, stamp(&gens)))
     }
 
     /// Increments the counters (and publishes `announce` on its channel, in the same
@@ -192,8 +178,8 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for key in gen_keys {
             // A counter that does not exist (never incremented, expired, evicted) starts at
-            // a random value (see `super::counter_start`).
-            pipe.cmd("SET").arg(key).arg(super::counter_start()).arg("NX").ignore();
+            // a random value (see `counter_start`).
+            pipe.cmd("SET").arg(key).arg(counter_start()).arg("NX").ignore();
             pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
         }
         if let Some((channel, message)) = announce {

@@ -31,11 +31,11 @@ use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
 
-use super::redis::counter;
 use crate::CacheError;
-use crate::health::Streak;
-use crate::lookup::{INLINE_GENS, gens_hash, now_ms};
+use crate::clock::now_ms;
 use crate::seeded::Seeded;
+use crate::stamp::{INLINE_COUNTERS, parse_counter, stamp};
+use crate::streak::Streak;
 
 /// The most counters kept; past that they are dropped and read again as needed.
 const MAX_COUNTERS: usize = 100_000;
@@ -113,18 +113,18 @@ impl Counters {
     /// The values of all `keys`, if all are known.
     fn get(&self, keys: &[&str]) -> Option<u64> {
         let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
-        if keys.len() > INLINE_GENS {
+        if keys.len() > INLINE_COUNTERS {
             return keys
                 .iter()
                 .map(|key| values.get(*key).copied())
                 .collect::<Option<Vec<_>>>()
-                .map(|v| gens_hash(&v));
+                .map(|v| stamp(&v));
         }
-        let mut found = [0; INLINE_GENS];
+        let mut found = [0; INLINE_COUNTERS];
         for (slot, key) in found.iter_mut().zip(keys) {
             *slot = *values.get(*key)?;
         }
-        Some(gens_hash(&found[..keys.len()]))
+        Some(stamp(&found[..keys.len()]))
     }
 
     /// Keeps values read from Redis, unless an invalidation arrived since `seen`.
@@ -213,10 +213,12 @@ impl Session {
         pipe.cmd("GET").arg(key).cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(gen_keys);
         let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) =
             self.ask(pipe.query_async(&mut conn)).await?;
-        let gens =
-            values.iter().map(|v| v.as_deref().map_or(Ok(0), counter)).collect::<Result<Vec<_>, _>>()?;
+        let gens = values
+            .iter()
+            .map(|v| v.as_deref().map_or(Ok(0), parse_counter))
+            .collect::<Result<Vec<_>, _>>()?;
         self.counters.keep(seen, gen_keys, &gens);
-        Ok((entry, gens_hash(&gens)))
+        Ok((entry, stamp(&gens)))
     }
 }
 
@@ -355,10 +357,10 @@ mod tests {
     #[test]
     fn invalidations_drop_their_counters_and_a_lost_connection_all() {
         let (counters, keys) = counters(&["ns", "k:gen"]);
-        assert_eq!(counters.get(&keys), Some(gens_hash(&[1, 2])));
+        assert_eq!(counters.get(&keys), Some(stamp(&[1, 2])));
         counters.apply(invalidate(&["k:gen", "other"]));
         assert_eq!(counters.get(&keys), None);
-        assert_eq!(counters.get(&keys[..1]), Some(gens_hash(&[1])));
+        assert_eq!(counters.get(&keys[..1]), Some(stamp(&[1])));
         counters.apply(PushInfo { kind: PushKind::Invalidate, data: vec![Value::Nil] });
         assert_eq!(counters.get(&keys[..1]), None, "FLUSHALL forgets all");
         counters.keep(counters.invalidations.load(SeqCst), &keys, &[1, 2]);
@@ -399,6 +401,6 @@ mod tests {
         counters.keep(seen, &keys[..1], &[5]);
         assert_eq!(counters.get(&keys[..1]), None);
         counters.keep(counters.invalidations.load(SeqCst), &keys[..1], &[5]);
-        assert_eq!(counters.get(&keys[..1]), Some(gens_hash(&[5])));
+        assert_eq!(counters.get(&keys[..1]), Some(stamp(&[5])));
     }
 }

@@ -1,0 +1,142 @@
+//! Every Redis key and channel name a cache uses, in one place. With `{ks}` the keyspace (the
+//! prefix; on a Redis Cluster the prefix as a hash tag, `{prefix}`, so that all of them share
+//! one slot):
+//!
+//! | name | what |
+//! |---|---|
+//! | `{ks}:{fn}:v{version}:{hash}` | an entry (see `key`) |
+//! | `{entry}:gen` | the entry's own invalidation counter |
+//! | `{entry}:lock` | the entry's lease (`lock = true`) |
+//! | `{ks}:tag:{tag}` | a tag's invalidation counter |
+//! | `{ks}:ns` | the namespace's invalidation counter, on which every entry depends |
+//! | `{ks}:bus` | the backplane's channel (see `backplane`) |
+//! | `{ks}:bus:hb:{instance}` | an instance's heartbeat channel (see `local`) |
+
+use crate::key;
+
+/// What follows an entry's key in the name of its invalidation counter.
+const COUNTER_SUFFIX: &str = ":gen";
+
+/// The names under one prefix.
+pub(crate) struct Keyspace {
+    /// What starts every name.
+    start: String,
+    namespace_counter: String,
+    bus: String,
+}
+
+impl Keyspace {
+    pub fn new(prefix: &str, cluster: bool) -> Keyspace {
+        let start = if cluster { format!("{{{prefix}}}") } else { prefix.to_owned() };
+        Keyspace { namespace_counter: format!("{start}:ns"), bus: format!("{start}:bus"), start }
+    }
+
+    /// What starts every name.
+    pub fn start(&self) -> &str {
+        &self.start
+    }
+
+    /// Whether `key` is one of these names.
+    pub fn owns(&self, key: &str) -> bool {
+        key.starts_with(&self.start)
+    }
+
+    pub fn namespace_counter(&self) -> &str {
+        &self.namespace_counter
+    }
+
+    pub fn tag_counter(&self, tag: &str) -> String {
+        [&self.start, ":tag:", tag].concat()
+    }
+
+    /// The entry of function `head` (see `key::head`) for the arguments that hash to `hash`.
+    pub fn entry(&self, head: &str, hash: u128) -> String {
+        key::join(&self.start, head, hash, "")
+    }
+
+    /// The entry of a call, with the counters of its `tags`.
+    pub fn target(&self, head: &str, hash: u128, tags: &[String]) -> Target {
+        let key_counter = key::join(&self.start, head, hash, COUNTER_SUFFIX);
+        Target { key_counter, tags: tags.iter().map(|tag| self.tag_counter(tag)).collect() }
+    }
+
+    /// The backplane's channel.
+    pub fn bus(&self) -> &str {
+        &self.bus
+    }
+
+    /// The heartbeat channel of the instance numbered `instance`.
+    pub fn heartbeat(&self, instance: u64) -> String {
+        format!("{}:hb:{instance:016x}", self.bus)
+    }
+}
+
+/// The invalidation counter of the entry `key`.
+pub(crate) fn key_counter(key: &str) -> String {
+    [key, COUNTER_SUFFIX].concat()
+}
+
+/// The lease of the entry `key`.
+pub(crate) fn lease(key: &str) -> String {
+    [key, ":lock"].concat()
+}
+
+/// The names of the counters a lookup reads: inline for up to `INLINE_COUNTERS`.
+pub(crate) type CounterNames<'a> = smallvec::SmallVec<[&'a str; crate::stamp::INLINE_COUNTERS]>;
+
+/// Where a call's entry lives, and the invalidation counters it depends on. Built on every
+/// call, so the key and its counter's name share one allocation, and a call without tags makes
+/// no other.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The key, then `COUNTER_SUFFIX`.
+    key_counter: String,
+    /// The tags' counters.
+    tags: Vec<String>,
+}
+
+impl Target {
+    /// The entry's key.
+    pub fn key(&self) -> &str {
+        &self.key_counter[..self.key_counter.len() - COUNTER_SUFFIX.len()]
+    }
+
+    /// The names of the counters the entry depends on: the namespace's first, the key's, then
+    /// its tags'.
+    pub fn counters<'a>(&'a self, keyspace: &'a Keyspace) -> CounterNames<'a> {
+        let mut names = CounterNames::new();
+        names.push(keyspace.namespace_counter());
+        names.push(&self.key_counter);
+        names.extend(self.tags.iter().map(String::as_str));
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of one call with a tag, on a server and on a cluster: every name this crate
+    /// writes to Redis (or publishes on) is one of these.
+    #[test]
+    fn every_name() {
+        for (cluster, ks) in [(false, "app"), (true, "{app}")] {
+            let keyspace = Keyspace::new("app", cluster);
+            let head = key::head("users::by_id", 2);
+            let target = keyspace.target(&head, 0xab, &["user:7".to_owned()]);
+            let entry = format!("{ks}:users::by_id:v2:000000000000000000000000000000ab");
+            assert_eq!(target.key(), entry);
+            assert_eq!(keyspace.entry(&head, 0xab), entry);
+            assert_eq!(
+                target.counters(&keyspace).to_vec(),
+                [format!("{ks}:ns"), format!("{entry}:gen"), format!("{ks}:tag:user:7")]
+            );
+            assert_eq!(key_counter(&entry), format!("{entry}:gen"));
+            assert_eq!(lease(&entry), format!("{entry}:lock"));
+            assert_eq!(keyspace.bus(), format!("{ks}:bus"));
+            assert_eq!(keyspace.heartbeat(0xff), format!("{ks}:bus:hb:00000000000000ff"));
+            assert_eq!(keyspace.start(), ks);
+            assert!(keyspace.owns(&entry) && !keyspace.owns("other:key"));
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! What a cache is configured with, besides its store (set by the builder).
+
+use std::time::Duration;
+
+/// What the builder configures, besides the store.
+pub(crate) struct Settings {
+    pub prefix: String,
+    pub default_ttl: Duration,
+    pub timeout: Duration,
+    pub jitter: f64,
+    pub lock: bool,
+    pub lock_wait: Duration,
+    pub lock_lease: Duration,
+    pub single_flight: bool,
+    pub max_value_bytes: usize,
+    pub local_cache: Option<u64>,
+    /// Keep the counters in this process, tracked by Redis (single server only).
+    pub client_tracking: bool,
+    /// The budget of decoded values kept for reuse, in bytes (`0`: none).
+    pub reuse_decoded: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prefix: "cq".to_owned(),
+            default_ttl: Duration::from_secs(60),
+            timeout: Duration::from_millis(50),
+            jitter: 0.1,
+            lock: false,
+            lock_wait: Duration::from_secs(1),
+            lock_lease: Duration::from_secs(5),
+            single_flight: true,
+            max_value_bytes: 1 << 20,
+            local_cache: None,
+            client_tracking: true,
+            reuse_decoded: 32 << 20,
+        }
+    }
+}
