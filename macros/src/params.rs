@@ -2,7 +2,7 @@
 //!
 //! The key is built from every parameter except `self` receivers, the ones named in
 //! `skip(...)`, and sqlx executors. The executor rule lives here, in one place, and is
-//! documented in the README ("How keys are derived").
+//! documented in docs/usage.md ("How keys are derived").
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;

@@ -1,5 +1,5 @@
 //! The future of a store operation under the cache's timeout and circuit breaker
-//! ([`QueryCache::bounded`]).
+//! (`Engine::bounded`); how it ended is handed to a [`Settle`] (the breaker's bookkeeping).
 //!
 //! A future of its own rather than an `async fn`: the operation's future, most of a lookup's
 //! state, is then moved once, into its timer, instead of once more per layer; each such
@@ -8,31 +8,41 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Timeout;
 
-use crate::{CacheError, QueryCache};
+use crate::CacheError;
+
+/// What bounds store operations, and records how each ended.
+pub(crate) trait Settle {
+    /// How long an operation may take.
+    fn timeout(&self) -> Duration;
+    /// Whether operations fail at once (the breaker is open).
+    fn is_open(&self) -> bool;
+    /// Records how an operation ended.
+    fn settle<T>(&self, result: &Result<T, CacheError>);
+}
 
 pin_project! {
     /// `op` within the cache's timeout; fails at once if the breaker was open when it was made.
-    pub(crate) struct Bounded<'a, F> {
-        cache: &'a QueryCache,
+    pub(crate) struct Bounded<'a, S, F> {
+        settle: &'a S,
         open: bool,
         #[pin]
         op: Timeout<F>,
     }
 }
 
-impl<'a, F: Future> Bounded<'a, F> {
-    /// `op` bounded by the cache's timeout, counted from now.
-    pub(crate) fn new(cache: &'a QueryCache, op: F) -> Self {
-        let inner = cache.inner();
-        Bounded { cache, open: inner.health.is_open(), op: tokio::time::timeout(inner.settings.timeout, op) }
+impl<'a, S: Settle, F: Future> Bounded<'a, S, F> {
+    /// `op` bounded by `settle`'s timeout, counted from now.
+    pub(crate) fn new(settle: &'a S, op: F) -> Self {
+        Bounded { settle, open: settle.is_open(), op: tokio::time::timeout(settle.timeout(), op) }
     }
 }
 
-impl<T, F: Future<Output = Result<T, CacheError>>> Future for Bounded<'_, F> {
+impl<T, S: Settle, F: Future<Output = Result<T, CacheError>>> Future for Bounded<'_, S, F> {
     type Output = Result<T, CacheError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -40,9 +50,9 @@ impl<T, F: Future<Output = Result<T, CacheError>>> Future for Bounded<'_, F> {
         if *this.open {
             return Poll::Ready(Err(CacheError::Unavailable));
         }
-        let timeout = this.cache.inner().settings.timeout;
+        let timeout = this.settle.timeout();
         let result = ready!(this.op.poll(cx)).unwrap_or(Err(CacheError::Timeout(timeout)));
-        this.cache.settle(&result);
+        this.settle.settle(&result);
         Poll::Ready(result)
     }
 }

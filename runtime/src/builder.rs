@@ -53,7 +53,7 @@ impl QueryCacheBuilder {
     /// nodes, `redis://[user:password@]host:port`); the rest of the cluster is discovered from
     /// them. All the keys of one prefix hash to one slot, so every lookup is still one round
     /// trip; spread the load over the masters with several caches of different prefixes. See
-    /// the README ("Redis Cluster").
+    /// docs/internals.md ("Redis Cluster").
     pub fn redis_cluster<I>(mut self, urls: I) -> Self
     where
         I: IntoIterator,
@@ -121,7 +121,7 @@ impl QueryCacheBuilder {
 
     /// Adds an in-process tier of at most `max_entries` entries in front of Redis: a hit there
     /// costs no network. Kept coherent across instances by a pub/sub channel per prefix; see
-    /// the README ("Local tier"). Ignored by the in-memory backend, which is local already.
+    /// docs/internals.md ("Local tier"). Ignored by the in-memory backend, which is local already.
     pub fn local_cache(mut self, max_entries: u64) -> Self {
         self.settings.local_cache = Some(max_entries);
         self
@@ -138,7 +138,7 @@ impl QueryCacheBuilder {
     /// in this process, kept exact by Redis's server-assisted client-side caching (RESP3
     /// `CLIENT TRACKING`, Redis 6+), so that a warm hit is one `GET` (default `true`). Off, or
     /// on a server that refuses it, or on a cluster, every lookup reads the counters with its
-    /// entry (one `MGET`). See the README ("What a hit costs").
+    /// entry (one `MGET`). See docs/internals.md ("What a hit costs").
     pub fn client_tracking(mut self, on: bool) -> Self {
         self.settings.client_tracking = on;
         self
@@ -153,7 +153,7 @@ impl QueryCacheBuilder {
     /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
     /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends
     /// on nothing but the bytes (`reuse = false` on a function turns it off for that function).
-    /// See the README ("What a hit costs").
+    /// See docs/internals.md ("What a hit costs").
     pub fn reuse_decoded(mut self, max_bytes: u64) -> Self {
         self.settings.reuse_decoded = max_bytes;
         self

@@ -32,7 +32,7 @@ use moka::sync::Cache;
 use crate::codec::{self, DecodeError, Meta, ValueId};
 use crate::outcome::Stores;
 use crate::seeded::Seeded;
-use crate::stats::Counters;
+use crate::stats::Stats;
 
 /// The smallest payload whose decoded value is kept (one row of a few fields is ≈ 60 bytes).
 pub(crate) const MIN_PAYLOAD: usize = 512;
@@ -134,7 +134,7 @@ impl Decoded {
         let seen = self.kept.get(key).filter(|kept| kept.id == id);
         if let Some(value) = seen.as_ref().and_then(|kept| kept.value.as_ref()?.downcast_ref::<V>()) {
             let meta = codec::meta(bytes)?;
-            Counters::bump(reused);
+            Stats::count(reused);
             return Ok(((copier.clone)(value), meta));
         }
         let (value, meta) = codec::decode::<V>(bytes)?;

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 /// What a leader publishes.
 #[derive(Clone)]
-pub(crate) enum Outcome {
+pub(crate) enum LeaderState {
     /// Still working.
     Running,
     /// The entry's bytes (an envelope, see `codec`), and the leader's ticket.
@@ -46,7 +46,7 @@ type Map = Arc<Mutex<InFlight>>;
 /// The flights under way, by key, and the last ticket given.
 #[derive(Default)]
 struct InFlight {
-    keys: HashMap<String, watch::Receiver<Outcome>>,
+    keys: HashMap<String, watch::Receiver<LeaderState>>,
     tickets: u64,
 }
 
@@ -59,7 +59,7 @@ pub(crate) struct Flights {
 /// The role of a caller for one key.
 pub(crate) enum Role {
     Leader(Leader),
-    Waiter(watch::Receiver<Outcome>),
+    Waiter(watch::Receiver<LeaderState>),
 }
 
 impl Flights {
@@ -71,7 +71,7 @@ impl Flights {
         if let Some(rx) = map.keys.get(key) {
             return (Role::Waiter(rx.clone()), ticket);
         }
-        let (tx, rx) = watch::channel(Outcome::Running);
+        let (tx, rx) = watch::channel(LeaderState::Running);
         map.keys.insert(key.to_owned(), rx.clone());
         let leader = Leader { map: self.map.clone(), key: key.to_owned(), ticket, tx: Some(tx), rx };
         (Role::Leader(leader), ticket)
@@ -88,19 +88,19 @@ pub(crate) struct Leader {
     map: Map,
     key: String,
     ticket: u64,
-    tx: Option<watch::Sender<Outcome>>,
+    tx: Option<watch::Sender<LeaderState>>,
     /// Identifies this leader's channel in the map.
-    rx: watch::Receiver<Outcome>,
+    rx: watch::Receiver<LeaderState>,
 }
 
 impl Leader {
     /// Hands `bytes` (or nothing) to the waiters and leaves the flight.
     pub fn finish(mut self, bytes: Option<Arc<[u8]>>) {
         let ticket = self.ticket;
-        self.publish(bytes.map_or(Outcome::Failed, |bytes| Outcome::Done(bytes, ticket)));
+        self.publish(bytes.map_or(LeaderState::Failed, |bytes| LeaderState::Done(bytes, ticket)));
     }
 
-    fn publish(&mut self, outcome: Outcome) {
+    fn publish(&mut self, outcome: LeaderState) {
         if let Some(tx) = self.tx.take() {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             // Remove the entry only if it is still this leader's.
@@ -115,16 +115,16 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        self.publish(Outcome::Abandoned);
+        self.publish(LeaderState::Abandoned);
     }
 }
 
 /// Waits for the leader's outcome.
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Shared {
-    let outcome = rx.wait_for(|o| !matches!(o, Outcome::Running)).await;
+pub(crate) async fn wait(mut rx: watch::Receiver<LeaderState>) -> Shared {
+    let outcome = rx.wait_for(|o| !matches!(o, LeaderState::Running)).await;
     match outcome.as_deref() {
-        Ok(Outcome::Done(bytes, ticket)) => Shared::Done(bytes.clone(), *ticket),
-        Ok(Outcome::Failed) => Shared::Failed,
+        Ok(LeaderState::Done(bytes, ticket)) => Shared::Done(bytes.clone(), *ticket),
+        Ok(LeaderState::Failed) => Shared::Failed,
         _ => Shared::Abandoned,
     }
 }

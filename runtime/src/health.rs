@@ -69,9 +69,9 @@ impl Health {
         self.failures.reset();
     }
 
-    /// Counts a failure to reach the store; `true` if it just opened the breaker (the caller
+    /// Counts a failure to reach the store; `true` if this one opened the breaker (the caller
     /// then starts the probe).
-    pub fn failed(&self) -> bool {
+    pub fn failure_opens(&self) -> bool {
         self.failures.fail() >= TRIP_AFTER && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok()
     }
 
@@ -141,11 +141,11 @@ mod tests {
     #[test]
     fn the_breaker_opens_once_after_consecutive_failures() {
         let health = Health::default();
-        assert!(!health.failed() && !health.failed());
+        assert!(!health.failure_opens() && !health.failure_opens());
         health.succeeded();
-        assert!(!health.failed() && !health.failed());
-        assert!(health.failed(), "the third in a row opens it");
-        assert!(!health.failed(), "already open: no second probe");
+        assert!(!health.failure_opens() && !health.failure_opens());
+        assert!(health.failure_opens(), "the third in a row opens it");
+        assert!(!health.failure_opens(), "already open: no second probe");
         assert!(health.is_open());
         health.close();
         assert!(!health.is_open());

@@ -28,7 +28,7 @@
 //!
 //! The cache never makes a query fail: when Redis is down, slow or holds bytes that do not
 //! decode, the function runs its query and returns the database's answer, and the failure
-//! is counted in [`QueryCache::stats`] and logged with `tracing`. See the README for the key
+//! is counted in [`QueryCache::stats`] and logged with `tracing`. See docs/usage.md for the key
 //! format, the codec and the exact rule for which parameters form the key.
 
 mod backplane;
@@ -38,11 +38,15 @@ mod cache;
 mod clock;
 mod codec;
 mod decoded;
+mod engine;
+mod entry;
 mod error;
 mod flight;
 mod health;
+mod invalidation;
 mod key;
 mod keyspace;
+mod lease;
 mod local;
 mod lookup;
 mod outcome;
@@ -52,6 +56,7 @@ mod shape;
 mod stamp;
 mod stats;
 mod store;
+mod stored;
 mod streak;
 mod tagged;
 mod unkeyed;

@@ -24,8 +24,8 @@
 //! overwrites) with no per-key state in Redis, on a server, a cluster or behind a proxy.
 //! (Tracking does keep the counters of Redis lookups, see `store::tracking`.)
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -35,9 +35,10 @@ use moka::future::Cache;
 use crate::backplane::{Backplane, Message};
 use crate::clock::now_ms;
 use crate::keyspace::Keyspace;
+use crate::store::Store;
 
 /// How often an instance checks its subscription with a heartbeat.
-pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
 /// How long the local tier serves after its subscription was last seen working (by the
 /// heartbeat's check, every two `HEARTBEAT_EVERY`): the tasks that listen and check run on
@@ -166,8 +167,26 @@ impl Local {
         *local.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     }
 
+    /// Checks the subscription every `HEARTBEAT_EVERY` with a heartbeat published through
+    /// `store` (the cache's connection), for as long as both live.
+    pub fn spawn_heartbeat(local: &Arc<Local>, store: Weak<Store>) {
+        let local = Arc::downgrade(local);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let (Some(local), Some(store)) = (local.upgrade(), store.upgrade()) else { return };
+                let Some((channel, message, seq)) = local.heartbeat() else { continue };
+                let publish = store.publish(channel, &message);
+                let sent = matches!(tokio::time::timeout(HEARTBEAT_EVERY, publish).await, Ok(Ok(())));
+                drop(store);
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                local.check_heartbeat(seq, sent);
+            }
+        });
+    }
+
     /// The next heartbeat to publish (its channel and message), while subscribed.
-    pub fn heartbeat(&self) -> Option<(&str, Vec<u8>, u64)> {
+    fn heartbeat(&self) -> Option<(&str, Vec<u8>, u64)> {
         if !self.subscribed.load(SeqCst) {
             return None;
         }
@@ -179,7 +198,7 @@ impl Local {
     /// could not even be published). If it could not be, or the one before it has not come
     /// back either (one late heartbeat is forgiven, for a busy process), the subscription is
     /// treated as lost: bypassed, and subscribed again.
-    pub fn check_heartbeat(&self, seq: u64, sent: bool) {
+    fn check_heartbeat(&self, seq: u64, sent: bool) {
         if !self.subscribed.load(SeqCst) {
             return;
         }

@@ -11,9 +11,10 @@ use serde::Serialize;
 pub use crate::CacheError;
 use crate::QueryCache;
 pub use crate::decoded::{Copier, Probe, copy, probe};
+use crate::entry::Policy;
 use crate::key::KeyHasher;
 use crate::keyspace::Target;
-use crate::lookup::{Found, Policy};
+use crate::lookup::Found;
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
 pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 
@@ -97,7 +98,7 @@ impl Spec {
     }
 
     fn policy(&self, cache: &QueryCache, refreshable: bool) -> Policy {
-        let settings = &cache.inner().settings;
+        let settings = &cache.engine().settings;
         Policy {
             ttl: self.ttl.unwrap_or(settings.default_ttl),
             stale: self.stale,
@@ -239,7 +240,7 @@ impl Call {
             && let Err(err) = hasher.add(value)
         {
             let err = CacheError::Encode(format!("key argument: {err}"));
-            cache.failed("key", self.spec.head(), &err);
+            cache.engine().failed("key", self.spec.head(), &err);
             self.hasher = None;
         }
         self
@@ -249,7 +250,7 @@ impl Call {
     /// be hashed, the call runs uncached.
     pub fn keyed(mut self) -> Self {
         if let (Some(hasher), Some(cache)) = (&self.hasher, self.handle.get()) {
-            self.target = Some(cache.target(self.spec.head(), hasher.finish(), &self.tags));
+            self.target = Some(cache.engine().keyspace.target(self.spec.head(), hasher.finish(), &self.tags));
         }
         self.hasher = None;
         self
@@ -267,9 +268,11 @@ impl Call {
             return body.await;
         };
         let policy = self.spec.policy(cache, false);
-        match cache.find::<A::Value>(target, &policy, copier).await {
+        match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
-            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body, copier).await,
+            Found::Compute(duty) => {
+                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier).await
+            }
         }
     }
 
@@ -286,14 +289,16 @@ impl Call {
             return body.await;
         };
         let policy = self.spec.policy(cache, true);
-        match cache.find::<A::Value>(target, &policy, copier).await {
+        match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, refresh } => {
                 if let Some(seen_fresh_until) = refresh {
-                    cache.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
+                    cache.engine().spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
                 }
                 A::wrap(value)
             }
-            Found::Missing(miss) => cache.compute::<R, A, F>(target, &policy, miss, body, copier).await,
+            Found::Compute(duty) => {
+                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier).await
+            }
         }
     }
 

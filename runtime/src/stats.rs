@@ -46,7 +46,7 @@ pub struct CacheStats {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct Stats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub errors: AtomicU64,
@@ -64,8 +64,9 @@ pub(crate) struct Counters {
     pub reused_decodes: AtomicU64,
 }
 
-impl Counters {
-    pub fn bump(counter: &AtomicU64) {
+impl Stats {
+    /// Counts one more.
+    pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 

@@ -1,5 +1,5 @@
 //! A Redis that may evict keys is warned about once: an evicted invalidation counter lets
-//! entries computed before its first increment be served again (README, "Invalidation"). (A
+//! entries computed before its first increment be served again (docs/guarantees.md, "Invalidation"). (A
 //! test binary of its own: it installs the global `tracing` subscriber that captures the logs.)
 
 use std::time::{Duration, Instant};

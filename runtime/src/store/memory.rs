@@ -53,14 +53,14 @@ impl MemoryStore {
         self.entries.get(key).map(|e| e.bytes.to_vec())
     }
 
-    pub fn fetch(&self, key: &str, gen_keys: &[&str]) -> (Option<Vec<u8>>, u64) {
+    pub fn fetch(&self, key: &str, counters: &[&str]) -> (Option<Vec<u8>>, u64) {
         let gens: Vec<u64> =
-            gen_keys.iter().map(|gen_key| self.gens.get(*gen_key).unwrap_or_default()).collect();
+            counters.iter().map(|gen_key| self.gens.get(*gen_key).unwrap_or_default()).collect();
         (self.get(key), stamp(&gens))
     }
 
-    pub fn bump(&self, gen_keys: &[String]) {
-        for key in gen_keys {
+    pub fn increment(&self, counters: &[String]) {
+        for key in counters {
             self.gens
                 .entry_by_ref(key.as_str())
                 .and_upsert_with(|old| old.map_or_else(counter_start, |e| e.into_value()) + 1);

@@ -5,9 +5,13 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 mod tracking;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::CacheError;
+
+/// How long the check of Redis's eviction policy may take (connecting included).
+const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
 
 /// The backend behind a [`QueryCache`](crate::QueryCache).
 pub(crate) enum Store {
@@ -24,27 +28,27 @@ impl Store {
         }
     }
 
-    /// The value under `key` and the invalidation counters under `gen_keys` (0 when absent),
+    /// The value under `key` and the invalidation counters under `counters` (0 when absent),
     /// read together (one round trip), the counters' stamp (see `stamp`).
-    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, counters: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         match self {
-            Store::Redis(s) => s.fetch(key, gen_keys).await,
-            Store::Memory(s) => Ok(s.fetch(key, gen_keys)),
+            Store::Redis(s) => s.fetch(key, counters).await,
+            Store::Memory(s) => Ok(s.fetch(key, counters)),
         }
     }
 
-    /// Increments the counters under `gen_keys`, each kept for `keep` from now, and publishes
+    /// Increments the counters under `counters`, each kept for `keep` from now, and publishes
     /// `announce` (a channel and a message) with them.
-    pub async fn bump(
+    pub async fn increment(
         &self,
-        gen_keys: &[String],
+        counters: &[String],
         keep: Duration,
         announce: Option<(&str, &[u8])>,
     ) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.bump(gen_keys, keep, announce).await,
+            Store::Redis(s) => s.increment(counters, keep, announce).await,
             Store::Memory(s) => {
-                s.bump(gen_keys);
+                s.increment(counters);
                 Ok(())
             }
         }
@@ -117,6 +121,47 @@ impl Store {
         if let Store::Redis(s) = self {
             s.replace();
         }
+    }
+
+    /// Whether this is Redis (a server or a cluster), whose other clients share its entries.
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Clients for connections of the backplane's own (none in memory).
+    pub fn backplane_clients(&self) -> Vec<::redis::Client> {
+        match self {
+            Store::Redis(s) => s.clients().to_vec(),
+            Store::Memory(_) => Vec::new(),
+        }
+    }
+
+    /// Warns once if Redis may evict keys (`maxmemory` set, a policy other than
+    /// `noeviction`): an evicted invalidation counter lets entries computed before its first
+    /// increment be served again (docs/guarantees.md, "Invalidation"). Quietly nothing when
+    /// Redis does not answer or does not allow `CONFIG GET`, or when the store is gone.
+    pub fn spawn_eviction_check(store: &Arc<Store>) {
+        let weak = Arc::downgrade(store);
+        tokio::spawn(async move {
+            let Some(store) = weak.upgrade() else { return };
+            let Store::Redis(store) = &*store else { return };
+            let policy = tokio::time::timeout(EVICTION_CHECK_WITHIN, store.eviction_policy()).await;
+            match policy {
+                Ok(Ok(Some(policy))) => tracing::warn!(
+                    backend = %store.describe(),
+                    policy,
+                    "cached_query: Redis may evict keys at its maxmemory; an evicted invalidation \
+                     counter can let an entry computed before its first increment be served again \
+                     (give Redis the memory its entries need, or use maxmemory-policy noeviction)"
+                ),
+                Ok(Ok(None)) => {
+                    tracing::debug!(backend = %store.describe(), "cached_query: Redis evicts no keys")
+                }
+                _ => {
+                    tracing::debug!(backend = %store.describe(), "cached_query: Redis's eviction policy unknown")
+                }
+            }
+        });
     }
 
     /// Whether this is a Redis Cluster (whose keys of one prefix share a hash tag).

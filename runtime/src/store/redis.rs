@@ -149,9 +149,9 @@ impl RedisStore {
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
-    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, counters: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
-            return session.fetch(key, gen_keys).await;
+            return session.fetch(key, counters).await;
         }
         // One `MGET` of the entry and its counters: one round trip, and one command for Redis
         // (a pipelined GET + MGET costs it two, which halves what it serves under load).
@@ -159,7 +159,7 @@ impl RedisStore {
         // counters with the entry is enough.
         let mut conn = self.conn();
         let values: Vec<Option<Vec<u8>>> =
-            redis::cmd("MGET").arg(key).arg(gen_keys).query_async(&mut conn).await?;
+            redis::cmd("MGET").arg(key).arg(counters).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
         let gens: Vec<u64> =
@@ -169,14 +169,14 @@ impl RedisStore {
 
     /// Increments the counters (and publishes `announce` on its channel, in the same
     /// pipeline, so that no invalidation reaches Redis without its announcement).
-    pub async fn bump(
+    pub async fn increment(
         &self,
-        gen_keys: &[String],
+        counters: &[String],
         keep: Duration,
         announce: Option<(&str, &[u8])>,
     ) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
-        for key in gen_keys {
+        for key in counters {
             // A counter that does not exist (never incremented, expired, evicted) starts at
             // a random value (see `counter_start`).
             pipe.cmd("SET").arg(key).arg(counter_start()).arg("NX").ignore();

@@ -1,0 +1,102 @@
+//! The engine behind a [`QueryCache`](crate::QueryCache): the store and every concern that
+//! serves it, built once and shared by the cache's clones and its background tasks. The call
+//! path (`lookup`, `lease`, `entry`) and invalidation (`invalidation`) are its methods.
+
+use std::sync::{Arc, Weak};
+
+use crate::CacheError;
+use crate::backplane::Backplane;
+use crate::bounded::Bounded;
+use crate::decoded::Decoded;
+use crate::flight::Flights;
+use crate::health::Health;
+use crate::keyspace::Keyspace;
+use crate::local::Local;
+use crate::settings::Settings;
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::warn::WarnLimiter;
+
+pub(crate) struct Engine {
+    pub store: Arc<Store>,
+    pub settings: Settings,
+    pub stats: Stats,
+    pub flights: Flights,
+    pub health: Health,
+    /// Where invalidations and writes are announced (Redis only: whatever `local` is).
+    pub backplane: Option<Backplane>,
+    /// The in-process tier (`.local_cache(n)`, Redis only).
+    pub local: Option<Arc<Local>>,
+    /// Decoded values kept for reuse (`.reuse_decoded(bytes)`).
+    pub decoded: Option<Decoded>,
+    /// The names of every key and channel of this cache.
+    pub keyspace: Keyspace,
+    warnings: WarnLimiter,
+    /// This engine, for the background tasks it starts (which must not keep it alive).
+    me: Weak<Engine>,
+}
+
+impl Engine {
+    /// Builds the engine and starts its background tasks (they end with it).
+    pub fn new(store: Store, settings: Settings) -> Arc<Engine> {
+        let store = Arc::new(store);
+        let keyspace = Keyspace::new(&settings.prefix, store.is_cluster());
+        let backplane = store.is_redis().then(|| Backplane::new(&keyspace));
+        let local = match (settings.local_cache, &backplane) {
+            (Some(max_entries), Some(backplane)) => {
+                let local = Local::new(max_entries, backplane, &keyspace);
+                Local::listen(&local, store.backplane_clients());
+                Local::spawn_heartbeat(&local, Arc::downgrade(&store));
+                Some(local)
+            }
+            _ => None,
+        };
+        if store.is_redis() {
+            Store::spawn_eviction_check(&store);
+        }
+        let decoded = Decoded::new(settings.reuse_decoded);
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            store,
+            settings,
+            stats: Stats::default(),
+            flights: Flights::default(),
+            health: Health::default(),
+            backplane,
+            local,
+            decoded,
+            keyspace,
+            warnings: WarnLimiter::new(),
+        })
+    }
+
+    /// Runs a store operation within the timeout, counted from this call. Fails at once if the
+    /// circuit breaker is open at this call; failures to reach the store count towards opening
+    /// it (see `invalidation`, which settles them).
+    pub fn bounded<T, F>(&self, op: F) -> Bounded<'_, Engine, F>
+    where
+        F: Future<Output = Result<T, CacheError>>,
+    {
+        Bounded::new(self, op)
+    }
+
+    /// A weak handle on this engine, for a background task.
+    pub fn myself(&self) -> Weak<Engine> {
+        self.me.clone()
+    }
+
+    /// Counts a cache failure that the caller answers without the cache, and logs it.
+    pub fn failed(&self, op: &str, key: &str, err: &CacheError) {
+        Stats::count(&self.stats.errors);
+        self.warnings.warn(|suppressed| {
+            tracing::warn!(
+                backend = %self.store.describe(),
+                op,
+                key,
+                %err,
+                suppressed,
+                "cached_query: cache operation failed; answering from the database"
+            );
+        });
+    }
+}

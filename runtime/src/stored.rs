@@ -1,0 +1,131 @@
+//! An entry in the store: read together with its counters (and checked against them),
+//! decoded, written and deleted, each write announced on the backplane in the same round trip.
+//! Every failure is counted and logged, and reads as a miss.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::CacheError;
+use crate::codec::{self, Meta};
+use crate::decoded::Copier;
+use crate::engine::Engine;
+use crate::keyspace::Target;
+use crate::stats::Stats;
+
+/// The stamp of the counters read for a call (see `stamp`); `None` when they could not be
+/// read (the cache failed).
+pub(crate) type Stamp = Option<u64>;
+
+/// What one read of an entry gave.
+pub(crate) enum Read<V> {
+    /// A valid entry (its counters unchanged).
+    Valid { value: V, meta: Meta, bytes: Vec<u8> },
+    /// None, or one that was invalidated, or one that does not decode.
+    Unusable { stamp: Stamp },
+}
+
+impl Engine {
+    /// Decodes the entry under `key`, reusing a kept decode of the same bytes when it can
+    /// (see `decoded`).
+    pub fn decode<V: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        copier: Option<Copier<V>>,
+    ) -> Result<(V, Meta), codec::DecodeError> {
+        match (&self.decoded, copier) {
+            (Some(decoded), Some(copier)) => decoded.decode(key, bytes, copier, &self.stats.reused_decodes),
+            _ => codec::decode(bytes),
+        }
+    }
+
+    /// Reads the entry and its counters; failures are counted and logged.
+    pub async fn read<V: DeserializeOwned + 'static>(
+        &self,
+        target: &Target,
+        copier: Option<Copier<V>>,
+    ) -> Read<V> {
+        self.read_counted(target, copier, true).await
+    }
+
+    pub async fn read_counted<V: DeserializeOwned + 'static>(
+        &self,
+        target: &Target,
+        copier: Option<Copier<V>>,
+        count: bool,
+    ) -> Read<V> {
+        // Invalidations lost to an outage are delivered before anything is served again.
+        // (Boxed: this rare path would otherwise make the lookup's future, which is moved a
+        // few times on each call, more than twice as large.)
+        let health = &self.health;
+        if health.has_pending() {
+            let delivered = Box::pin(self.deliver_pending(true)).await;
+            // Nor if others were queued meanwhile: they must be delivered too.
+            if !delivered || health.has_pending() {
+                return Read::Unusable { stamp: None };
+            }
+        }
+        let names = target.counters(&self.keyspace);
+        let fetch = self.store.fetch(target.key(), &names);
+        let (bytes, stamp) = match self.bounded(fetch).await {
+            Ok(found) => found,
+            Err(err) => {
+                if count {
+                    self.failed("get", target.key(), &err);
+                }
+                return Read::Unusable { stamp: None };
+            }
+        };
+        let Some(bytes) = bytes else { return Read::Unusable { stamp: Some(stamp) } };
+        if codec::meta(&bytes).is_ok_and(|meta| meta.stamp != stamp) {
+            return Read::Unusable { stamp: Some(stamp) }; // invalidated since it was computed: not decoded
+        }
+        match self.decode(target.key(), &bytes, copier) {
+            Ok((value, meta)) => Read::Valid { value, meta, bytes },
+            Err(err) => {
+                if count {
+                    Stats::count(&self.stats.decode_errors);
+                    self.failed("decode", target.key(), &CacheError::Decode(err.to_string()));
+                }
+                Read::Unusable { stamp: Some(stamp) }
+            }
+        }
+    }
+
+    /// Stores an envelope, telling the other instances to drop their copies (in the same round
+    /// trip); failures are counted and logged.
+    pub async fn write(&self, key: &str, bytes: &[u8], keep: Duration) -> bool {
+        let message = self.written_message(key);
+        match self.bounded(self.store.set(key, bytes, keep, self.announce(&message))).await {
+            Ok(()) => {
+                Stats::count(&self.stats.writes);
+                true
+            }
+            Err(err) => {
+                self.failed("set", key, &err);
+                false
+            }
+        }
+    }
+    /// Deletes an entry, telling the other instances to drop their copies. (A failure leaves
+    /// an entry its counters still allow: nothing to count.)
+    pub async fn remove(&self, key: &str) {
+        let message = self.written_message(key);
+        let _ = self.bounded(self.store.delete(key, self.announce(&message))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A lookup's future is moved a few times on each call, and each move copies all of it:
+    /// the in-memory store is synchronous and the rare path (queued invalidations) boxed, so
+    /// that it stays small (it was 3 KB with `moka`'s futures and that path in it).
+    #[tokio::test]
+    async fn a_lookups_future_stays_small() {
+        let cache = crate::QueryCache::in_memory(10);
+        let target = cache.engine().keyspace.target("f:v0:", 1, &[]);
+        let read = cache.engine().read_counted::<Option<String>>(&target, None, true);
+        assert!(size_of_val(&read) <= 1024, "{} bytes", size_of_val(&read));
+    }
+}
