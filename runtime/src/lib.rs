@@ -37,6 +37,8 @@ mod builder;
 mod cache;
 mod clock;
 mod codec;
+#[cfg(test)]
+mod decisions;
 mod decoded;
 mod engine;
 mod entry;
@@ -61,6 +63,10 @@ mod streak;
 mod tagged;
 mod unkeyed;
 mod warn;
+
+// Unit tests use the attribute itself, whose code names this crate `::cached_query`.
+#[cfg(test)]
+extern crate self as cached_query;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -75,7 +75,7 @@ fn imports(code: &str, modules: &BTreeSet<String>, reexports: &BTreeMap<String, 
         } else if name == "__private" {
             Some("private".to_owned())
         } else {
-            reexports.get(name).cloned()
+            reexports.get(name).filter(|module| modules.contains(*module)).cloned()
         }
     };
     let mut found = BTreeSet::new();

@@ -3,12 +3,16 @@
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+#[cfg(test)]
+pub(crate) mod scripted;
 mod tracking;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::CacheError;
+#[cfg(test)]
+use scripted::Op;
 
 /// How long the check of Redis's eviction policy may take (connecting included).
 const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
@@ -17,6 +21,9 @@ const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
 pub(crate) enum Store {
     Redis(redis::RedisStore),
     Memory(memory::MemoryStore),
+    /// A store whose replies a unit test scripts.
+    #[cfg(test)]
+    Scripted(scripted::ScriptedStore),
 }
 
 impl Store {
@@ -25,6 +32,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.get(key).await,
             Store::Memory(s) => Ok(s.get(key)),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Get(key.into())).await.map(|()| s.memory().get(key)),
         }
     }
 
@@ -34,6 +43,10 @@ impl Store {
         match self {
             Store::Redis(s) => s.fetch(key, counters).await,
             Store::Memory(s) => Ok(s.fetch(key, counters)),
+            #[cfg(test)]
+            Store::Scripted(s) => {
+                s.ask(Op::Fetch(key.into())).await.map(|()| s.memory().fetch(key, counters))
+            }
         }
     }
 
@@ -50,6 +63,10 @@ impl Store {
             Store::Memory(s) => {
                 s.increment(counters);
                 Ok(())
+            }
+            #[cfg(test)]
+            Store::Scripted(s) => {
+                s.ask(Op::Increment(counters.to_vec())).await.map(|()| s.memory().increment(counters))
             }
         }
     }
@@ -69,6 +86,8 @@ impl Store {
                 s.set(key, value, ttl);
                 Ok(())
             }
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Set(key.into())).await.map(|()| s.memory().set(key, value, ttl)),
         }
     }
 
@@ -80,6 +99,8 @@ impl Store {
                 s.delete(key);
                 Ok(())
             }
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Delete(key.into())).await.map(|()| s.memory().delete(key)),
         }
     }
 
@@ -89,6 +110,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.try_lock(key, token, lease).await,
             Store::Memory(_) => Ok(true),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::TryLock(key.into())).await.map(|()| true),
         }
     }
 
@@ -97,6 +120,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.unlock(key, token).await,
             Store::Memory(_) => Ok(()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Unlock(key.into())).await,
         }
     }
 
@@ -105,6 +130,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.publish(channel, message).await,
             Store::Memory(_) => Ok(()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Publish).await,
         }
     }
 
@@ -113,6 +140,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.ping(key).await,
             Store::Memory(_) => Ok(()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Ping).await,
         }
     }
 
@@ -132,7 +161,7 @@ impl Store {
     pub fn backplane_clients(&self) -> Vec<::redis::Client> {
         match self {
             Store::Redis(s) => s.clients().to_vec(),
-            Store::Memory(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -174,6 +203,8 @@ impl Store {
         match self {
             Store::Redis(s) => s.describe().to_owned(),
             Store::Memory(s) => s.describe(),
+            #[cfg(test)]
+            Store::Scripted(_) => "scripted".to_owned(),
         }
     }
 }

@@ -1,0 +1,276 @@
+//! The decision logic of a call (who leads, who waits, who retries, what is served, when the
+//! breaker opens), tested against a store whose replies each test scripts (`store::scripted`):
+//! slow, failing, never answering, or changed by "another process" between two operations.
+//! On tokio's paused clock, so that every delay is exact and a test takes milliseconds; the
+//! wall clock that entries expire by is moved with `clock::ahead`. The same behaviours are
+//! tested against real Redis servers in `tests/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use crate::clock::ahead;
+use crate::health::{PROBE_EVERY, TRIP_AFTER};
+use crate::keyspace;
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::store::scripted::{Op, Reply, ScriptedStore};
+use crate::{QueryCache, cached_query};
+
+/// The "database": a value, whether it fails, how long a query takes, and what ran.
+#[derive(Default)]
+struct Db {
+    value: AtomicI64,
+    failing: AtomicBool,
+    delay_ms: AtomicU64,
+    runs: AtomicUsize,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+impl Db {
+    fn new(value: i64, delay_ms: u64) -> Arc<Db> {
+        let db = Db::default();
+        db.value.store(value, SeqCst);
+        db.delay_ms.store(delay_ms, SeqCst);
+        Arc::new(db)
+    }
+
+    async fn query(&self, id: i64) -> Result<i64, String> {
+        self.runs.fetch_add(1, SeqCst);
+        let running = self.running.fetch_add(1, SeqCst) + 1;
+        self.max_running.fetch_max(running, SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(SeqCst))).await;
+        self.running.fetch_sub(1, SeqCst);
+        match self.failing.load(SeqCst) {
+            true => Err("the database failed".to_owned()),
+            false => Ok(self.value.load(SeqCst) * 1000 + id),
+        }
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(SeqCst)
+    }
+}
+
+#[cached_query(name = "read", ttl = 60, cache = cache, skip(cache, db))]
+async fn read(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
+#[cached_query(name = "swr", ttl = 1, stale = 60, cache = cache, skip(cache, db))]
+async fn swr(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
+#[cached_query(name = "swr_no_fail_safe", ttl = 1, stale = 60, fail_safe = false, cache = cache, skip(cache, db))]
+async fn swr_no_fail_safe(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
+/// A cache on a scripted store that answers everything, with a 50 ms timeout.
+fn scripted_cache() -> QueryCache {
+    let settings = Settings { timeout: Duration::from_millis(50), ..Settings::default() };
+    QueryCache::new(Store::Scripted(ScriptedStore::new()), settings)
+}
+
+fn store(cache: &QueryCache) -> &ScriptedStore {
+    match &*cache.engine().store {
+        Store::Scripted(store) => store,
+        _ => unreachable!("a scripted cache"),
+    }
+}
+
+/// How many operations of the log match `op`.
+fn count(cache: &QueryCache, op: impl Fn(&Op) -> bool) -> usize {
+    store(cache).log().iter().filter(|o| op(o)).count()
+}
+
+/// Waits (on the paused clock) until `done`.
+async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never happened");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_leader_runs_the_query_and_the_waiters_take_its_result() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 100));
+    let calls = (0..8).map(|_| read(&cache, &db, 1));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(|r| r == &Ok(7001)), "{results:?}");
+    assert_eq!(db.runs(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.coalesced, stats.hits), (1, 7, 7), "{stats:?}");
+    assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 1, "one store");
+    // Each caller read once; the leader read once more before its query.
+    assert_eq!(count(&cache, |op| matches!(op, Op::Fetch(_))), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_query_one_waiter_retries_then_each_runs_its_own() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 100));
+    db.failing.store(true, SeqCst);
+    let results = futures_util::future::join_all((0..4).map(|_| read(&cache, &db, 1))).await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    // The leader's failure, one waiter's retry, then the two left side by side.
+    assert_eq!(db.runs(), 4);
+    assert_eq!(db.max_running.load(SeqCst), 2);
+    assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 0, "errors are not stored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_dropped_mid_query_hands_over_to_a_waiter() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 1000));
+    let leader = tokio::spawn({
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { read(&cache, &db, 1).await }
+    });
+    until(|| db.runs() == 1).await;
+    let waiter = tokio::spawn({
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { read(&cache, &db, 1).await }
+    });
+    until(|| cache.in_flight() == 1 && count(&cache, |op| matches!(op, Op::Fetch(_))) == 3).await;
+    leader.abort();
+    assert_eq!(waiter.await.unwrap(), Ok(7001));
+    assert_eq!(db.runs(), 2, "the waiter ran the query itself");
+    assert_eq!(cache.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_is_answered_from_the_database_within_the_timeout() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 0));
+    store(&cache).script(|op| match op {
+        Op::Fetch(_) => Reply::Late(Duration::from_secs(5)),
+        _ => Reply::Answer,
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(read(&cache, &db, 1).await, Ok(7001));
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(cache.stats().errors >= 1, "{:?}", cache.stats());
+    // Counters unknown: the result is not stored (it could not be checked later).
+    assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_entry_is_served_while_one_refresh_runs() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 100));
+    assert_eq!(swr(&cache, db.clone(), 1).await, Ok(1001));
+    db.value.store(2, SeqCst);
+    ahead::advance(1500); // past the TTL (1 s ± 10 %), within `stale`
+    let stale = futures_util::future::join_all((0..3).map(|_| swr(&cache, db.clone(), 1))).await;
+    assert!(stale.iter().all(|r| r == &Ok(1001)), "stale, at once: {stale:?}");
+    assert_eq!(cache.stats().stale_served, 3);
+    until(|| cache.stats().refreshes == 1).await;
+    assert_eq!(swr(&cache, db.clone(), 1).await, Ok(2001));
+    assert_eq!(db.runs(), 2, "one query, one refresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_safe_keeps_serving_the_stale_value_when_its_refresh_fails() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(swr(&cache, db.clone(), 1).await, Ok(1001));
+    db.failing.store(true, SeqCst);
+    ahead::advance(1500);
+    assert_eq!(swr(&cache, db.clone(), 1).await, Ok(1001));
+    until(|| cache.stats().refresh_errors == 1).await;
+    assert_eq!(swr(&cache, db.clone(), 1).await, Ok(1001), "still the stale value");
+    assert_eq!(count(&cache, |op| matches!(op, Op::Delete(_))), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_fail_safe_a_failed_refresh_drops_the_stale_value() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(swr_no_fail_safe(&cache, db.clone(), 1).await, Ok(1001));
+    db.failing.store(true, SeqCst);
+    ahead::advance(1500);
+    assert_eq!(swr_no_fail_safe(&cache, db.clone(), 1).await, Ok(1001));
+    until(|| cache.stats().refresh_errors == 1).await;
+    assert_eq!(count(&cache, |op| matches!(op, Op::Delete(_))), 1);
+    assert!(swr_no_fail_safe(&cache, db.clone(), 1).await.is_err(), "the caller sees the error");
+}
+
+/// The stale-set race: an invalidation lands between a query's read of the counters and its
+/// store. The stored entry carries the counters read before, so it is never served.
+#[tokio::test(start_paused = true)]
+async fn a_value_computed_before_an_invalidation_is_not_served_after_it() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    let mut raced = false;
+    store(&cache).script(move |op| match op {
+        Op::Set(key) if !std::mem::replace(&mut raced, true) => {
+            let counter = keyspace::key_counter(key);
+            Reply::After(Box::new(move |memory| memory.increment(&[counter])))
+        }
+        _ => Reply::Answer,
+    });
+    assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    db.value.store(2, SeqCst);
+    assert_eq!(read(&cache, &db, 1).await, Ok(2001), "the raced entry is not served");
+    assert_eq!(read(&cache, &db, 1).await, Ok(2001));
+    assert_eq!(db.runs(), 2, "the second entry is");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_after_failures_and_its_probe_closes_it() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 0));
+    let failing = Arc::new(AtomicBool::new(true));
+    store(&cache).script({
+        let failing = failing.clone();
+        move |_| if failing.load(SeqCst) { Reply::Fail } else { Reply::Answer }
+    });
+    let engine = cache.engine();
+    for _ in 0..TRIP_AFTER {
+        assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    }
+    assert!(engine.health.is_open(), "open after {TRIP_AFTER} failed calls");
+    let asked = store(&cache).log().len();
+    assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    assert_eq!(store(&cache).log().len(), asked, "open: the store is not asked");
+
+    failing.store(false, SeqCst);
+    tokio::time::sleep(PROBE_EVERY * 2).await;
+    assert!(!engine.health.is_open(), "the probe closed it");
+    assert!(store(&cache).log()[asked..].contains(&Op::Ping));
+    assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    let runs = db.runs();
+    assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    assert_eq!(db.runs(), runs, "a hit again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_invalidations_are_delivered_before_a_hit() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 0));
+    assert_eq!(read(&cache, &db, 1).await, Ok(1001));
+    store(&cache).script(|op| match op {
+        Op::Increment(_) => Reply::Fail,
+        _ => Reply::Answer,
+    });
+    assert!(read_invalidate(&cache, 1).await.is_err(), "not delivered: the error is returned");
+    assert_eq!(cache.stats().invalidations_queued, 1);
+    db.value.store(2, SeqCst);
+    store(&cache).script(|_| Reply::Answer);
+    let before = store(&cache).log().len();
+    assert_eq!(read(&cache, &db, 1).await, Ok(2001), "the old entry is not served");
+    let log = store(&cache).log();
+    let increment = log[before..].iter().position(|op| matches!(op, Op::Increment(_)));
+    let fetch = log[before..].iter().position(|op| matches!(op, Op::Fetch(_)));
+    assert!(increment.unwrap() < fetch.unwrap(), "delivered first: {:?}", &log[before..]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_is_never_answered_still_returns_the_value() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 0));
+    store(&cache).script(|op| match op {
+        Op::Set(_) => Reply::Hang,
+        _ => Reply::Answer,
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(read(&cache, &db, 1).await, Ok(7001));
+    assert_eq!(started.elapsed(), Duration::from_millis(50), "the timeout, exactly");
+    assert_eq!((cache.stats().errors, cache.stats().writes), (1, 0), "{:?}", cache.stats());
+}
