@@ -81,16 +81,6 @@ fn a_local_tier_whose_runtime_is_gone_stops_serving() {
     });
 }
 
-/// How many times `command` ran on `server` so far (`INFO commandstats`).
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.command(&["INFO", "commandstats"]).expect("INFO answers");
-    let line = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// An instance without a local tier announces its invalidations and writes on the backplane
 /// all the same (the other instances' local tiers depend on it): one `PUBLISH` with each, in
 /// the same round trip. The in-memory backend, with no other instances, publishes nothing.
@@ -99,7 +89,7 @@ async fn an_instance_without_a_local_tier_announces_what_it_changes() {
     let (pool, server, table) = (pg().await, RedisServer::start(), "t_local_announces");
     users_table(&pool, table).await;
     let cache = Backend::Server(server.url()).cache("announces").await;
-    let calls_of = |commands: &[&str]| commands.iter().map(|c| calls(&server, c)).collect::<Vec<_>>();
+    let calls_of = |commands: &[&str]| commands.iter().map(|c| server.calls(c)).collect::<Vec<_>>();
     let counted = ["set", "incrby", "publish"];
     let before = calls_of(&counted);
     cache.invalidate_tags(["user:1", "user:2"]).await.unwrap();

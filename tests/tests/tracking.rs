@@ -28,21 +28,11 @@ async fn cache_on(server: &RedisServer, prefix: &str, tracking: bool) -> QueryCa
         .unwrap()
 }
 
-/// How many times `command` ran on `server` so far.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.command(&["INFO", "commandstats"]).expect("INFO answers");
-    let line = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// The `GET`s and `MGET`s that one call of `item(id)` cost, and its value.
 async fn cost(server: &RedisServer, cache: &QueryCache, source: &AtomicI64, id: i64) -> ((u64, u64), i64) {
-    let before = (calls(server, "get"), calls(server, "mget"));
+    let before = (server.calls("get"), server.calls("mget"));
     let value = item(cache, source, id).await;
-    ((calls(server, "get") - before.0, calls(server, "mget") - before.1), value)
+    ((server.calls("get") - before.0, server.calls("mget") - before.1), value)
 }
 
 /// Calls `item(id)` until a hit costs exactly `per_hit` (`GET`s, `MGET`s): the tracked
@@ -89,7 +79,7 @@ async fn an_invalidation_by_another_instance_is_seen_by_the_next_lookup() {
     let (reader, writer) = (cache_on(&server, &prefix, true).await, cache_on(&server, &prefix, true).await);
     let source = AtomicI64::new(0);
     until_hits_cost(&server, &reader, &source, 1, (1, 0)).await;
-    let gets = calls(&server, "get");
+    let gets = server.calls("get");
     for version in 1..=150 {
         // The reader's counters are warm: its last lookup was a hit.
         assert_eq!(item(&reader, &source, 1).await, (version - 1) * 1000 + 1);
@@ -102,9 +92,9 @@ async fn an_invalidation_by_another_instance_is_seen_by_the_next_lookup() {
         assert_eq!(item(&reader, &source, 1).await, version * 1000 + 1, "after invalidation {version}");
     }
     assert!(
-        calls(&server, "get") - gets >= 150,
+        server.calls("get") - gets >= 150,
         "the hits went through the tracked connection ({} GETs)",
-        calls(&server, "get") - gets
+        server.calls("get") - gets
     );
 }
 
