@@ -7,28 +7,127 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
-/// Every option `#[cached_query]` accepts, in the order the docs list them.
-pub const CACHED_QUERY: &[&str] = &[
-    "ttl",
-    "name",
-    "version",
-    "skip",
-    "cache",
-    "crate",
-    "stale",
-    "fail_safe",
-    "jitter",
-    "early",
-    "lock",
-    "tags",
-    "none_ttl",
-    "cache_none",
-    "reuse",
-    "invalidate",
+/// One option of the attributes, declared once: the parser takes the names of this table (see
+/// `CachedQueryArgs::parse_option`), and the option lists of the rustdoc of `cached_query`
+/// (the reference) and of the README are checked against it (`tests` below).
+pub struct Opt {
+    pub name: &'static str,
+    /// How it is written, as the docs show it.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests of the docs
+    pub syntax: &'static str,
+    /// Whether `#[cache_invalidate]` takes it too (and needs it).
+    pub invalidate: Taken,
+    /// What it does, in one line (the README's table).
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests of the docs
+    pub summary: &'static str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    No,
+    Optional,
+    Required,
+}
+
+/// Every option, in the order the docs list them.
+pub const OPTIONS: &[Opt] = &[
+    opt(
+        "ttl",
+        "ttl = <seconds>",
+        Taken::No,
+        "How long an entry lives (> 0). Default: the cache's `default_ttl` (60 s).",
+    ),
+    opt(
+        "name",
+        "name = \"<string>\"",
+        Taken::No,
+        "The stable name used in the key. Default: the function's path.",
+    ),
+    opt(
+        "version",
+        "version = <integer>",
+        Taken::No,
+        "Part of the key: bump it when the cached type changes meaning.",
+    ),
+    opt("skip", "skip(a, b, ...)", Taken::No, "Parameters left out of the key."),
+    opt(
+        "cache",
+        "cache = <expr>",
+        Taken::Optional,
+        "A `&QueryCache` to use instead of the installed default (`cache = &self.cache`).",
+    ),
+    opt("crate", "crate = \"<path>\"", Taken::Optional, "This crate's path, if you renamed the dependency."),
+    opt(
+        "stale",
+        "stale = <seconds>",
+        Taken::No,
+        "Stale-while-revalidate: serve the stale value that long after `ttl` while one refresh runs.",
+    ),
+    opt(
+        "fail_safe",
+        "fail_safe = <bool>",
+        Taken::No,
+        "When a refresh fails, keep serving the stale value (`true`, default) or drop it.",
+    ),
+    opt(
+        "jitter",
+        "jitter = <fraction>",
+        Taken::No,
+        "Move expiry by up to that fraction of the TTL, both ways (default: the cache's, 0.1); `0`: off.",
+    ),
+    opt("early", "early = <bool>", Taken::No, "Probabilistic early refresh (XFetch) before expiry."),
+    opt(
+        "lock",
+        "lock = <bool>",
+        Taken::No,
+        "On a miss, take a Redis lease so that one process runs the query (default: the cache's, `false`).",
+    ),
+    opt(
+        "tags",
+        "tags = [\"users\", \"user:{id}\"]",
+        Taken::Required,
+        "Tags for `invalidate_tags` and `#[cache_invalidate]`; `{param}` is the parameter's `Display`.",
+    ),
+    opt("none_ttl", "none_ttl = <seconds>", Taken::No, "The TTL of empty results (`None`, an empty `Vec`)."),
+    opt("cache_none", "cache_none = <bool>", Taken::No, "`false`: empty results are never stored."),
+    opt(
+        "reuse",
+        "reuse = <bool>",
+        Taken::No,
+        "`false`: every hit decodes, never clones a value kept from an earlier decode.",
+    ),
+    opt(
+        "invalidate",
+        "invalidate = <bool>",
+        Taken::No,
+        "`false`: no `<fn>_invalidate` is generated (needed in a trait `impl`).",
+    ),
 ];
 
-/// Every option `#[cache_invalidate]` accepts.
-pub const CACHE_INVALIDATE: &[&str] = &["tags", "cache", "crate"];
+const fn opt(name: &'static str, syntax: &'static str, invalidate: Taken, summary: &'static str) -> Opt {
+    Opt { name, syntax, invalidate, summary }
+}
+
+/// Which attribute is parsed.
+#[derive(Clone, Copy)]
+pub enum Attribute {
+    CachedQuery,
+    CacheInvalidate,
+}
+
+impl Attribute {
+    /// The options it takes, in the order its errors list them (required ones first).
+    pub fn options(self) -> Vec<&'static str> {
+        match self {
+            Attribute::CachedQuery => OPTIONS.iter().map(|o| o.name).collect(),
+            Attribute::CacheInvalidate => [Taken::Required, Taken::Optional]
+                .iter()
+                .flat_map(|taken| OPTIONS.iter().filter(move |o| o.invalidate == *taken))
+                .map(|o| o.name)
+                .collect(),
+        }
+    }
+}
 
 /// The parsed arguments of one `#[cached_query(...)]` (or, with fewer options allowed,
 /// `#[cache_invalidate(...)]`).
@@ -75,7 +174,8 @@ impl CachedQueryArgs {
     /// Parses the attribute's arguments. Mistakes are added to `errors`, all of them, and
     /// the options that did parse are returned anyway, so that later checks (`skip` names,
     /// say) still run and the user sees every error at once.
-    pub fn parse(args: TokenStream, keys: &[&str], errors: &mut Option<syn::Error>) -> Self {
+    pub fn parse(args: TokenStream, attribute: Attribute, errors: &mut Option<syn::Error>) -> Self {
+        let keys = &attribute.options()[..];
         let mut parsed = Self::default();
         let mut seen: Vec<String> = Vec::new();
         let parser = syn::meta::parser(|meta| {
@@ -240,5 +340,63 @@ pub fn push(errors: &mut Option<syn::Error>, err: syn::Error) {
     match errors {
         Some(all) => all.combine(err),
         None => *errors = Some(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    }
+
+    /// Every option of the table parses, written as the docs show it.
+    #[test]
+    fn every_option_parses_as_the_docs_write_it() {
+        for option in OPTIONS {
+            let example = option
+                .syntax
+                .replace("<seconds>", "5")
+                .replace("<string>", "x")
+                .replace("<integer>", "2")
+                .replace("<expr>", "c")
+                .replace("<path>", "cq")
+                .replace("<bool>", "true")
+                .replace("<fraction>", "0.1")
+                .replace(", ...", "");
+            let mut errors = None;
+            CachedQueryArgs::parse(example.parse().unwrap(), Attribute::CachedQuery, &mut errors);
+            assert!(errors.is_none(), "{example}: {:?}", errors.map(|e| e.to_string()));
+        }
+        assert_eq!(Attribute::CacheInvalidate.options(), ["tags", "cache", "crate"]);
+    }
+
+    /// The rustdoc of `cached_query` (the reference) has one item per option, in the table's
+    /// order, each starting with the option as the table writes it.
+    #[test]
+    fn the_rustdoc_documents_every_option() {
+        let lib = read("../runtime/src/lib.rs");
+        let start = lib.find("/// Options (all optional, each at most once):").expect("the option list");
+        let items: Vec<&str> = lib[start..]
+            .lines()
+            .skip(1)
+            .take_while(|line| *line != "///")
+            .filter_map(|line| line.strip_prefix("/// - `"))
+            .map(|item| item.split("`: ").next().unwrap())
+            .collect();
+        let table: Vec<&str> = OPTIONS.iter().map(|o| o.syntax).collect();
+        assert_eq!(items, table);
+    }
+
+    /// The README's option table is this table, row for row.
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = read("../README.md");
+        let start = readme.find("| option | what it does |").expect("the README's option table");
+        let rows: Vec<&str> = readme[start..].lines().skip(2).take_while(|l| l.starts_with('|')).collect();
+        let expected: Vec<String> =
+            OPTIONS.iter().map(|o| format!("| `{}` | {} |", o.syntax, o.summary)).collect();
+        assert_eq!(rows, expected, "the README's table, as it should read:\n{}", expected.join("\n"));
     }
 }

@@ -129,7 +129,7 @@ fn copier(args: &CachedQueryArgs, ret: &Type, p: &TokenStream) -> TokenStream {
 
 fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = None;
-    let args = CachedQueryArgs::parse(args, attr::CACHED_QUERY, &mut errors);
+    let args = CachedQueryArgs::parse(args, attr::Attribute::CachedQuery, &mut errors);
     let sig = &func.sig;
     check_async("cached_query", sig, &mut errors);
     let ret = match &sig.output {

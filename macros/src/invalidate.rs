@@ -17,7 +17,7 @@ pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = None;
-    let args = CachedQueryArgs::parse(args, attr::CACHE_INVALIDATE, &mut errors);
+    let args = CachedQueryArgs::parse(args, attr::Attribute::CacheInvalidate, &mut errors);
     let ItemFn { attrs, vis, sig, block, .. } = func;
     check_async("cache_invalidate", sig, &mut errors);
     if args.tags.is_empty() {

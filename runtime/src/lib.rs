@@ -93,31 +93,51 @@ pub use sqlx;
 /// ```
 ///
 /// Options (all optional, each at most once):
-/// - `ttl = <seconds>`: how long an entry lives (> 0); default: the cache's `default_ttl`.
+/// - `ttl = <seconds>`: how long an entry lives (> 0); default: the cache's `default_ttl`
+///   (60 s unless configured).
 /// - `name = "<string>"`: the stable name used in the key; default: the function's path
-///   (`my_crate::db::user_by_id`, or `my_crate::db::Repo::user_by_id` for a method).
-/// - `version = <integer>`: part of the key; bump it when the cached type changes meaning.
-/// - `skip(a, b)`: parameters left out of the key.
-/// - `cache = <expr>`: a `&QueryCache` to use instead of the [installed](install) default.
-/// - `crate = "<path>"`: the path of this crate, if the dependency was renamed.
-/// - `stale = <seconds>`: serve the entry stale for that long after `ttl`, while one
-///   background refresh runs (stale-while-revalidate).
+///   (`my_crate::db::user_by_id`, or `my_crate::db::Repo::user_by_id` for a method), so that
+///   same-named functions of different modules or types never share entries. Set it to keep
+///   keys stable across a move or rename. The default comes from `core::any::type_name`,
+///   whose output Rust does not promise to keep from one compiler version to the next:
+///   processes that share a Redis and invalidate with `<fn>_invalidate` should be built with
+///   the same toolchain, or give `name`. Without `name`, a method's keys also hash its `Self`
+///   type's name.
+/// - `version = <integer>`: part of the key; bump it when the cached type changes meaning
+///   (entries of a changed *shape* are rejected by the codec already).
+/// - `skip(a, b, ...)`: parameters left out of the key. Naming a parameter that does not
+///   exist is a compile error.
+/// - `cache = <expr>`: a `&QueryCache` to use instead of the [installed](install) default,
+///   e.g. `cache = &self.cache` or `cache = app::cache()`. It may use the function's
+///   parameters, also one that the body then takes by value (`cache = &state.cache` with
+///   `state: Arc<AppState>`): the call keeps a clone of the cache, not the borrow.
+/// - `crate = "<path>"`: the path of this crate, if the dependency was renamed
+///   (`cq = { package = "cached-query", ... }` → `crate = "cq"`).
+/// - `stale = <seconds>`: stale-while-revalidate: the entry stays `ttl + stale` in Redis;
+///   after `ttl` callers get the stale value at once while one background refresh runs.
 /// - `fail_safe = <bool>`: keep serving the stale value when its refresh fails (default
-///   `true`), or drop it so that the next caller sees the error.
+///   `true`), or drop it so that the next caller runs the query and sees the error.
 /// - `jitter = <fraction>`: move expiry by up to that fraction of the TTL, both ways
-///   (default: the cache's, 0.1); `jitter = 0` turns it off.
-/// - `early = <bool>`: probabilistic early refresh (XFetch) before expiry.
+///   (`jitter = 0.1`: ±10 %; default: the cache's, 0.1); `jitter = 0` turns it off.
+/// - `early = <bool>`: probabilistic early refresh (XFetch): a hit refreshes in the
+///   background before expiry, with a probability that grows as expiry nears and with the
+///   measured query time.
 /// - `lock = <bool>`: take a Redis lease on a miss, so that one process runs the query
 ///   while the others wait for its result (default: the cache's, `false`).
 /// - `tags = ["users", "user:{id}"]`: tags of the entry, for
-///   [`QueryCache::invalidate_tags`] and [`cache_invalidate`]; `{param}` (or `{param.field}`)
-///   is replaced by that parameter's `Display`.
-/// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`).
+///   [`QueryCache::invalidate_tags`] and [`cache_invalidate`]; `{param}` (or
+///   `{param.field.field}`) is replaced by that parameter's `Display`, `{{` and `}}` are
+///   braces. A placeholder naming no parameter is a compile error on that tag; so is
+///   `{self.field}`, since the receiver is not part of the key.
+/// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`, also inside
+///   `Ok`), usually shorter than `ttl`.
 /// - `cache_none = <bool>`: `false` never stores empty results.
 /// - `reuse = <bool>`: `false` decodes every hit, never clones a value kept from an earlier
-///   decode (for types whose `Clone` shares mutable state).
+///   decode (for types whose `Clone` shares mutable state); default `true`; the cache's
+///   `.reuse_decoded(0)` turns it off for all functions.
 /// - `invalidate = <bool>`: `false` generates no `<fn>_invalidate` (needed on a method of a
-///   trait `impl`, which can hold only the trait's items).
+///   trait `impl`, which can hold only the trait's items; invalidate by `tags` or
+///   [`QueryCache::invalidate`] there); default `true`.
 ///
 /// A function with a `&mut Transaction<'_, _>` (or `&mut PgTransaction<'_>`, ...) parameter
 /// bypasses the cache: uncommitted data is never cached and the transaction reads its own
