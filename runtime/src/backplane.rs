@@ -12,7 +12,7 @@ use crate::keyspace::Keyspace;
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Message {
     /// These invalidation counters were incremented.
-    Invalidated { from: u64, gen_keys: Vec<String> },
+    Invalidated { from: u64, counters: Vec<String> },
     /// This key was written (or deleted).
     Written { from: u64, key: String },
 }
@@ -38,9 +38,9 @@ impl Backplane {
         self.instance
     }
 
-    /// The message that announces `gen_keys` were incremented.
-    pub fn invalidated(&self, gen_keys: &[String]) -> Vec<u8> {
-        encode(&Message::Invalidated { from: self.instance, gen_keys: gen_keys.to_vec() })
+    /// The message that announces `counters` were incremented.
+    pub fn invalidated(&self, counters: &[String]) -> Vec<u8> {
+        encode(&Message::Invalidated { from: self.instance, counters: counters.to_vec() })
     }
 
     /// The message that announces `key` was written or deleted.

@@ -53,7 +53,7 @@ const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
 pub(crate) struct LocalEntry {
     pub bytes: Arc<[u8]>,
     pub fresh_until_ms: u64,
-    pub gen_keys: Arc<[String]>,
+    pub counters: Arc<[String]>,
 }
 
 /// Expires each entry when it turns stale.
@@ -251,23 +251,23 @@ impl Local {
         }
     }
 
-    /// Drops what depends on `gen_keys` (this instance's own invalidation, before it returns).
-    pub fn invalidated(&self, gen_keys: &[String]) {
+    /// Drops what depends on `counters` (this instance's own invalidation, before it returns).
+    pub fn invalidated(&self, counters: &[String]) {
         self.epoch.fetch_add(1, SeqCst);
-        if gen_keys.contains(&self.ns_key) {
+        if counters.contains(&self.ns_key) {
             self.entries.invalidate_all();
             return;
         }
-        let gen_keys: Arc<[String]> = gen_keys.into();
+        let counters: Arc<[String]> = counters.into();
         // Fails only if the cache was built without invalidation closures, which it is not.
         let _ = self
             .entries
-            .invalidate_entries_if(move |_, entry| entry.gen_keys.iter().any(|k| gen_keys.contains(k)));
+            .invalidate_entries_if(move |_, entry| entry.counters.iter().any(|k| counters.contains(k)));
     }
 
     async fn apply(&self, message: Message) {
         match message {
-            Message::Invalidated { from, gen_keys } if from != self.instance => self.invalidated(&gen_keys),
+            Message::Invalidated { from, counters } if from != self.instance => self.invalidated(&counters),
             Message::Written { from, key } if from != self.instance => {
                 self.epoch.fetch_add(1, SeqCst);
                 self.entries.invalidate(&key).await;

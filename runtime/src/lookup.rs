@@ -309,8 +309,8 @@ impl Engine {
 
     /// What the local tier keeps of an entry.
     fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
-        let gen_keys = target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
-        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, gen_keys }
+        let counters = target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
+        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters }
     }
 
     /// A fresh entry of the local tier, if it has one and may serve.

@@ -38,15 +38,15 @@ impl Expiry<String, Entry> for PerEntryTtl {
 pub(crate) struct MemoryStore {
     entries: Cache<String, Entry>,
     /// Invalidation counters, each kept `COUNTER_KEEP` after its last increment.
-    gens: Cache<String, u64>,
+    counters: Cache<String, u64>,
     max_entries: u64,
 }
 
 impl MemoryStore {
     pub fn new(max_entries: u64) -> Self {
         let entries = Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build();
-        let gens = Cache::builder().time_to_live(COUNTER_KEEP).build();
-        MemoryStore { entries, gens, max_entries }
+        let counters = Cache::builder().time_to_live(COUNTER_KEEP).build();
+        MemoryStore { entries, counters, max_entries }
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
@@ -54,14 +54,14 @@ impl MemoryStore {
     }
 
     pub fn fetch(&self, key: &str, counters: &[&str]) -> (Option<Vec<u8>>, u64) {
-        let gens: Vec<u64> =
-            counters.iter().map(|gen_key| self.gens.get(*gen_key).unwrap_or_default()).collect();
-        (self.get(key), stamp(&gens))
+        let values: Vec<u64> =
+            counters.iter().map(|counter| self.counters.get(*counter).unwrap_or_default()).collect();
+        (self.get(key), stamp(&values))
     }
 
     pub fn increment(&self, counters: &[String]) {
         for key in counters {
-            self.gens
+            self.counters
                 .entry_by_ref(key.as_str())
                 .and_upsert_with(|old| old.map_or_else(counter_start, |e| e.into_value()) + 1);
         }

@@ -162,9 +162,9 @@ impl RedisStore {
             redis::cmd("MGET").arg(key).arg(counters).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
-        let gens: Vec<u64> =
+        let values: Vec<u64> =
             values.map(|v| v.as_deref().map_or(Ok(0), parse_counter)).collect::<Result<_, _>>()?;
-        Ok((entry, stamp(&gens)))
+        Ok((entry, stamp(&values)))
     }
 
     /// Increments the counters (and publishes `announce` on its channel, in the same

@@ -7,7 +7,7 @@
 //! `MGET`) on a connection of their own that has tracking on, and the entries are read with
 //! `GET` on that same connection. When a counter changes, Redis queues the invalidation on that
 //! connection at once, so it arrives *before* the reply of any `GET` that Redis ran after the
-//! change; the connection's driver hands it to [`Counters::apply`] synchronously, before it
+//! change; the connection's driver hands it to [`KnownCounters::apply`] synchronously, before it
 //! hands over later replies. A lookup reads the counters from this process only after its
 //! `GET` has answered: every increment that completed before the `GET` ran has removed its
 //! counter by then, and a removed counter is read from Redis again. (The manager connection's
@@ -61,12 +61,12 @@ pub(crate) struct Tracking {
 /// One tracked connection and the counters known through it.
 pub(crate) struct Session {
     conn: MultiplexedConnection,
-    counters: Arc<Counters>,
+    counters: Arc<KnownCounters>,
 }
 
 /// Counter values, kept exact by the connection's invalidation messages.
 #[derive(Default)]
-struct Counters {
+struct KnownCounters {
     values: RwLock<HashMap<String, u64, Seeded>>,
     /// Counts the invalidations applied (a value read meanwhile is not kept).
     invalidations: AtomicU64,
@@ -76,7 +76,7 @@ struct Counters {
     abandoned: Streak,
 }
 
-impl Counters {
+impl KnownCounters {
     /// What the connection's driver calls for each message the server pushes, before it
     /// passes on the replies that follow it.
     fn apply(&self, info: PushInfo) {
@@ -148,7 +148,7 @@ impl Counters {
 /// with nothing to say it is broken (a stuck proxy, a server gone without a reset). Three
 /// callers in a row that drop their calls, with no answer between, cost a new connection.
 struct Answer<'a> {
-    counters: &'a Counters,
+    counters: &'a KnownCounters,
     came: bool,
 }
 
@@ -163,25 +163,25 @@ impl Drop for Answer<'_> {
 }
 
 impl Session {
-    /// The entry under `key` and the counters under `gen_keys`, as `RedisStore::fetch` returns
+    /// The entry under `key` and the counters under `counters`, as `RedisStore::fetch` returns
     /// them: the counters are at least as recent as the entry (see the module docs).
-    pub async fn fetch(&self, key: &str, gen_keys: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
+    pub async fn fetch(&self, key: &str, counters: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
-        if let Some(gens) = self.counters.get(gen_keys) {
+        if let Some(gens) = self.counters.get(counters) {
             let entry: Option<Vec<u8>> = self.ask(redis::cmd("GET").arg(key).query_async(&mut conn)).await?;
             // The counters must be those after the reply (the invalidations sent before it have
             // been applied by now): the ones read before it, if no invalidation came meanwhile.
             if self.counters.invalidations.load(SeqCst) == seen {
                 return Ok((entry, gens));
             }
-            if let Some(gens) = self.counters.get(gen_keys) {
+            if let Some(gens) = self.counters.get(counters) {
                 return Ok((entry, gens));
             }
         }
         // Boxed: the rare path would otherwise make every lookup's future (moved on each call)
         // as large as its own.
-        Box::pin(self.read_counters(key, gen_keys)).await
+        Box::pin(self.read_counters(key, counters)).await
     }
 
     /// The answer to `request`, made on this session's connection (see [`Answer`]).
@@ -205,19 +205,19 @@ impl Session {
     async fn read_counters(
         &self,
         key: &str,
-        gen_keys: &[&str],
+        counters: &[&str],
     ) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         let mut conn = self.conn.clone();
         let seen = self.counters.invalidations.load(SeqCst);
         let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(gen_keys);
+        pipe.cmd("GET").arg(key).cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(counters);
         let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) =
             self.ask(pipe.query_async(&mut conn)).await?;
         let gens = values
             .iter()
             .map(|v| v.as_deref().map_or(Ok(0), parse_counter))
             .collect::<Result<Vec<_>, _>>()?;
-        self.counters.keep(seen, gen_keys, &gens);
+        self.counters.keep(seen, counters, &gens);
         Ok((entry, stamp(&gens)))
     }
 }
@@ -287,7 +287,7 @@ impl Tracking {
     }
 
     async fn connect(&self) -> Result<Session, RedisError> {
-        let counters = Arc::new(Counters { alive: AtomicBool::new(true), ..Counters::default() });
+        let counters = Arc::new(KnownCounters { alive: AtomicBool::new(true), ..KnownCounters::default() });
         let pushes = counters.clone();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -348,8 +348,8 @@ mod tests {
         PushInfo { kind: PushKind::Invalidate, data: vec![Value::Array(keys)] }
     }
 
-    fn counters<'a>(keys: &[&'a str]) -> (Counters, Vec<&'a str>) {
-        let counters = Counters { alive: AtomicBool::new(true), ..Counters::default() };
+    fn counters<'a>(keys: &[&'a str]) -> (KnownCounters, Vec<&'a str>) {
+        let counters = KnownCounters { alive: AtomicBool::new(true), ..KnownCounters::default() };
         counters.keep(0, keys, &[1, 2]);
         (counters, keys.to_vec())
     }
