@@ -2,8 +2,8 @@
 //! (`Engine::bounded`); how it ended is handed to a [`Settle`] (the breaker's bookkeeping).
 //!
 //! A future of its own rather than an `async fn`: the operation's future, most of a lookup's
-//! state, is then moved once, into its timer, instead of once more per layer; each such
-//! move is a copy of about a kilobyte on every call.
+//! state, is then moved once, into its timer, instead of once more per layer (each move
+//! copies all of it, on every call).
 
 use std::future::Future;
 use std::pin::Pin;

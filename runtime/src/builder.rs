@@ -148,11 +148,11 @@ impl QueryCacheBuilder {
     /// that a hit whose entry holds the same value bytes as one computed here, or decoded here
     /// twice, is a clone of that value instead of a decode (same codec, type and payload
     /// length, same seeded 128-bit hash of the payload). Every hit still reads and checks its
-    /// entry in the store. Applies to payloads of at
-    /// least 512 bytes (multi-row results, where decoding dominates a hit) of types that are
-    /// `Clone + Send + Sync`, whose `Clone` must give an equal value that shares no mutable
-    /// state (not an `Arc<Mutex<_>>` a caller could change) and whose `Deserialize` depends
-    /// on nothing but the bytes (`reuse = false` on a function turns it off for that function).
+    /// entry in the store. Applies to payloads of at least 512 bytes (multi-row results, where
+    /// decoding dominates a hit) of types that are `Clone + Send + Sync`, whose `Clone` must
+    /// give an equal value that shares no mutable state (not an `Arc<Mutex<_>>` a caller could
+    /// change) and whose `Deserialize` depends on nothing but the bytes (`reuse = false` on a
+    /// function turns it off for that function).
     /// See docs/internals.md ("What a hit costs").
     pub fn reuse_decoded(mut self, max_bytes: u64) -> Self {
         self.settings.reuse_decoded = max_bytes;

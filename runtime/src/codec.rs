@@ -163,9 +163,9 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
     if u64::from_le_bytes(bytes[4..VALUE_HEAD].try_into().expect("8 bytes")) != shape.fingerprint {
         return Err(DecodeError::Shape);
     }
-    // From the slice, not through `Read` (which copies every string once more: 30 % slower
-    // for rows). Bytes after the value are not looked at: the header already rejects bytes
-    // that are not an entry of this type.
+    // From the slice, not through `Read`, which copies every string once more. Bytes after
+    // the value are not looked at: the header already rejects bytes that are not an entry of
+    // this type.
     let payload = &bytes[HEADER..];
     let value = match bytes[3] {
         POSTCARD if shape.complete => {

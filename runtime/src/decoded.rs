@@ -4,23 +4,19 @@
 //! the second time its bytes are decoded (the first time only their identity is kept), so that
 //! entries read once cost no clone.
 //!
-//! Decoding is most of a multi-row hit's CPU: 100 rows with a timestamp each take ≈ 30 µs, the
-//! rows' allocations and the timestamps' parsing, in any serde format; cloning the decoded rows
-//! makes the same allocations but parses nothing. An entry holds the same value when its
-//! codec, type fingerprint and payload length are equal and its payload has the same 128-bit
-//! hash (XXH3, seeded per cache: the trust keys already put in XXH3-128, without their
-//! exposure to crafted collisions); hashing the entry just read costs less than comparing it
-//! with kept bytes that other keys have pushed out of the CPU's caches, and keeps no bytes.
-//! Correctness still comes from the store: every hit reads the entry and checks its counters
-//! as before (this serves nothing by itself), so invalidation, expiry and coherence are
-//! unchanged.
+//! Decoding is most of a multi-row hit's CPU (the rows' allocations and parsing, in any serde
+//! format); a clone makes the same allocations but parses nothing. An entry holds the same
+//! value when its codec, type fingerprint and payload length are equal and its payload has the
+//! same 128-bit hash (XXH3, trusted as keys trust it, and seeded per cache so that no one can
+//! craft a collision); hashing the entry just read is cheaper than comparing it with kept bytes
+//! gone cold in the CPU's caches, and keeps no bytes. Correctness still comes from the store:
+//! every hit reads the entry and checks its counters first (a kept value is never served
+//! without that check), so invalidation, expiry and coherence are unchanged.
 //!
 //! Only for types that are `Clone + Send + Sync` (the generated code finds out at compile
-//! time, see [`Copier`]), and for payloads of at least [`MIN_PAYLOAD`] bytes. One row with a
-//! timestamp and two strings (≈ 60 bytes) takes ≈ 3,100 instructions to decode and ≈ 1,500 to
-//! copy out, yet under load (Q1 at 32 tasks, eight pairs of 10-second runs) copying it was
-//! ≈ 6 % slower than decoding it: likely because the copy reads a kept value that other keys
-//! have pushed out of the CPU's caches, where the decode reads the reply just received.
+//! time, see [`Copier`]), and for payloads of at least [`MIN_PAYLOAD`] bytes: under load,
+//! copying a small value out of a kept one is slower than decoding it (likely because the copy
+//! reads memory gone cold in the CPU's caches, where the decode reads the reply just received).
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -34,7 +30,7 @@ use crate::outcome::Stores;
 use crate::seeded::Seeded;
 use crate::stats::Stats;
 
-/// The smallest payload whose decoded value is kept (one row of a few fields is ≈ 60 bytes).
+/// The smallest payload whose decoded value is kept: multi-row results, never a single row.
 pub(crate) const MIN_PAYLOAD: usize = 512;
 
 /// How a value of type `V` is kept and copied: exists for `Clone + Send + Sync` types.

@@ -46,7 +46,6 @@ pub(crate) struct Policy {
     pub refreshable: bool,
 }
 
-/// A result ready to be stored and shared.
 /// An envelope ready to be stored and shared: the entry's bytes, how long to keep it, and
 /// whether to store it at all.
 pub(crate) struct Envelope {

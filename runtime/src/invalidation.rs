@@ -89,7 +89,7 @@ impl Engine {
     }
 
     /// Delivers the queued invalidations, `DELIVER_AT_ONCE` counters per round trip (each
-    /// within the timeout: the queue can hold 10,000); `true` if those queued when it began
+    /// within the timeout: the queue can hold `MAX_PENDING`); `true` if those queued when it began
     /// were delivered (others may have been queued meanwhile). Lookups go through the
     /// breaker (`bounded`: a failure counts towards opening it, and an open breaker fails at
     /// once); the breaker's own probe, which must get through while it is open, does not.

@@ -16,8 +16,9 @@ use crate::tagged::{self, Encoder, Sink};
 
 /// Collects key arguments one after the other, then hashes them: adding `a` then `b` hashes
 /// exactly what [`hash_args`] of `(a, b)` does.
+///
 /// The encoding goes into a small buffer hashed at the end, rather than through a streaming
-/// hasher (a call moves this along with it, and a streaming XXH3 state is ~600 bytes); the
+/// hasher (a call moves this along with it, and a streaming XXH3 state is large); the
 /// buffer is inline up to `INLINE` bytes, which holds the usual keys without allocating.
 #[derive(Clone)]
 pub(crate) struct KeyHasher {

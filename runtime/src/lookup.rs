@@ -2,10 +2,11 @@
 //!
 //! 1. `find`: one round trip reads the entry and the invalidation counters it depends on (the
 //!    namespace's, the key's, its tags'; on a single server, once known, they are kept in the
-//!    process by client tracking and a warm hit is one `GET`: see `store::tracking`). An entry is valid only if it was computed from a read
-//!    that began after the last increment of each: this is what makes an invalidation final
-//!    (no stale set, see docs/guarantees.md). A fresh entry is returned; a stale one (past its TTL,
-//!    within `stale`) is returned too and refreshed once in the background.
+//!    process by client tracking and a warm hit is one `GET`: see `store::tracking`). An entry
+//!    is valid only if it was computed from a read that began after the last increment of
+//!    each: this is what makes an invalidation final (no stale set, see docs/guarantees.md). A
+//!    fresh entry is returned; a stale one (past its TTL, within `stale`) is returned too and
+//!    refreshed once in the background.
 //! 2. On a miss, the key's flight: the first caller leads, checks the entry once more (a flight
 //!    may have just ended) and runs the query; the others wait and take its result if it was
 //!    computed from the same counters they read, or if its leader joined after they first

@@ -56,8 +56,7 @@ impl Engine {
         count: bool,
     ) -> Read<V> {
         // Invalidations lost to an outage are delivered before anything is served again.
-        // (Boxed: this rare path would otherwise make the lookup's future, which is moved a
-        // few times on each call, more than twice as large.)
+        // (Boxed: inline, this rare path would bloat the lookup's future, which each call moves.)
         let health = &self.health;
         if health.has_pending() {
             let delivered = Box::pin(self.deliver_pending(true)).await;
@@ -120,7 +119,7 @@ impl Engine {
 mod tests {
     /// A lookup's future is moved a few times on each call, and each move copies all of it:
     /// the in-memory store is synchronous and the rare path (queued invalidations) boxed, so
-    /// that it stays small (it was 3 KB with `moka`'s futures and that path in it).
+    /// that it stays small.
     #[tokio::test]
     async fn a_lookups_future_stays_small() {
         let cache = crate::QueryCache::in_memory(10);

@@ -5,8 +5,8 @@
 //! that `skip_serializing_if` omits (the names of the others are there), which variant of an
 //! untagged enum (the kinds of their contents differ), the types in a `serde_json::Value`
 //! (`0`, `false`, `""`, `[]` are four tags), or newtypes of different names (`UserId(5)`,
-//! `OrgId(5)`). A compact format with no names or kinds (postcard, which keys used before)
-//! encodes each of those pairs to the same bytes.
+//! `OrgId(5)`). A compact format with no names or kinds (postcard, say) encodes each of those
+//! pairs to the same bytes.
 //!
 //! The top level is a tuple of the key arguments written one after the other, so adding them
 //! one by one ([`Encoder::element`]) writes what encoding their tuple ([`Encoder::top`]) does.

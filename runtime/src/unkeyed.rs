@@ -4,8 +4,9 @@
 //! and no repository holding a pool, implements `Serialize`; one that does is more likely a
 //! value (a type of the caller's own with an executor's name, an id with methods), and calls
 //! that differ only in it would share an entry. The generated code calls
-//! `(&probe::<Type>()).__cq_executor()` (or `__cq_receiver()`, with `Self`), which autoref specialization
-//! resolves to a deprecated method (a warning at the parameter) when its type is `Serialize`.
+//! `(&probe::<Type>()).__cq_executor()` (or `__cq_receiver()`, with `Self`), which autoref
+//! specialization resolves to a deprecated method (a warning at the parameter) when its type is
+//! `Serialize`.
 
 use std::marker::PhantomData;
 

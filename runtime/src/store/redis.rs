@@ -68,8 +68,8 @@ impl ConnectionLike for Conn {
 
 /// A server connection made on first use (and again after it breaks), with no response
 /// timeout of its own: every request already runs under the cache's timer
-/// (`QueryCache::bounded`), which would fire first; a second timer per request costs about
-/// 8 % of the hit rate under load.
+/// (`Engine::bounded`), which would fire first; a second timer per request costs hit
+/// throughput under load.
 fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, CacheError> {
     let config =
         ConnectionManagerConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
@@ -154,7 +154,7 @@ impl RedisStore {
             return session.fetch(key, counters).await;
         }
         // One `MGET` of the entry and its counters: one round trip, and one command for Redis
-        // (a pipelined GET + MGET costs it two, which halves what it serves under load).
+        // (a pipelined GET + MGET is two, which costs Redis throughput under load).
         // Not a snapshot across keys, and it need not be: see `lookup` for why reading the
         // counters with the entry is enough.
         let mut conn = self.conn();

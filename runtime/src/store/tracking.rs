@@ -17,10 +17,9 @@
 //! A counter value read from Redis is kept only if no invalidation arrived while it was read
 //! (one could be about it). On a lost connection (the driver's disconnection message, a
 //! request that finds it broken: a driver dropped with its runtime says nothing, or requests
-//! that go unanswered: see [`Answer`]) the known
-//! counters are dropped, the lookups go back to the `MGET` path, and the connection is made
-//! again in the background. A server that refuses RESP3, `CLIENT TRACKING` or `CLIENT CACHING`
-//! turns this off for good (logged once).
+//! that go unanswered: see [`Answer`]) the known counters are dropped, the lookups go back to
+//! the `MGET` path, and the connection is made again in the background. A server that refuses
+//! RESP3, `CLIENT TRACKING` or `CLIENT CACHING` turns this off for good (logged once).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
