@@ -102,6 +102,12 @@ pub const OPTIONS: &[Opt] = &[
         Taken::No,
         "`false`: no `<fn>_invalidate` is generated (needed in a trait `impl`).",
     ),
+    opt(
+        "tables",
+        "tables = auto",
+        Taken::Optional,
+        "The tables the entry depends on, read from the body's SQL (`auto`) or listed (`[\"users\"]`).",
+    ),
 ];
 
 const fn opt(name: &'static str, syntax: &'static str, invalidate: Taken, summary: &'static str) -> Opt {
@@ -168,6 +174,16 @@ pub struct CachedQueryArgs {
     pub reuse: Option<bool>,
     /// `invalidate = false`: no `<fn>_invalidate` is generated (a trait `impl` cannot have it).
     pub invalidate: Option<bool>,
+    /// `tables = auto` or `tables = ["users", ...]`.
+    pub tables: Option<Tables>,
+}
+
+/// The tables an entry depends on (or a write invalidates).
+pub enum Tables {
+    /// Read from the body's SQL; the `auto` token, where a failure is reported.
+    Auto(Ident),
+    /// Listed by hand.
+    Listed(Vec<LitStr>),
 }
 
 impl CachedQueryArgs {
@@ -291,6 +307,28 @@ impl CachedQueryArgs {
             "cache_none" => self.cache_none = Some(meta.value()?.parse::<LitBool>()?.value),
             "reuse" => self.reuse = Some(meta.value()?.parse::<LitBool>()?.value),
             "invalidate" => self.invalidate = Some(meta.value()?.parse::<LitBool>()?.value),
+            "tables" => {
+                let value = meta.value()?;
+                if value.peek(syn::token::Bracket) {
+                    let content;
+                    syn::bracketed!(content in value);
+                    self.tables = Some(Tables::Listed(list::<LitStr>(&content)?.into_iter().collect()));
+                } else {
+                    let auto: Ident = value.parse().map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "expected `auto` or a list of tables: `tables = [\"users\"]`",
+                        )
+                    })?;
+                    if auto != "auto" {
+                        return Err(syn::Error::new_spanned(
+                            &auto,
+                            "expected `auto` (the tables of the body's SQL) or a list: `tables = [\"users\"]`",
+                        ));
+                    }
+                    self.tables = Some(Tables::Auto(auto));
+                }
+            }
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.krate = Some(lit.parse_with(|input: ParseStream| Path::parse_mod_style(input))?);
@@ -369,7 +407,7 @@ mod tests {
             CachedQueryArgs::parse(example.parse().unwrap(), Attribute::CachedQuery, &mut errors);
             assert!(errors.is_none(), "{example}: {:?}", errors.map(|e| e.to_string()));
         }
-        assert_eq!(Attribute::CacheInvalidate.options(), ["tags", "cache", "crate"]);
+        assert_eq!(Attribute::CacheInvalidate.options(), ["tags", "cache", "crate", "tables"]);
     }
 
     /// The rustdoc of `cached_query` (the reference) has one item per option, in the table's

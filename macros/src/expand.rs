@@ -14,6 +14,7 @@ use crate::attr::{self, CachedQueryArgs, push};
 use crate::params::{
     Lent, Param, check_refreshable, has_transaction, lent, mentions, named_executors, params,
 };
+use crate::tables::Access;
 use crate::tags;
 
 /// Entry point: on any error the original item is emitted unchanged next to the errors, so
@@ -165,11 +166,27 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         Vec::new()
     });
     let tags = tag_exprs(&args, sig, &mut errors);
+    let tables = match &args.tables {
+        Some(tables) => {
+            crate::tables::resolve(tables, &func.block, sig, Access::Read).unwrap_or_else(|err| {
+                push(&mut errors, err);
+                Vec::new()
+            })
+        }
+        None => Vec::new(),
+    };
     if let Some(err) = errors {
         return Err(err);
     }
     let ret = ret.expect("a missing return type is reported above");
-    let generator = Gen { private: private_path(&args), args: &args, func, params: &params, tags: &tags };
+    let generator = Gen {
+        private: private_path(&args),
+        args: &args,
+        func,
+        params: &params,
+        tags: &tags,
+        tables: &tables,
+    };
     let cached = generator.cached_fn(ret);
     let invalidate = (args.invalidate != Some(false)).then(|| generator.invalidate_fn());
     Ok(quote!(#cached #invalidate))
@@ -185,6 +202,8 @@ struct Gen<'a> {
     private: TokenStream,
     /// The expressions of the tags.
     tags: &'a [TokenStream],
+    /// The tables the entry depends on (`tables = ...`), normalised.
+    tables: &'a [String],
 }
 
 impl Gen<'_> {
@@ -233,11 +252,17 @@ impl Gen<'_> {
             .map(|(ident, ty)| probe(ident.span(), ty.to_token_stream(), "__cq_executor"));
         let receiver = sig.receiver().map(|r| probe(r.self_token.span, quote!(Self), "__cq_receiver"));
         let checks = executors.chain(receiver);
+        // Listed for `cached_query::tables()` (collected at link time).
+        let tables = self.tables;
+        let registered = (!tables.is_empty()).then(|| {
+            quote! { #p::inventory::submit! { #p::Tables(&[#(#tables),*]) } }
+        });
         quote! {
             #(#outer)*
             #vis #sig {
                 #(#inner)*
                 #(#checks)*
+                #registered
                 #call
                 let __cq_adapter = #adapter;
                 let __cq_copier = #copier;
@@ -383,7 +408,9 @@ impl Gen<'_> {
         let lock = a.lock.map(|lock| quote!(.lock(#lock)));
         let none_ttl = a.none_ttl.map(|secs| quote!(.none_ttl(#secs)));
         let cache_none = (a.cache_none == Some(false)).then(|| quote!(.cache_none(false)));
-        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none)
+        let tables = self.tables;
+        let tables = (!tables.is_empty()).then(|| quote!(.tables(&[#(#tables),*])));
+        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none #tables)
     }
 
     /// The function's generics, less those no key parameter mentions (an executor's `E`,

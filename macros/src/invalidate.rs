@@ -9,6 +9,7 @@ use syn::{ItemFn, ReturnType, Type};
 use crate::attr::{self, CachedQueryArgs, push};
 use crate::expand::{adapter, check_async, handle, private_path, split_attrs, tag_exprs, with_fn};
 use crate::params::{borrowed_transaction, contains_impl};
+use crate::tables::Access;
 
 /// Entry point (see `expand::with_fn` for the error behaviour).
 pub fn cache_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -20,15 +21,22 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let args = CachedQueryArgs::parse(args, attr::Attribute::CacheInvalidate, &mut errors);
     let ItemFn { attrs, vis, sig, block, .. } = func;
     check_async("cache_invalidate", sig, &mut errors);
-    if args.tags.is_empty() {
+    if args.tags.is_empty() && args.tables.is_none() {
         push(
             &mut errors,
             syn::Error::new_spanned(
                 &sig.ident,
-                "#[cache_invalidate] needs `tags = [...]`: what this write invalidates",
+                "#[cache_invalidate] needs `tags = [...]` or `tables = ...`: what this write invalidates",
             ),
         );
     }
+    let tables = match &args.tables {
+        Some(tables) => crate::tables::resolve(tables, block, sig, Access::Written).unwrap_or_else(|err| {
+            push(&mut errors, err);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     if let ReturnType::Type(_, ty) = &sig.output
         && contains_impl(ty)
     {
@@ -66,6 +74,12 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let adapter = adapter(&ret, &p);
     let handle = handle(&args, &p);
     let (outer, inner) = split_attrs(attrs);
+    let invalidate = match tables.is_empty() {
+        true => quote!(#p::invalidate_tags(__cq_handle, __cq_succeeded, &__cq_tags).await;),
+        false => quote! {
+            #p::invalidate_written(__cq_handle, __cq_succeeded, &__cq_tags, &[#(#tables),*]).await;
+        },
+    };
     Ok(quote! {
         #(#outer)*
         #vis #sig {
@@ -74,7 +88,7 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             let __cq_handle = #handle;
             let __cq_result = async move #block.await;
             let __cq_succeeded = #p::succeeded(&#adapter, &__cq_result);
-            #p::invalidate_tags(__cq_handle, __cq_succeeded, &__cq_tags).await;
+            #invalidate
             __cq_result
         }
     })

@@ -8,6 +8,7 @@ mod attr;
 mod expand;
 mod invalidate;
 mod params;
+mod tables;
 mod tags;
 
 use proc_macro::TokenStream;

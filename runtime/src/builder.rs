@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::keyspace;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -141,6 +142,14 @@ impl QueryCacheBuilder {
     /// entry (one `MGET`). See docs/internals.md ("What a hit costs").
     pub fn client_tracking(mut self, on: bool) -> Self {
         self.settings.client_tracking = on;
+        self
+    }
+
+    /// The schema of unqualified table names (default `"public"`, Postgres's): `users` and
+    /// `{schema}.users` are then one table for `tables = ...` and `invalidate_tables`. On MySQL,
+    /// give the database's name.
+    pub fn default_schema(mut self, schema: impl Into<String>) -> Self {
+        self.settings.default_schema = keyspace::table_name(&schema.into());
         self
     }
 

@@ -192,6 +192,38 @@ impl QueryCache {
         self.engine.invalidate("invalidate_tags", counters).await
     }
 
+    /// Invalidates every entry that depends on one of `tables` (see the `tables` option), in one
+    /// round trip: from the moment this returns, no lookup serves any of them, nor a value whose
+    /// query began before. For writes the macro cannot see (dynamic SQL, another code path).
+    /// Names are taken as SQL writes them: `users`, `app."Orders"` (unquoted parts are folded to
+    /// lower case; the default schema may be left out).
+    pub async fn invalidate_tables<I>(&self, tables: I) -> Result<(), CacheError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.invalidate_tags_and_tables::<[&str; 0], _>([], tables).await
+    }
+
+    /// [`invalidate_tags`](Self::invalidate_tags) and [`invalidate_tables`](Self::invalidate_tables)
+    /// in one round trip.
+    pub async fn invalidate_tags_and_tables<T, U>(&self, tags: T, tables: U) -> Result<(), CacheError>
+    where
+        T: IntoIterator,
+        T::Item: AsRef<str>,
+        U: IntoIterator,
+        U::Item: AsRef<str>,
+    {
+        let keyspace = &self.engine.keyspace;
+        let tags = tags.into_iter().map(|tag| keyspace.tag_counter(tag.as_ref()));
+        let tables = tables.into_iter().map(|table| keyspace.table_counter(table.as_ref()));
+        let counters: Vec<String> = tags.chain(tables).collect();
+        if counters.is_empty() {
+            return Ok(());
+        }
+        self.engine.invalidate("invalidate_tables", counters).await
+    }
+
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
     /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
     pub async fn invalidate_all(&self) -> Result<(), CacheError> {

@@ -40,7 +40,7 @@ impl Engine {
     /// Builds the engine and starts its background tasks (they end with it).
     pub fn new(store: Store, settings: Settings) -> Arc<Engine> {
         let store = Arc::new(store);
-        let keyspace = Keyspace::new(&settings.prefix, store.is_cluster());
+        let keyspace = Keyspace::new(&settings.prefix, store.is_cluster(), &settings.default_schema);
         let backplane = store.is_redis().then(|| Backplane::new(&keyspace));
         let local = match (settings.local_cache, &backplane) {
             (Some(max_entries), Some(backplane)) => {

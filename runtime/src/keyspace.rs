@@ -8,6 +8,7 @@
 //! | `{entry}:gen` | the entry's own invalidation counter |
 //! | `{entry}:lock` | the entry's lease (`lock = true`) |
 //! | `{ks}:tag:{tag}` | a tag's invalidation counter |
+//! | `{ks}:table:{table}` | a table's invalidation counter (`tables = ...`) |
 //! | `{ks}:ns` | the namespace's invalidation counter, on which every entry depends |
 //! | `{ks}:bus` | the backplane's channel (see `backplane`) |
 //! | `{ks}:bus:hb:{instance}` | an instance's heartbeat channel (see `local`) |
@@ -23,12 +24,20 @@ pub(crate) struct Keyspace {
     start: String,
     namespace_counter: String,
     bus: String,
+    /// The schema of unqualified table names (`public` on Postgres): `public.users` and
+    /// `users` are one table.
+    default_schema: String,
 }
 
 impl Keyspace {
-    pub fn new(prefix: &str, cluster: bool) -> Keyspace {
+    pub fn new(prefix: &str, cluster: bool, default_schema: &str) -> Keyspace {
         let start = if cluster { format!("{{{prefix}}}") } else { prefix.to_owned() };
-        Keyspace { namespace_counter: format!("{start}:ns"), bus: format!("{start}:bus"), start }
+        Keyspace {
+            namespace_counter: format!("{start}:ns"),
+            bus: format!("{start}:bus"),
+            start,
+            default_schema: default_schema.to_owned(),
+        }
     }
 
     /// What starts every name.
@@ -49,15 +58,29 @@ impl Keyspace {
         [&self.start, ":tag:", tag].concat()
     }
 
+    /// A table's invalidation counter (see [`table_name`]), its default schema dropped.
+    pub fn table_counter(&self, table: &str) -> String {
+        let table = table_name(table);
+        let unqualified = table
+            .strip_prefix(self.default_schema.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(&table);
+        [&self.start, ":table:", unqualified].concat()
+    }
+
     /// The entry of function `head` (see `key::head`) for the arguments that hash to `hash`.
     pub fn entry(&self, head: &str, hash: u128) -> String {
         key::join(&self.start, head, hash, "")
     }
 
-    /// The entry of a call, with the counters of its `tags`.
-    pub fn target(&self, head: &str, hash: u128, tags: &[String]) -> Target {
+    /// The entry of a call, with the counters of its `tags` and `tables`.
+    pub fn target(&self, head: &str, hash: u128, tags: &[String], tables: &[&str]) -> Target {
         let key_counter = key::join(&self.start, head, hash, COUNTER_SUFFIX);
-        Target { key_counter, tags: tags.iter().map(|tag| self.tag_counter(tag)).collect() }
+        let tags = tags.iter().map(|tag| self.tag_counter(tag));
+        Target {
+            key_counter,
+            tags: tags.chain(tables.iter().map(|table| self.table_counter(table))).collect(),
+        }
     }
 
     /// The backplane's channel.
@@ -69,6 +92,20 @@ impl Keyspace {
     pub fn heartbeat(&self, instance: u64) -> String {
         format!("{}:hb:{instance:016x}", self.bus)
     }
+}
+
+/// A table's name as the cache knows it, from SQL-like text (`users`, `App."Users"`): an
+/// unquoted part folded to lower case, a quoted one kept, and quoted only if it has upper case
+/// letters; parts joined with `.`. The macro normalises the names it finds the same way.
+pub(crate) fn table_name(text: &str) -> String {
+    text.split('.')
+        .map(|part| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) if quoted.chars().any(char::is_uppercase) => format!("\"{quoted}\""),
+            Some(quoted) => quoted.to_owned(),
+            None => part.trim().to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The invalidation counter of the entry `key`.
@@ -91,7 +128,7 @@ pub(crate) type CounterNames<'a> = smallvec::SmallVec<[&'a str; crate::stamp::IN
 pub(crate) struct Target {
     /// The key, then `COUNTER_SUFFIX`.
     key_counter: String,
-    /// The tags' counters.
+    /// The tags' and tables' counters.
     tags: Vec<String>,
 }
 
@@ -121,21 +158,29 @@ mod tests {
     #[test]
     fn every_name() {
         for (cluster, ks) in [(false, "app"), (true, "{app}")] {
-            let keyspace = Keyspace::new("app", cluster);
+            let keyspace = Keyspace::new("app", cluster, "public");
             let head = key::head("users::by_id", 2);
-            let target = keyspace.target(&head, 0xab, &["user:7".to_owned()]);
+            let target = keyspace.target(&head, 0xab, &["user:7".to_owned()], &["public.users"]);
             let entry = format!("{ks}:users::by_id:v2:000000000000000000000000000000ab");
             assert_eq!(target.key(), entry);
             assert_eq!(keyspace.entry(&head, 0xab), entry);
             assert_eq!(
                 target.counters(&keyspace).to_vec(),
-                [format!("{ks}:ns"), format!("{entry}:gen"), format!("{ks}:tag:user:7")]
+                [
+                    format!("{ks}:ns"),
+                    format!("{entry}:gen"),
+                    format!("{ks}:tag:user:7"),
+                    format!("{ks}:table:users")
+                ]
             );
             assert_eq!(key_counter(&entry), format!("{entry}:gen"));
             assert_eq!(lease(&entry), format!("{entry}:lock"));
             assert_eq!(keyspace.bus(), format!("{ks}:bus"));
             assert_eq!(keyspace.heartbeat(0xff), format!("{ks}:bus:hb:00000000000000ff"));
             assert_eq!(keyspace.start(), ks);
+            assert_eq!(keyspace.table_counter("users"), keyspace.table_counter("public.users"));
+            assert_eq!(keyspace.table_counter("App.\"Users\""), format!("{ks}:table:app.\"Users\""));
+            assert_eq!(keyspace.table_counter("Users"), keyspace.table_counter("\"users\""));
             assert!(keyspace.owns(&entry) && !keyspace.owns("other:key"));
         }
     }

@@ -138,6 +138,16 @@ pub use sqlx;
 /// - `invalidate = <bool>`: `false` generates no `<fn>_invalidate` (needed on a method of a
 ///   trait `impl`, which can hold only the trait's items; invalidate by `tags` or
 ///   [`QueryCache::invalidate`] there); default `true`.
+/// - `tables = auto`: the entry depends on the tables its SQL reads, found at compile time in
+///   the string literals the body hands to sqlx (`sqlx::query("...")`, `query_as::<_, T>`,
+///   `query_scalar`, their `_with` forms, a `let` of a literal passed on, `query!`,
+///   `query_as!`, `query_file!`), parsed in the executor's dialect: `FROM`, joins,
+///   subqueries, CTE bodies, set operations; not table-valued functions. `tables = ["users",
+///   "app.orders"]` lists them instead (dynamic SQL, views that hide other tables). A table is
+///   a counter like a tag: [`QueryCache::invalidate_tables`], `#[cache_invalidate(tables =
+///   ...)]`, or the database's own change feed invalidate it. Unquoted names are folded to
+///   lower case; `public.users` and `users` are one table (the builder's `default_schema`).
+///   `auto` that finds no SQL, or SQL that does not parse, is a compile error.
 ///
 /// A function with a `&mut Transaction<'_, _>` (or `&mut PgTransaction<'_>`, ...) parameter
 /// bypasses the cache: uncommitted data is never cached and the transaction reads its own
@@ -168,8 +178,10 @@ pub use cached_query_macros::cached_query;
 
 /// Invalidates tags after a write: on an `async fn` that returns a `Result`, the tags are
 /// invalidated when it returns `Ok` (never on `Err`); on any other return type, whenever it
-/// returns. Options: `tags = [...]` (required; templates as in [`cached_query`]),
-/// `cache = <expr>` and `crate = "<path>"` as in [`cached_query`].
+/// returns. Options: `tags = [...]` (templates as in [`cached_query`]) and/or `tables = auto`
+/// (the tables its SQL writes: `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `TRUNCATE`, also in a
+/// CTE) or `tables = ["users"]`; `cache = <expr>` and `crate = "<path>"` as in
+/// [`cached_query`].
 ///
 /// ```ignore
 /// #[cache_invalidate(tags = ["users", "user:{id}"])]
@@ -190,6 +202,17 @@ static INSTALLED: ArcSwapOption<QueryCache> = ArcSwapOption::const_empty();
 /// A second call replaces the first.
 pub fn install(cache: QueryCache) {
     INSTALLED.store(Some(Arc::new(cache)));
+}
+
+/// Every table that a `#[cached_query(tables = ...)]` function of this program depends on,
+/// sorted, each once (collected at link time): what a change feed must watch, e.g.
+/// `cached_query::postgres::install(&pool, &cached_query::tables())`.
+pub fn tables() -> Vec<String> {
+    let all: std::collections::BTreeSet<String> = inventory::iter::<__private::Tables>
+        .into_iter()
+        .flat_map(|tables| tables.0.iter().map(|table| (*table).to_owned()))
+        .collect();
+    all.into_iter().collect()
 }
 
 /// The cache [`install`]ed last, if any.

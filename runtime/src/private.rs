@@ -41,6 +41,8 @@ pub struct Spec {
     lock: Option<bool>,
     none_ttl: Option<Duration>,
     cache_none: bool,
+    /// The tables the entry depends on (`tables = ...`), normalised by the macro.
+    tables: &'static [&'static str],
     /// `{name}:v{version}:`, computed on first use.
     head: OnceLock<String>,
 }
@@ -58,6 +60,7 @@ impl Spec {
             lock: None,
             none_ttl: None,
             cache_none: true,
+            tables: &[],
             head: OnceLock::new(),
         }
     }
@@ -89,6 +92,11 @@ impl Spec {
 
     pub const fn cache_none(mut self, cache_none: bool) -> Self {
         self.cache_none = cache_none;
+        self
+    }
+
+    pub const fn tables(mut self, tables: &'static [&'static str]) -> Self {
+        self.tables = tables;
         self
     }
 
@@ -188,6 +196,24 @@ pub async fn invalidate_tags(handle: Handle, succeeded: bool, tags: &[String]) {
     }
 }
 
+/// After a `#[cache_invalidate(tables = ...)]` write: invalidates `tags` and `tables` if it
+/// succeeded, in one round trip.
+pub async fn invalidate_written(handle: Handle, succeeded: bool, tags: &[String], tables: &[&str]) {
+    match handle.get() {
+        Some(cache) if succeeded => {
+            let _ = cache.invalidate_tags_and_tables(tags, tables).await;
+        }
+        _ => {}
+    }
+}
+
+/// The tables a `#[cached_query]` function depends on, listed at link time (see
+/// [`tables`](crate::tables)).
+pub struct Tables(pub &'static [&'static str]);
+
+inventory::collect!(Tables);
+pub use inventory;
+
 /// What a key parameter must be: `Serialize` (said in the user's terms when it is not).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is a key parameter of a cached function, and key parameters must implement `serde::Serialize`",
@@ -250,7 +276,9 @@ impl Call {
     /// be hashed, the call runs uncached.
     pub fn keyed(mut self) -> Self {
         if let (Some(hasher), Some(cache)) = (&self.hasher, self.handle.get()) {
-            self.target = Some(cache.engine().keyspace.target(self.spec.head(), hasher.finish(), &self.tags));
+            let keyspace = &cache.engine().keyspace;
+            self.target =
+                Some(keyspace.target(self.spec.head(), hasher.finish(), &self.tags, self.spec.tables));
         }
         self.hasher = None;
         self

@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub client_tracking: bool,
     /// The budget of decoded values kept for reuse, in bytes (`0`: none).
     pub reuse_decoded: u64,
+    /// The schema of unqualified table names.
+    pub default_schema: String,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             local_cache: None,
             client_tracking: true,
             reuse_decoded: 32 << 20,
+            default_schema: "public".to_owned(),
         }
     }
 }

@@ -123,7 +123,7 @@ mod tests {
     #[tokio::test]
     async fn a_lookups_future_stays_small() {
         let cache = crate::QueryCache::in_memory(10);
-        let target = cache.engine().keyspace.target("f:v0:", 1, &[]);
+        let target = cache.engine().keyspace.target("f:v0:", 1, &[], &[]);
         let read = cache.engine().read_counted::<Option<String>>(&target, None, true);
         assert!(size_of_val(&read) <= 1024, "{} bytes", size_of_val(&read));
     }
