@@ -34,6 +34,9 @@ enum Backend {
 pub struct QueryCacheBuilder {
     backend: Option<Backend>,
     settings: Settings,
+    /// The database whose change feed to watch (`watch_postgres`).
+    #[cfg(feature = "postgres")]
+    postgres: Option<Result<sqlx::PgPool, String>>,
 }
 
 impl QueryCache {
@@ -145,6 +148,30 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Keeps the entries of functions with `tables = ...` as fresh as the database behind
+    /// `pool`: every committed change of a watched table (see [`crate::postgres::install`])
+    /// invalidates that table's entries, whoever made it. While the feed is down (not yet
+    /// synchronised, connection lost), those functions run their query without the cache.
+    /// Needs a runtime: call `build()` inside one.
+    #[cfg(feature = "postgres")]
+    pub fn watch_postgres(mut self, pool: sqlx::PgPool) -> Self {
+        self.postgres = Some(Ok(pool));
+        self
+    }
+
+    /// Like [`watch_postgres`](Self::watch_postgres), through a connection of the cache's own
+    /// to `url` (for programs on another sqlx major than this crate's). A malformed URL is an
+    /// error from `build()`.
+    #[cfg(feature = "postgres")]
+    pub fn watch_postgres_url(mut self, url: &str) -> Self {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy(url)
+            .map_err(|err| format!("invalid Postgres URL for watch_postgres_url: {err}"));
+        self.postgres = Some(pool);
+        self
+    }
+
     /// The schema of unqualified table names (default `"public"`, Postgres's): `users` and
     /// `{schema}.users` are then one table for `tables = ...` and `invalidate_tables`. On MySQL,
     /// give the database's name.
@@ -207,6 +234,17 @@ impl QueryCacheBuilder {
                 ));
             }
         };
-        Ok(QueryCache::new(store, self.settings))
+        #[cfg(feature = "postgres")]
+        let postgres = match self.postgres {
+            Some(Err(problem)) => return Err(CacheError::Config(problem)),
+            Some(Ok(pool)) => Some(pool),
+            None => None,
+        };
+        let cache = QueryCache::new(store, self.settings);
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = postgres {
+            cache.engine().spawn_postgres_watch(pool);
+        }
+        Ok(cache)
     }
 }

@@ -8,6 +8,7 @@ use crate::CacheError;
 use crate::backplane::Backplane;
 use crate::bounded::Bounded;
 use crate::decoded::Decoded;
+use crate::feed::Feed;
 use crate::flight::Flights;
 use crate::health::Health;
 use crate::keyspace::Keyspace;
@@ -23,6 +24,8 @@ pub(crate) struct Engine {
     pub stats: Stats,
     pub flights: Flights,
     pub health: Health,
+    /// The database's change feed, if one is watched.
+    pub feed: Feed,
     /// Where invalidations and writes are announced (Redis only: whatever `local` is).
     pub backplane: Option<Backplane>,
     /// The in-process tier (`.local_cache(n)`, Redis only).
@@ -62,6 +65,7 @@ impl Engine {
             stats: Stats::default(),
             flights: Flights::default(),
             health: Health::default(),
+            feed: Feed::default(),
             backplane,
             local,
             decoded,

@@ -63,6 +63,20 @@ impl Engine {
         result
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Tells this instance's local tier and the others' that `counters` were incremented
+    /// elsewhere than through `increment` (by a change feed).
+    pub async fn announce_invalidated(&self, counters: &[String]) {
+        if let Some(local) = &self.local {
+            local.invalidated(counters);
+        }
+        if let (Some(backplane), Some(message)) = (&self.backplane, self.invalidation_message(counters))
+            && let Err(err) = self.bounded(self.store.publish(backplane.channel(), &message)).await
+        {
+            self.failed("publish", &counters.join(" "), &err);
+        }
+    }
+
     /// The backplane's message for an invalidation of `counters` (Redis only), sent by every
     /// instance: the others' local tiers depend on it, whether or not this one has one.
     fn invalidation_message(&self, counters: &[String]) -> Option<Vec<u8>> {

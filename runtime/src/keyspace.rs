@@ -9,6 +9,7 @@
 //! | `{entry}:lock` | the entry's lease (`lock = true`) |
 //! | `{ks}:tag:{tag}` | a tag's invalidation counter |
 //! | `{ks}:table:{table}` | a table's invalidation counter (`tables = ...`) |
+//! | `{ks}:table:{table}:seen` | the table's versions its counter follows (a change feed) |
 //! | `{ks}:ns` | the namespace's invalidation counter, on which every entry depends |
 //! | `{ks}:bus` | the backplane's channel (see `backplane`) |
 //! | `{ks}:bus:hb:{instance}` | an instance's heartbeat channel (see `local`) |
@@ -66,6 +67,12 @@ impl Keyspace {
             .and_then(|rest| rest.strip_prefix('.'))
             .unwrap_or(&table);
         [&self.start, ":table:", unqualified].concat()
+    }
+
+    /// What a change feed has applied to a table's counter (see `watch`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn table_seen(&self, table: &str) -> String {
+        [&self.table_counter(table), ":seen"].concat()
     }
 
     /// The entry of function `head` (see `key::head`) for the arguments that hash to `hash`.

@@ -43,6 +43,7 @@ mod decoded;
 mod engine;
 mod entry;
 mod error;
+mod feed;
 mod flight;
 mod health;
 mod invalidation;
@@ -52,6 +53,8 @@ mod lease;
 mod local;
 mod lookup;
 mod outcome;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod seeded;
 mod settings;
 mod shape;
@@ -63,6 +66,8 @@ mod streak;
 mod tagged;
 mod unkeyed;
 mod warn;
+#[cfg(feature = "postgres")]
+mod watch;
 
 // Unit tests use the attribute itself, whose code names this crate `::cached_query`.
 #[cfg(test)]

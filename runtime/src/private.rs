@@ -295,6 +295,9 @@ impl Call {
         let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
             return body.await;
         };
+        if !self.trusted(cache) {
+            return body.await;
+        }
         let policy = self.spec.policy(cache, false);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
@@ -316,6 +319,9 @@ impl Call {
         let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
             return body.await;
         };
+        if !self.trusted(cache) {
+            return body.await;
+        }
         let policy = self.spec.policy(cache, true);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, refresh } => {
@@ -328,6 +334,17 @@ impl Call {
                 cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier).await
             }
         }
+    }
+
+    /// Whether the cache may be used: not while the change feed of the tables it depends on is
+    /// down (counted as bypassed).
+    fn trusted(&self, cache: &QueryCache) -> bool {
+        let engine = cache.engine();
+        if self.spec.tables.is_empty() || engine.feed.trusted() {
+            return true;
+        }
+        crate::stats::Stats::count(&engine.stats.bypassed);
+        false
     }
 
     /// Deletes the entry of this call's key.

@@ -43,6 +43,9 @@ pub struct CacheStats {
     /// Entries whose value was cloned from a kept one instead of decoded
     /// (`.reuse_decoded(bytes)`).
     pub reused_decodes: u64,
+    /// Calls that ran their query without looking at the cache, because the database's change
+    /// feed of a table they depend on was down (see `watch_postgres`).
+    pub bypassed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +65,7 @@ pub(crate) struct Stats {
     pub oversized: AtomicU64,
     pub local_hits: AtomicU64,
     pub reused_decodes: AtomicU64,
+    pub bypassed: AtomicU64,
 }
 
 impl Stats {
@@ -87,6 +91,7 @@ impl Stats {
             oversized: self.oversized.load(Relaxed),
             local_hits: self.local_hits.load(Relaxed),
             reused_decodes: self.reused_decodes.load(Relaxed),
+            bypassed: self.bypassed.load(Relaxed),
         }
     }
 }

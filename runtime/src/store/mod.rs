@@ -71,6 +71,33 @@ impl Store {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Increments `counter` for a change feed's `version` of a table's `shard`, unless `seen`
+    /// shows that version applied already (by this instance or another); `true` if it did.
+    pub async fn follow(
+        &self,
+        counter: &str,
+        seen: &str,
+        shard: i64,
+        version: i64,
+        keep: Duration,
+    ) -> Result<bool, CacheError> {
+        let counters = [counter.to_owned()];
+        match self {
+            Store::Redis(s) => s.follow(counter, seen, shard, version, keep).await,
+            // One process: every change it hears is new to it.
+            Store::Memory(s) => {
+                s.increment(&counters);
+                Ok(true)
+            }
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Increment(counters.to_vec())).await.map(|()| {
+                s.memory().increment(&counters);
+                true
+            }),
+        }
+    }
+
     /// Stores `value` under `key` for `ttl`, and publishes `announce` (a channel and a
     /// message) with it.
     pub async fn set(

@@ -190,6 +190,35 @@ impl RedisStore {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Applies a change feed's `version` of one `shard` of a table to its `counter`: increments
+    /// it only if `seen` does not hold that version yet, so that the instances that hear one
+    /// change make one increment between them. `true` if it incremented.
+    pub async fn follow(
+        &self,
+        counter: &str,
+        seen: &str,
+        shard: i64,
+        version: i64,
+        keep: Duration,
+    ) -> Result<bool, CacheError> {
+        static FOLLOW: LazyLock<redis::Script> = LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then return 0 end \
+                 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) \
+                 redis.call('PEXPIRE', KEYS[2], ARGV[3]) \
+                 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[4]) end \
+                 redis.call('INCR', KEYS[1]) \
+                 redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+                 return 1",
+            )
+        });
+        let mut conn = self.conn();
+        let mut call = FOLLOW.key(counter);
+        call.key(seen).arg(shard).arg(version).arg(keep.as_millis() as u64).arg(counter_start());
+        Ok(call.invoke_async::<i64>(&mut conn).await? == 1)
+    }
+
     pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), CacheError> {
         let mut conn = self.conn();
         redis::cmd("PUBLISH").arg(channel).arg(message).exec_async(&mut conn).await?;

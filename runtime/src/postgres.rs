@@ -1,0 +1,105 @@
+//! Postgres as the cache's source of truth for what changed (feature `postgres`): triggers
+//! that count each table's committed changes and announce them, for `.watch_postgres(pool)`.
+//!
+//! ```no_run
+//! # async fn f(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! cached_query::postgres::install(&pool, &cached_query::tables()).await?; // idempotent DDL
+//! let cache = cached_query::QueryCache::builder()
+//!     .redis_url("redis://127.0.0.1:6379")
+//!     .watch_postgres(pool.clone())
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! On each table, a statement-level `AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE` trigger
+//! bumps the table's version in `cached_query.versions` and sends `NOTIFY cached_query`:
+//! delivered at commit, nothing on rollback. A version is kept per table and per shard of
+//! backends (`pg_backend_pid() % 16`), so that concurrent writers of one table seldom wait for
+//! each other's row.
+
+use sqlx::PgPool;
+
+use crate::keyspace::table_name;
+
+/// The idempotent DDL that `install` runs, for programs that apply it through their own
+/// migrations: the schema `cached_query` with its versions table and trigger function, and a
+/// trigger on each of `tables` (names as `cached_query::tables()` gives them; every
+/// identifier is quoted, so that tables named like keywords work).
+pub fn setup_sql<S: AsRef<str>>(tables: &[S]) -> String {
+    let mut sql = String::from(
+        r#"CREATE SCHEMA IF NOT EXISTS cached_query;
+CREATE TABLE IF NOT EXISTS cached_query.versions (
+    table_name text NOT NULL,
+    shard int NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (table_name, shard)
+);
+CREATE OR REPLACE FUNCTION cached_query.changed() RETURNS trigger LANGUAGE plpgsql AS $cq$
+DECLARE
+    _name text := (CASE WHEN TG_TABLE_SCHEMA <> lower(TG_TABLE_SCHEMA)
+                        THEN '"' || TG_TABLE_SCHEMA || '"' ELSE TG_TABLE_SCHEMA END)
+               || '.' || (CASE WHEN TG_TABLE_NAME <> lower(TG_TABLE_NAME)
+                               THEN '"' || TG_TABLE_NAME || '"' ELSE TG_TABLE_NAME END);
+    _shard int := pg_backend_pid() % 16;
+    _version bigint;
+BEGIN
+    INSERT INTO cached_query.versions AS v (table_name, shard, version) VALUES (_name, _shard, 1)
+        ON CONFLICT (table_name, shard) DO UPDATE SET version = v.version + 1
+        RETURNING v.version INTO _version;
+    PERFORM pg_notify('cached_query', _name || ' ' || _shard || ' ' || _version);
+    RETURN NULL;
+END
+$cq$;
+"#,
+    );
+    for table in tables {
+        let table = quoted(table.as_ref());
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS cached_query_changed ON {table};\n\
+             CREATE TRIGGER cached_query_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}\n    \
+             FOR EACH STATEMENT EXECUTE FUNCTION cached_query.changed();\n"
+        ));
+    }
+    sql
+}
+
+/// Runs [`setup_sql`] in one transaction (several programs may install at once).
+pub async fn install<S: AsRef<str>>(pool: &PgPool, tables: &[S]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cached_query.install'))").execute(&mut *tx).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup_sql(tables))).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// `app."Orders"` → `"app"."Orders"`: each part of a normalised name quoted.
+fn quoted(table: &str) -> String {
+    let name = table_name(table);
+    let mut parts = Vec::new();
+    let mut rest = name.as_str();
+    while !rest.is_empty() {
+        let (part, tail) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').unwrap_or(quoted.len());
+                (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+            }
+            None => rest.split_once('.').map_or((rest, ""), |(part, tail)| (part, tail)),
+        };
+        parts.push(format!("\"{}\"", part.replace('"', "\"\"")));
+        rest = tail.strip_prefix('.').unwrap_or(tail);
+    }
+    parts.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn every_identifier_is_quoted() {
+        assert_eq!(quoted("user"), "\"user\"");
+        assert_eq!(quoted("Public.Users"), "\"public\".\"users\"");
+        assert_eq!(quoted("app.\"Orders\""), "\"app\".\"Orders\"");
+        assert!(super::setup_sql(&["user"]).contains("ON \"user\";"));
+    }
+}

@@ -1,0 +1,109 @@
+//! Watching Postgres (`.watch_postgres(pool)`): the triggers that `cached_query::postgres`
+//! installs bump a table's version at each committed change and send `NOTIFY cached_query`
+//! with it; this task listens, and applies each version to the table's counter once across
+//! instances (`Store::follow`). On every (re)connect it listens first, then reads every
+//! table's versions and applies those that moved while it was not listening, and only then
+//! lets functions that depend on tables use the cache again (`feed`): a lost connection loses
+//! nothing, and nothing is served that the feed may have missed.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use crate::engine::Engine;
+use crate::stamp::COUNTER_KEEP;
+use crate::stats::Stats;
+
+/// The channel the triggers notify on.
+pub(crate) const CHANNEL: &str = "cached_query";
+
+impl Engine {
+    /// Starts watching the database behind `pool`, for as long as this engine lives.
+    pub fn spawn_postgres_watch(&self, pool: PgPool) {
+        self.feed.watch();
+        let weak = self.myself();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let Some(engine) = weak.upgrade() else { return };
+                match engine.listen_and_sync(&pool).await {
+                    Ok(mut listener) => {
+                        engine.feed.up();
+                        backoff = Duration::from_millis(50);
+                        drop(engine);
+                        // `Ok(None)`: the connection was lost (sqlx would reconnect inside the
+                        // next call, unnoticed: a new listener is made, and synchronised).
+                        while let Ok(Some(notification)) = listener.try_recv().await {
+                            let Some(engine) = weak.upgrade() else { return };
+                            if let Some((table, shard, version)) = parse(notification.payload()) {
+                                engine.follow(table, shard, version).await;
+                            }
+                        }
+                        if let Some(engine) = weak.upgrade() {
+                            engine.feed.down();
+                        }
+                    }
+                    Err(err) => {
+                        engine.feed.down();
+                        tracing::warn!(%err, "cached_query: cannot watch Postgres; retrying");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+
+    /// Listens, then applies every version that the versions table holds.
+    async fn listen_and_sync(&self, pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.ignore_pool_close_event(true);
+        listener.listen(CHANNEL).await?;
+        let versions: Vec<(String, i32, i64)> =
+            sqlx::query_as("SELECT table_name, shard, version FROM cached_query.versions")
+                .fetch_all(pool)
+                .await?;
+        for (table, shard, version) in &versions {
+            self.follow(table, *shard, *version).await;
+        }
+        Ok(listener)
+    }
+
+    /// Applies one version of one shard of `table` (`schema.table`, as the trigger names it).
+    async fn follow(&self, table: &str, shard: i32, version: i64) {
+        let (counter, seen) = (self.keyspace.table_counter(table), self.keyspace.table_seen(table));
+        let follow = self.store.follow(&counter, &seen, i64::from(shard), version, COUNTER_KEEP);
+        match self.bounded(follow).await {
+            Ok(false) => {}
+            Ok(true) => {
+                Stats::count(&self.stats.invalidations);
+                self.announce_invalidated(std::slice::from_ref(&counter)).await;
+            }
+            Err(err) => {
+                // Delivered before anything is served from the store again (see `health`).
+                self.failed("watch", &counter, &err);
+                self.health.queue(&[counter], self.keyspace.namespace_counter());
+                Stats::count(&self.stats.invalidations_queued);
+            }
+        }
+    }
+}
+
+/// `schema.table shard version`, as the trigger sends it.
+fn parse(payload: &str) -> Option<(&str, i32, i64)> {
+    let mut parts = payload.rsplitn(3, ' ');
+    let version = parts.next()?.parse().ok()?;
+    let shard = parts.next()?.parse().ok()?;
+    Some((parts.next()?, shard, version))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn payloads_parse_as_the_trigger_writes_them() {
+        assert_eq!(super::parse("public.users 3 17"), Some(("public.users", 3, 17)));
+        assert_eq!(super::parse("app.\"My Table\" 0 1"), Some(("app.\"My Table\"", 0, 1)));
+        assert_eq!(super::parse("garbage"), None);
+    }
+}
