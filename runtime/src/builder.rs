@@ -34,9 +34,21 @@ enum Backend {
 pub struct QueryCacheBuilder {
     backend: Option<Backend>,
     settings: Settings,
-    /// The database whose change feed to watch (`watch_postgres`).
+    /// The database whose change feed to watch (`watch_postgres`, `watch_mysql`).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    watch: Option<Result<Watch, String>>,
+    /// How often a polled change feed is read (`change_poll_interval`).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    poll: Option<std::time::Duration>,
+}
+
+/// A database whose change feed a cache watches.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+enum Watch {
     #[cfg(feature = "postgres")]
-    postgres: Option<Result<sqlx::PgPool, String>>,
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
 }
 
 impl QueryCache {
@@ -155,7 +167,7 @@ impl QueryCacheBuilder {
     /// Needs a runtime: call `build()` inside one.
     #[cfg(feature = "postgres")]
     pub fn watch_postgres(mut self, pool: sqlx::PgPool) -> Self {
-        self.postgres = Some(Ok(pool));
+        self.watch = Some(Ok(Watch::Postgres(pool)));
         self
     }
 
@@ -168,7 +180,26 @@ impl QueryCacheBuilder {
             .max_connections(2)
             .connect_lazy(url)
             .map_err(|err| format!("invalid Postgres URL for watch_postgres_url: {err}"));
-        self.postgres = Some(pool);
+        self.watch = Some(pool.map(Watch::Postgres));
+        self
+    }
+
+    /// Keeps the entries of functions with `tables = ...` as fresh as the MySQL or MariaDB
+    /// database behind `pool`, by reading its versions table (see [`crate::mysql::install`])
+    /// every `change_poll_interval` (default 100 ms). While a read fails, those functions run
+    /// their query without the cache. Needs a runtime: call `build()` inside one.
+    #[cfg(feature = "mysql")]
+    pub fn watch_mysql(mut self, pool: sqlx::MySqlPool) -> Self {
+        self.watch = Some(Ok(Watch::MySql(pool)));
+        self
+    }
+
+    /// How often a change feed is read: MySQL's always (default 100 ms); Postgres's when this
+    /// is set, instead of `LISTEN` (its triggers' `NOTIFY` then costs nothing: see
+    /// [`crate::postgres::setup_sql_polled`]). The propagation delay is up to this interval.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub fn change_poll_interval(mut self, every: std::time::Duration) -> Self {
+        self.poll = Some(every.max(std::time::Duration::from_millis(1)));
         self
     }
 
@@ -234,16 +265,30 @@ impl QueryCacheBuilder {
                 ));
             }
         };
-        #[cfg(feature = "postgres")]
-        let postgres = match self.postgres {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        let (watch, poll) = match self.watch {
             Some(Err(problem)) => return Err(CacheError::Config(problem)),
-            Some(Ok(pool)) => Some(pool),
-            None => None,
+            Some(Ok(watch)) => (Some(watch), self.poll),
+            None => (None, None),
         };
         let cache = QueryCache::new(store, self.settings);
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = postgres {
-            cache.engine().spawn_postgres_watch(pool);
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        match (watch, poll) {
+            #[cfg(feature = "postgres")]
+            (Some(Watch::Postgres(pool)), None) => cache.engine().spawn_postgres_watch(pool),
+            #[cfg(feature = "postgres")]
+            (Some(Watch::Postgres(pool)), Some(every)) => cache
+                .engine()
+                .spawn_polling(every, move || crate::watch::postgres_versions_owned(pool.clone())),
+            #[cfg(feature = "mysql")]
+            (Some(Watch::MySql(pool)), poll) => {
+                let every = poll.unwrap_or(std::time::Duration::from_millis(100));
+                cache.engine().spawn_polling(every, move || {
+                    let pool = pool.clone();
+                    async move { crate::mysql::versions(&pool).await }
+                })
+            }
+            (None, _) => {}
         }
         Ok(cache)
     }

@@ -52,6 +52,8 @@ mod keyspace;
 mod lease;
 mod local;
 mod lookup;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 mod outcome;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -66,7 +68,7 @@ mod streak;
 mod tagged;
 mod unkeyed;
 mod warn;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod watch;
 
 // Unit tests use the attribute itself, whose code names this crate `::cached_query`.

@@ -27,6 +27,21 @@ use crate::keyspace::table_name;
 /// trigger on each of `tables` (names as `cached_query::tables()` gives them; every
 /// identifier is quoted, so that tables named like keywords work).
 pub fn setup_sql<S: AsRef<str>>(tables: &[S]) -> String {
+    setup(tables, true)
+}
+
+/// Like [`setup_sql`], for a cache that polls (`.change_poll_interval(d)`): the triggers send
+/// no `NOTIFY`, whose lock at commit serialises the commits of notifying transactions (see
+/// docs/benchmarks.md for what it costs a write-heavy table).
+pub fn setup_sql_polled<S: AsRef<str>>(tables: &[S]) -> String {
+    setup(tables, false)
+}
+
+fn setup<S: AsRef<str>>(tables: &[S], notify: bool) -> String {
+    let notify = match notify {
+        true => "PERFORM pg_notify('cached_query', _name || ' ' || _shard || ' ' || _version);",
+        false => "",
+    };
     let mut sql = String::from(
         r#"CREATE SCHEMA IF NOT EXISTS cached_query;
 CREATE TABLE IF NOT EXISTS cached_query.versions (
@@ -47,12 +62,13 @@ BEGIN
     INSERT INTO cached_query.versions AS v (table_name, shard, version) VALUES (_name, _shard, 1)
         ON CONFLICT (table_name, shard) DO UPDATE SET version = v.version + 1
         RETURNING v.version INTO _version;
-    PERFORM pg_notify('cached_query', _name || ' ' || _shard || ' ' || _version);
+    {notify}
     RETURN NULL;
 END
 $cq$;
 "#,
-    );
+    )
+    .replace("{notify}", notify);
     for table in tables {
         let table = quoted(table.as_ref());
         sql.push_str(&format!(
@@ -66,9 +82,18 @@ $cq$;
 
 /// Runs [`setup_sql`] in one transaction (several programs may install at once).
 pub async fn install<S: AsRef<str>>(pool: &PgPool, tables: &[S]) -> Result<(), sqlx::Error> {
+    run(pool, setup_sql(tables)).await
+}
+
+/// Runs [`setup_sql_polled`] in one transaction.
+pub async fn install_polled<S: AsRef<str>>(pool: &PgPool, tables: &[S]) -> Result<(), sqlx::Error> {
+    run(pool, setup_sql_polled(tables)).await
+}
+
+async fn run(pool: &PgPool, sql: String) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cached_query.install'))").execute(&mut *tx).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(setup_sql(tables))).execute(&mut *tx).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
     tx.commit().await
 }
 
@@ -101,5 +126,7 @@ mod tests {
         assert_eq!(quoted("Public.Users"), "\"public\".\"users\"");
         assert_eq!(quoted("app.\"Orders\""), "\"app\".\"Orders\"");
         assert!(super::setup_sql(&["user"]).contains("ON \"user\";"));
+        assert!(super::setup_sql(&["t"]).contains("pg_notify"));
+        assert!(!super::setup_sql_polled(&["t"]).contains("pg_notify"));
     }
 }

@@ -1,14 +1,21 @@
-//! Watching Postgres (`.watch_postgres(pool)`): the triggers that `cached_query::postgres`
-//! installs bump a table's version at each committed change and send `NOTIFY cached_query`
-//! with it; this task listens, and applies each version to the table's counter once across
-//! instances (`Store::follow`). On every (re)connect it listens first, then reads every
-//! table's versions and applies those that moved while it was not listening, and only then
-//! lets functions that depend on tables use the cache again (`feed`): a lost connection loses
-//! nothing, and nothing is served that the feed may have missed.
+//! Watching a database's change feed: the triggers that `cached_query::postgres` (or
+//! `::mysql`) installs bump a table's version at each committed change; this task applies each
+//! version to the table's counter once across instances (`Store::follow`).
+//!
+//! - Postgres, listening (`.watch_postgres(pool)`): the triggers also send `NOTIFY
+//!   cached_query`. On every (re)connect the task listens first, then reads every table's
+//!   versions and applies those that moved while it was not listening, and only then lets
+//!   functions that depend on tables use the cache again (`feed`): a lost connection loses
+//!   nothing, and nothing is served that the feed may have missed.
+//! - Polling (MySQL, or Postgres with `.change_poll_interval(d)`): the task reads the versions
+//!   every interval; the feed is up while the reads succeed.
 
+use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
 use sqlx::PgPool;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgListener;
 
 use crate::engine::Engine;
@@ -16,10 +23,46 @@ use crate::stamp::COUNTER_KEEP;
 use crate::stats::Stats;
 
 /// The channel the triggers notify on.
+#[cfg(feature = "postgres")]
 pub(crate) const CHANNEL: &str = "cached_query";
 
+/// Every table's versions: `(table, shard, version)`.
+pub(crate) type Versions = Vec<(String, i32, i64)>;
+
 impl Engine {
+    /// Reads the versions with `read` every `interval`, and applies those that moved, for as
+    /// long as this engine lives.
+    pub fn spawn_polling<F, R>(&self, interval: Duration, read: R)
+    where
+        R: Fn() -> F + Send + 'static,
+        F: Future<Output = Result<Versions, sqlx::Error>> + Send,
+    {
+        self.feed.watch();
+        let weak = self.myself();
+        tokio::spawn(async move {
+            loop {
+                let versions = read().await;
+                let Some(engine) = weak.upgrade() else { return };
+                match versions {
+                    Ok(versions) => {
+                        for (table, shard, version) in &versions {
+                            engine.follow(table, *shard, *version).await;
+                        }
+                        engine.feed.up();
+                    }
+                    Err(err) => {
+                        engine.feed.down();
+                        engine.failed("watch", "versions", &crate::CacheError::Config(err.to_string()));
+                    }
+                }
+                drop(engine);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
     /// Starts watching the database behind `pool`, for as long as this engine lives.
+    #[cfg(feature = "postgres")]
     pub fn spawn_postgres_watch(&self, pool: PgPool) {
         self.feed.watch();
         let weak = self.myself();
@@ -56,6 +99,7 @@ impl Engine {
     }
 
     /// Listens, then applies every version that the versions table holds.
+    #[cfg(feature = "postgres")]
     async fn listen_and_sync(&self, pool: &PgPool) -> Result<PgListener, sqlx::Error> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.ignore_pool_close_event(true);
@@ -90,7 +134,20 @@ impl Engine {
     }
 }
 
+/// Every table's versions in Postgres.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_versions(pool: &PgPool) -> Result<Versions, sqlx::Error> {
+    sqlx::query_as("SELECT table_name, shard, version FROM cached_query.versions").fetch_all(pool).await
+}
+
+/// [`postgres_versions`] of a pool it owns (for the polling task).
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_versions_owned(pool: PgPool) -> Result<Versions, sqlx::Error> {
+    postgres_versions(&pool).await
+}
+
 /// `schema.table shard version`, as the trigger sends it.
+#[cfg(feature = "postgres")]
 fn parse(payload: &str) -> Option<(&str, i32, i64)> {
     let mut parts = payload.rsplitn(3, ' ');
     let version = parts.next()?.parse().ok()?;
@@ -98,7 +155,7 @@ fn parse(payload: &str) -> Option<(&str, i32, i64)> {
     Some((parts.next()?, shard, version))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     #[test]
     fn payloads_parse_as_the_trigger_writes_them() {

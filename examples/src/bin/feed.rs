@@ -92,8 +92,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Propagation delay: a commit elsewhere, then calls until one sees it.
     let prefix = format!("cq-bench-feed:{}", std::process::id());
-    let cache =
-        QueryCache::builder().redis_url(&redis_url).prefix(&prefix).watch_postgres(pool.clone()).build().await?;
+    let cache = QueryCache::builder()
+        .redis_url(&redis_url)
+        .prefix(&prefix)
+        .watch_postgres(pool.clone())
+        .build()
+        .await?;
     let started = Instant::now();
     while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
         by_table(&cache, &pool, 1).await?;
@@ -117,11 +121,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A hit with a table dependency against one with a tag (the same counters' work).
     by_tag(&cache, &pool, 1).await?;
     let mut rows = Vec::new();
-    for (name, table) in [("tables = auto", true), ("tags = [...]", false), ("tables = auto", true), ("tags = [...]", false)] {
+    for (name, table) in
+        [("tables = auto", true), ("tags = [...]", false), ("tables = auto", true), ("tags = [...]", false)]
+    {
         let mut samples = Vec::with_capacity(5000);
         for _ in 0..5000 {
             let started = Instant::now();
-            if table { by_table(&cache, &pool, 1).await? } else { by_tag(&cache, &pool, 1).await? };
+            if table {
+                by_table(&cache, &pool, 1).await?
+            } else {
+                by_tag(&cache, &pool, 1).await?
+            };
             samples.push(started.elapsed());
         }
         rows.push((name, percentiles(samples)));
