@@ -1,8 +1,9 @@
-//! What freshness from Postgres costs and how fresh it is (`tables = auto` +
-//! `.watch_postgres`): the propagation delay from a commit on another connection to the first
-//! call that sees it; the write throughput of a table with the trigger and without it, under
-//! concurrent single-row UPDATEs (pgbench-like); and a hit of a function with a table
-//! dependency next to one with a tag. Recorded in `docs/benchmarks.md`.
+//! What freshness from the database costs and how fresh it is (`tables = auto` + a watched
+//! change feed): the write throughput of a table with each kind of trigger and without, under
+//! concurrent single-row UPDATEs (pgbench-like); the propagation delay from a commit on another
+//! connection to the first call that sees it (Postgres listening, Postgres polled, MariaDB
+//! polled); and a hit of a function with a table dependency next to one with a tag. Recorded
+//! in `docs/benchmarks.md`. `MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`).
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin feed
@@ -13,11 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool};
 
 #[cached_query(ttl = 300, tables = auto, cache = cache, skip(cache))]
 async fn by_table(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT n FROM bench_feed WHERE id = $1").bind(id).fetch_one(pool).await
+}
+
+#[cached_query(ttl = 300, tables = auto, cache = cache, skip(cache))]
+async fn by_table_mysql(cache: &QueryCache, pool: &MySqlPool, id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT n FROM bench_feed WHERE id = ?").bind(id).fetch_one(pool).await
 }
 
 #[cached_query(ttl = 300, tags = ["bench_feed"], cache = cache, skip(cache))]
@@ -27,6 +33,11 @@ async fn by_tag(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<i64, sqlx:
 
 const ROWS: i64 = 10_000;
 
+/// How `cached_query::mysql` names a table's triggers.
+fn xxhash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
@@ -34,6 +45,9 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 /// UPDATEs per second of `tasks` connections for `secs`, each on a random row.
 async fn write_rate(database_url: &str, tasks: usize, secs: f64) -> f64 {
+    if database_url.starts_with("mysql") {
+        return mysql_write_rate(database_url, tasks, secs).await;
+    }
     let (done, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -58,6 +72,57 @@ async fn write_rate(database_url: &str, tasks: usize, secs: f64) -> f64 {
     done.load(Relaxed) as f64 / secs
 }
 
+async fn mysql_write_rate(url: &str, tasks: usize, secs: f64) -> f64 {
+    let (done, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (done, stop, url) = (done.clone(), stop.clone(), url.to_owned());
+        handles.push(tokio::spawn(async move {
+            let mut conn = MySqlConnection::connect(&url).await.unwrap();
+            while !stop.load(Relaxed) {
+                sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = ?")
+                    .bind(fastrand::i64(1..=ROWS))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Relaxed);
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    done.load(Relaxed) as f64 / secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Calls `call` until it changes after `write`, 300 times: the delays, commit to seen.
+async fn delays<W, C, WF, CF>(mut write: W, mut call: C) -> (Duration, Duration)
+where
+    W: FnMut(i64) -> WF,
+    WF: Future<Output = ()>,
+    C: FnMut(i64) -> CF,
+    CF: Future<Output = i64>,
+{
+    let mut delays = Vec::new();
+    for round in 1..=300 {
+        let id = 1 + round % 50;
+        let before = call(id).await;
+        call(id).await;
+        write(id).await;
+        let committed = Instant::now();
+        while call(id).await == before {}
+        delays.push(committed.elapsed());
+    }
+    percentiles(delays)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
@@ -72,25 +137,125 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .execute(&pool)
     .await?;
 
-    // Write throughput, with and without the trigger, in turn.
+    // Write throughput: no trigger, the trigger with NOTIFY, the polled one (no NOTIFY).
     let (tasks, secs) = (8, 4.0);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut none, mut notify, mut polled) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         sqlx::raw_sql("DROP TRIGGER IF EXISTS cached_query_changed ON bench_feed").execute(&pool).await?;
-        without.push(write_rate(&database_url, tasks, secs).await);
+        none.push(write_rate(&database_url, tasks, secs).await);
         cached_query::postgres::install(&pool, &["bench_feed"]).await?;
-        with.push(write_rate(&database_url, tasks, secs).await);
+        notify.push(write_rate(&database_url, tasks, secs).await);
+        cached_query::postgres::install_polled(&pool, &["bench_feed"]).await?;
+        polled.push(write_rate(&database_url, tasks, secs).await);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (with, without) = (median(with), median(without));
-    println!("| UPDATEs/s, {tasks} connections, random rows | without trigger | with trigger | ratio |");
-    println!("|---|---:|---:|---:|");
-    println!("| median of 3 × {secs} s | {without:.0} | {with:.0} | {:.2} |", with / without);
+    let none = median(none);
+    println!(
+        "| UPDATEs/s, {tasks} connections, random rows (median of 3 × {secs} s) | UPDATEs/s | vs no trigger |"
+    );
+    println!("|---|---:|---:|");
+    println!("| Postgres, no trigger | {none:.0} | 1.00 |");
+    for (name, rates) in
+        [("Postgres, trigger with NOTIFY", notify), ("Postgres, polled trigger (no NOTIFY)", polled)]
+    {
+        let rate = median(rates);
+        println!("| {name} | {rate:.0} | {:.2} |", rate / none);
+    }
 
-    // Propagation delay: a commit elsewhere, then calls until one sees it.
+    // MariaDB: without and with the row-level triggers.
+    let mysql_url = std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let mysql = MySqlPool::connect(&mysql_url).await?;
+    for statement in [
+        "DROP TABLE IF EXISTS bench_feed".to_owned(),
+        "CREATE TABLE bench_feed (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)".to_owned(),
+        format!("INSERT INTO bench_feed SELECT seq, 0 FROM seq_1_to_{ROWS}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mysql).await?;
+    }
+    let (mut none, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for letter in ['i', 'u', 'd'] {
+            let digest = xxhash(b"bench_feed");
+            let drop = format!("DROP TRIGGER IF EXISTS `cached_query_{letter}_{digest:016x}`");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mysql).await?;
+        }
+        none.push(write_rate(&mysql_url, tasks, secs).await);
+        cached_query::mysql::install(&mysql, &["bench_feed"]).await?;
+        with.push(write_rate(&mysql_url, tasks, secs).await);
+    }
+    let (none, with) = (median(none), median(with));
+    println!("| MariaDB, no trigger | {none:.0} | 1.00 |");
+    println!("| MariaDB, row-level triggers | {with:.0} | {:.2} |", with / none);
+
+    // Propagation delay, commit to seen, on another instance's cache.
+    cached_query::postgres::install(&pool, &["bench_feed"]).await?;
+    println!("\n| propagation delay, commit to seen (300 writes) | p50 | p99 |");
+    println!("|---|---:|---:|");
+    for (name, poll) in [("Postgres, LISTEN/NOTIFY", None), ("Postgres, polled every 100 ms", Some(100))] {
+        let prefix = format!("cq-bench-feed:{}:{name}", std::process::id());
+        let mut builder =
+            QueryCache::builder().redis_url(&redis_url).prefix(&prefix).watch_postgres(pool.clone());
+        if let Some(ms) = poll {
+            builder = builder.change_poll_interval(Duration::from_millis(ms));
+        }
+        let cache = builder.build().await?;
+        let started = Instant::now();
+        while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
+            by_table(&cache, &pool, 1).await?;
+        }
+        let writer = Arc::new(tokio::sync::Mutex::new(PgConnection::connect(&database_url).await?));
+        let (p50, p99) = delays(
+            |id| {
+                let writer = writer.clone();
+                async move {
+                    let mut writer = writer.lock().await;
+                    sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *writer)
+                        .await
+                        .unwrap();
+                }
+            },
+            |id| {
+                let (cache, pool) = (cache.clone(), pool.clone());
+                async move { by_table(&cache, &pool, id).await.unwrap() }
+            },
+        )
+        .await;
+        println!("| {name} | {p50:.1?} | {p99:.1?} |");
+    }
+    let cache = QueryCache::builder()
+        .redis_url(&redis_url)
+        .prefix(format!("cq-bench-feed:{}:mysql", std::process::id()))
+        .default_schema("test")
+        .watch_mysql(mysql.clone())
+        .build()
+        .await?;
+    let started = Instant::now();
+    while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
+        by_table_mysql(&cache, &mysql, 1).await?;
+    }
+    let writer = Arc::new(tokio::sync::Mutex::new(MySqlConnection::connect(&mysql_url).await?));
+    let (p50, p99) = delays(
+        |id| {
+            let writer = writer.clone();
+            async move {
+                let mut writer = writer.lock().await;
+                sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *writer)
+                    .await
+                    .unwrap();
+            }
+        },
+        |id| {
+            let (cache, mysql) = (cache.clone(), mysql.clone());
+            async move { by_table_mysql(&cache, &mysql, id).await.unwrap() }
+        },
+    )
+    .await;
+    println!("| MariaDB, polled every 100 ms | {p50:.1?} | {p99:.1?} |");
+    sqlx::raw_sql("DROP TABLE bench_feed").execute(&mysql).await?;
+
     let prefix = format!("cq-bench-feed:{}", std::process::id());
     let cache = QueryCache::builder()
         .redis_url(&redis_url)
@@ -102,21 +267,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
         by_table(&cache, &pool, 1).await?;
     }
-    let mut writer = PgConnection::connect(&database_url).await?;
-    let mut delays = Vec::new();
-    for round in 1..=300 {
-        let id = 1 + round % 50;
-        let before = by_table(&cache, &pool, id).await?;
-        by_table(&cache, &pool, id).await?; // cached
-        sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = $1").bind(id).execute(&mut writer).await?;
-        let committed = Instant::now();
-        while by_table(&cache, &pool, id).await? == before {}
-        delays.push(committed.elapsed());
-    }
-    let (p50, p99) = percentiles(delays);
-    println!("\n| propagation delay, commit to seen (300 writes) | p50 | p99 |");
-    println!("|---|---:|---:|");
-    println!("| Postgres NOTIFY → Redis counter → next call | {p50:.1?} | {p99:.1?} |");
 
     // A hit with a table dependency against one with a tag (the same counters' work).
     by_tag(&cache, &pool, 1).await?;
