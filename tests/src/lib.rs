@@ -208,6 +208,91 @@ impl Drop for RedisServer {
     }
 }
 
+/// A Postgres server of the test's own (initdb'd in a temporary directory, run as the
+/// `postgres` system user, trust authentication) on a free loopback port, stopped on drop.
+/// Tests that restart Postgres use one of these, never the shared server.
+pub struct PostgresServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl PostgresServer {
+    pub fn start() -> PostgresServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Postgres's binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let dir = std::env::temp_dir().join(format!("cq-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = PostgresServer { port: free_port(), dir, bin };
+        run(&["chown", "-R", "postgres", &server.dir.to_string_lossy()]);
+        let initdb = server.bin.join("initdb").to_string_lossy().into_owned();
+        run(&[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            &initdb,
+            "-D",
+            &server.data(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    /// `pg_ctl -D <data> <args>`, as the `postgres` system user (Postgres refuses root).
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let (pg_ctl, data) = (self.bin.join("pg_ctl").to_string_lossy().into_owned(), self.data());
+        let mut all = vec!["runuser", "-u", "postgres", "--", pg_ctl.as_str(), "-D", data.as_str()];
+        all.extend_from_slice(args);
+        Command::new(all[0])
+            .args(&all[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended) and starts it again on its port.
+    pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "stop"]);
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        let log = self.dir.join("log").to_string_lossy().into_owned();
+        assert!(
+            self.pg_ctl(&["-w", "-o", &options, "-l", &log, "start"]),
+            "Postgres did not start: see {log}"
+        );
+    }
+}
+
+/// Runs a command, which must succeed.
+fn run(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).status();
+    assert!(status.is_ok_and(|s| s.success()), "{args:?} failed");
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The name of user `id` in the `users_table` named `table`, cached with the tag `user:{id}`;
 /// counts its executions in `calls`.
 #[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), tags = ["users", "user:{id}"])]
