@@ -50,9 +50,16 @@ async fn until<T: PartialEq + std::fmt::Debug, F: Future<Output = T>>(expected: 
     }
 }
 
+/// Another program's write: `mariadb`, the command-line client, on `MYSQL_URL`'s server.
 async fn mysql_elsewhere(sql: &str) {
-    let mut conn = MySqlConnection::connect(&mysql_url()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+    let options: sqlx::mysql::MySqlConnectOptions = mysql_url().parse().unwrap();
+    let output = tokio::process::Command::new("mariadb")
+        .args(["-h", options.get_host(), "-P", &options.get_port().to_string(), "-u", options.get_username()])
+        .args(["-D", options.get_database().unwrap_or("test"), "-e", sql])
+        .output()
+        .await
+        .expect("the mariadb client on PATH");
+    assert!(output.status.success(), "mariadb: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

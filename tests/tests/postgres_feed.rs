@@ -60,10 +60,14 @@ async fn watching(prefix: &str, pool: &PgPool) -> QueryCache {
         .unwrap()
 }
 
-/// Another program's write: its own connection, as `psql` would.
+/// Another program's write: `psql`, the Postgres command-line client.
 async fn elsewhere(sql: &str) {
-    let mut conn = PgConnection::connect(&database_url()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+    let output = tokio::process::Command::new("psql")
+        .args([&database_url(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .await
+        .expect("psql on PATH");
+    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// Calls `f` until it gives `expected`, within 10 s; how long it took.
