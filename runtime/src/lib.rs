@@ -60,6 +60,8 @@ pub mod postgres;
 mod seeded;
 mod settings;
 mod shape;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod stamp;
 mod stats;
 mod store;
