@@ -88,6 +88,32 @@ pub fn tag_exprs(
             FnArg::Receiver(_) => None,
         })
         .collect();
+    // A tag of a skipped parameter would tell apart entries that share one key: one caller
+    // would be served another's entry.
+    for tag in &args.tags {
+        let template = tag.value();
+        for skipped in &args.skip {
+            let name = skipped.to_string();
+            let named = |at: usize| {
+                let rest = &template[at + 1..];
+                rest.strip_prefix(name.as_str()).is_some_and(|r| r.starts_with('}') || r.starts_with('.'))
+                    && !template[..at].ends_with('{')
+            };
+            if template.match_indices('{').any(|(at, _)| named(at)) {
+                push(
+                    errors,
+                    syn::Error::new_spanned(
+                        tag,
+                        format!(
+                            "tag template: `{name}` is in `skip(...)`, so it is not part of the key, and \
+                             callers that differ only by it share one entry: one would be served \
+                             another's; make `{name}` a key parameter (remove it from `skip`)"
+                        ),
+                    ),
+                );
+            }
+        }
+    }
     args.tags
         .iter()
         .filter_map(|tag| tags::format(tag, &names).map_err(|err| push(errors, err)).ok())

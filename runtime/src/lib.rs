@@ -136,8 +136,9 @@ pub use sqlx;
 /// - `tags = ["users", "user:{id}"]`: tags of the entry, for
 ///   [`QueryCache::invalidate_tags`] and [`cache_invalidate`]; `{param}` (or
 ///   `{param.field.field}`) is replaced by that parameter's `Display`, `{{` and `}}` are
-///   braces. A placeholder naming no parameter is a compile error on that tag; so is
-///   `{self.field}`, since the receiver is not part of the key.
+///   braces. A placeholder naming no parameter is a compile error on that tag; so are
+///   `{self.field}` and a parameter in `skip(...)`: neither is part of the key, and callers that
+///   differ only by it would share one entry.
 /// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`, also inside
 ///   `Ok`), usually shorter than `ttl`.
 /// - `cache_none = <bool>`: `false` never stores empty results.
