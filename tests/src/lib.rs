@@ -293,6 +293,36 @@ impl Drop for PostgresServer {
     }
 }
 
+/// Calls `f` until it gives `expected`, within 10 s; how long that took.
+pub async fn until_eq<T, F>(expected: T, mut f: impl FnMut() -> F) -> Duration
+where
+    T: PartialEq + std::fmt::Debug,
+    F: std::future::Future<Output = T>,
+{
+    let started = Instant::now();
+    loop {
+        let got = f().await;
+        if got == expected {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {got:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Calls `f` until `cache` has counted a hit, within 10 s (a watched feed serves once it is up).
+pub async fn until_a_hit<F, T, E>(cache: &QueryCache, mut f: impl FnMut() -> F)
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    let started = Instant::now();
+    while cache.stats().hits == 0 {
+        f().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", cache.stats());
+    }
+}
+
 /// The name of user `id` in the `users_table` named `table`, cached with the tag `user:{id}`;
 /// counts its executions in `calls`.
 #[cached_query(ttl = 60, cache = cache, skip(cache, table, calls), tags = ["users", "user:{id}"])]

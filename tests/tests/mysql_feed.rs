@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use cached_query_tests::{database_url, mysql_url, pg, redis_url, unique_prefix};
+use cached_query_tests::{database_url, mysql_url, pg, redis_url, unique_prefix, until_a_hit, until_eq};
 use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool};
 
 #[cached_query(ttl = 300, tables = auto, cache = cache, skip(cache, calls))]
@@ -35,19 +35,6 @@ async fn polled_name(
 ) -> Result<String, sqlx::Error> {
     calls.fetch_add(1, SeqCst);
     sqlx::query_scalar("SELECT name FROM t_feed_polled WHERE id = $1").bind(id).fetch_one(pool).await
-}
-
-/// Calls `f` until it gives `expected`, within 10 s.
-async fn until<T: PartialEq + std::fmt::Debug, F: Future<Output = T>>(expected: T, mut f: impl FnMut() -> F) {
-    let started = Instant::now();
-    loop {
-        let got = f().await;
-        if got == expected {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still {got:?}, expected {expected:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Another program's write: `mariadb`, the command-line client, on `MYSQL_URL`'s server.
@@ -88,14 +75,11 @@ async fn mysql_writes_by_anyone_invalidate_within_the_poll_interval() {
         .await
         .unwrap();
     let calls = AtomicUsize::new(0);
-    let started = Instant::now();
-    while cache.stats().hits == 0 {
-        assert_eq!(product(&cache, &pool, &calls, 1).await.unwrap(), "tea");
-        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", cache.stats());
-    }
+    until_a_hit(&cache, || product(&cache, &pool, &calls, 1)).await;
+    assert_eq!(product(&cache, &pool, &calls, 1).await.unwrap(), "tea");
 
     mysql_elsewhere("UPDATE t_feed_products SET name = 'green tea' WHERE id = 1").await;
-    until("green tea".to_owned(), || async { product(&cache, &pool, &calls, 1).await.unwrap() }).await;
+    until_eq("green tea".to_owned(), || async { product(&cache, &pool, &calls, 1).await.unwrap() }).await;
 
     // A rolled-back write and a write of another table: after a few polls, still a hit.
     let mut conn = MySqlConnection::connect(&mysql_url()).await.unwrap();
@@ -120,7 +104,7 @@ async fn mysql_writes_by_anyone_invalidate_within_the_poll_interval() {
     let before = calls.load(SeqCst);
     product(&cache, &pool, &calls, 2).await.unwrap();
     mysql_elsewhere("UPDATE t_feed_stock SET qty = 0 WHERE product_id = 2").await;
-    until(true, || async {
+    until_eq(true, || async {
         product(&cache, &pool, &calls, 2).await.unwrap();
         calls.load(SeqCst) > before + 1
     })
@@ -149,12 +133,8 @@ async fn postgres_polled_without_notify() {
         .await
         .unwrap();
     let calls = AtomicUsize::new(0);
-    let started = Instant::now();
-    while cache.stats().hits == 0 {
-        polled_name(&cache, &pool, &calls, 1).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", cache.stats());
-    }
+    until_a_hit(&cache, || polled_name(&cache, &pool, &calls, 1)).await;
     let mut conn = PgConnection::connect(&database_url()).await.unwrap();
     sqlx::query("UPDATE t_feed_polled SET name = 'uno' WHERE id = 1").execute(&mut conn).await.unwrap();
-    until("uno".to_owned(), || async { polled_name(&cache, &pool, &calls, 1).await.unwrap() }).await;
+    until_eq("uno".to_owned(), || async { polled_name(&cache, &pool, &calls, 1).await.unwrap() }).await;
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache, cached_query};
-use cached_query_tests::{database_url, pg, redis_conn, redis_url, unique_prefix};
+use cached_query_tests::{database_url, pg, redis_conn, redis_url, unique_prefix, until_a_hit, until_eq};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -70,22 +70,6 @@ async fn elsewhere(sql: &str) {
     assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Calls `f` until it gives `expected`, within 10 s; how long it took.
-async fn until<T: PartialEq + std::fmt::Debug, F: Future<Output = T>>(
-    expected: T,
-    mut f: impl FnMut() -> F,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let got = f().await;
-        if got == expected {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still {got:?}, expected {expected:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// The versions the feed applied to `table`'s counter (its `:seen` hash), as a fence: once it
 /// moves, every notification sent before has been handled.
 async fn seen(prefix: &str, table: &str) -> Vec<(String, String)> {
@@ -127,15 +111,12 @@ async fn writes_by_anyone_invalidate_and_nothing_else_does() {
     let prefix = unique_prefix("feed");
     let (cache, calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
     // Until the feed is synchronised, the function bypasses the cache; then it hits.
-    let started = Instant::now();
-    while cache.stats().hits == 0 {
-        assert_eq!(item_name(&cache, &pool, &calls, 1).await.unwrap(), "a");
-        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", cache.stats());
-    }
+    until_a_hit(&cache, || item_name(&cache, &pool, &calls, 1)).await;
 
     // Another program's write: seen within the propagation delay.
     elsewhere("UPDATE t_feed_items SET name = 'a2' WHERE id = 1").await;
-    let delay = until("a2".to_owned(), || async { item_name(&cache, &pool, &calls, 1).await.unwrap() }).await;
+    let delay =
+        until_eq("a2".to_owned(), || async { item_name(&cache, &pool, &calls, 1).await.unwrap() }).await;
     println!("propagation delay (commit to invalidated, same machine): {delay:?}");
 
     // A table the function does not read, and a rolled-back write of one it does: still hits.
@@ -153,20 +134,16 @@ async fn writes_by_anyone_invalidate_and_nothing_else_does() {
     assert_eq!(other_count(&cache, &pool, &calls).await.unwrap(), 2);
     assert_eq!(other_count(&cache, &pool, &calls).await.unwrap(), 2);
     elsewhere("TRUNCATE t_feed_other").await;
-    until(0, || async { other_count(&cache, &pool, &calls).await.unwrap() }).await;
+    until_eq(0, || async { other_count(&cache, &pool, &calls).await.unwrap() }).await;
 
     // A second instance on the same Redis: both see a change, and the table's counter moves
     // once for it, not once per instance.
     let (second, second_calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
-    let started = Instant::now();
-    while second.stats().hits == 0 {
-        item_name(&second, &pool, &second_calls, 2).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", second.stats());
-    }
+    until_a_hit(&second, || item_name(&second, &pool, &second_calls, 2)).await;
     let before = counter(&prefix, "t_feed_items").await;
     elsewhere("UPDATE t_feed_items SET name = 'b2' WHERE id = 2").await;
-    until("b2".to_owned(), || async { item_name(&cache, &pool, &calls, 2).await.unwrap() }).await;
-    until("b2".to_owned(), || async { item_name(&second, &pool, &second_calls, 2).await.unwrap() }).await;
+    until_eq("b2".to_owned(), || async { item_name(&cache, &pool, &calls, 2).await.unwrap() }).await;
+    until_eq("b2".to_owned(), || async { item_name(&second, &pool, &second_calls, 2).await.unwrap() }).await;
     fence(&prefix).await;
     assert_eq!(counter(&prefix, "t_feed_items").await, before.map(|v| v + 1), "one increment for one change");
     assert_eq!((cache.stats().errors, second.stats().errors), (0, 0));
@@ -190,28 +167,25 @@ async fn a_killed_listener_resynchronises_and_misses_nothing() {
         database_url().parse::<PgConnectOptions>().unwrap().application_name(&application);
     let pool = PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap();
     let (cache, calls) = (watching(&unique_prefix("feed_gap"), &pool).await, AtomicUsize::new(0));
-    let started = Instant::now();
-    while cache.stats().hits == 0 {
-        gap_name(&cache, &pool, &calls, 1).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10), "never a hit: {:?}", cache.stats());
-    }
+    until_a_hit(&cache, || gap_name(&cache, &pool, &calls, 1)).await;
     let kill = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                 WHERE application_name = $1 AND query LIKE 'LISTEN%'";
     let killed: Vec<bool> = sqlx::query_scalar(kill).bind(&application).fetch_all(&admin).await.unwrap();
     assert_eq!(killed, [true], "one listener");
     elsewhere("UPDATE t_feed_gap SET name = 'during the gap' WHERE id = 1").await;
-    until("during the gap".to_owned(), || async { gap_name(&cache, &pool, &calls, 1).await.unwrap() }).await;
+    until_eq("during the gap".to_owned(), || async { gap_name(&cache, &pool, &calls, 1).await.unwrap() })
+        .await;
     // A new listener is up, and the cache serves again.
     let listening =
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'";
-    until(1i64, || async {
+    until_eq(1i64, || async {
         sqlx::query_scalar(listening).bind(&application).fetch_one(&admin).await.unwrap()
     })
     .await;
     // Hits again, and of the value written during the gap: the resynchronisation invalidated
     // what was cached before it.
     let hits = cache.stats().hits;
-    until(true, || async {
+    until_eq(true, || async {
         assert_eq!(gap_name(&cache, &pool, &calls, 1).await.unwrap(), "during the gap");
         cache.stats().hits > hits
     })
