@@ -71,6 +71,26 @@ pub fn check_async(attr: &str, sig: &Signature, errors: &mut Option<syn::Error>)
     }
 }
 
+/// A web framework's response type in `ty`, or in its `Result`'s `Ok`: what a first try of the
+/// attribute on a handler returns.
+fn web_response(ty: &Type) -> Option<&Type> {
+    // Not `Response`: an API client's own `Response` struct is a fine value to cache.
+    const RESPONSES: &[&str] = &["Json", "Html", "Redirect", "HttpResponse", "Sse"];
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if RESPONSES.contains(&last.ident.to_string().as_str()) {
+        return Some(ty);
+    }
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ok) => web_response(ok),
+        _ => None,
+    }
+}
+
 /// The expressions that format the tags, from the function's parameters.
 pub fn tag_exprs(
     args: &CachedQueryArgs,
@@ -170,7 +190,21 @@ fn expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             );
             None
         }
-        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Type(_, ty) => {
+            if let Some(response) = web_response(ty) {
+                push(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        response,
+                        "#[cached_query] caches a function's data, not a web handler's response: \
+                         `Json<T>`, `Html<T>`, `Redirect` and the like are not `Serialize + \
+                         DeserializeOwned`. Put the attribute on the data-access function that the \
+                         handler calls, and build the response from its value",
+                    ),
+                );
+            }
+            Some(&**ty)
+        }
         ReturnType::Default => {
             push(
                 &mut errors,
