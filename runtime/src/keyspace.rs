@@ -61,11 +61,16 @@ impl Keyspace {
 
     /// A table's invalidation counter (see [`table_name`]), its default schema dropped.
     pub fn table_counter(&self, table: &str) -> String {
-        let table = table_name(table);
+        self.normalised_table_counter(&table_name(table))
+    }
+
+    /// [`table_counter`](Self::table_counter) of a name normalised already (as the macro
+    /// emits them): no parsing on a call's path.
+    fn normalised_table_counter(&self, table: &str) -> String {
         let unqualified = table
             .strip_prefix(self.default_schema.as_str())
             .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or(&table);
+            .unwrap_or(table);
         [&self.start, ":table:", unqualified].concat()
     }
 
@@ -86,7 +91,7 @@ impl Keyspace {
         let tags = tags.iter().map(|tag| self.tag_counter(tag));
         Target {
             key_counter,
-            tags: tags.chain(tables.iter().map(|table| self.table_counter(table))).collect(),
+            tags: tags.chain(tables.iter().map(|table| self.normalised_table_counter(table))).collect(),
         }
     }
 
@@ -105,14 +110,33 @@ impl Keyspace {
 /// unquoted part folded to lower case, a quoted one kept, and quoted only if it has upper case
 /// letters; parts joined with `.`. The macro normalises the names it finds the same way.
 pub(crate) fn table_name(text: &str) -> String {
-    text.split('.')
-        .map(|part| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
-            Some(quoted) if quoted.chars().any(char::is_uppercase) => format!("\"{quoted}\""),
-            Some(quoted) => quoted.to_owned(),
-            None => part.trim().to_lowercase(),
-        })
+    table_parts(text)
+        .into_iter()
+        .map(|part| if part.chars().any(char::is_uppercase) { format!("\"{part}\"") } else { part })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// The identifiers of a table's name (`app."My.Orders"` → `app`, `My.Orders`): a quoted part
+/// as written, an unquoted one folded to lower case.
+pub(crate) fn table_parts(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (part, tail) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').unwrap_or(quoted.len());
+                (quoted[..end].to_owned(), quoted.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let (part, tail) = rest.split_once('.').map_or((rest, ""), |(part, tail)| (part, tail));
+                (part.trim().to_lowercase(), tail)
+            }
+        };
+        parts.push(part);
+        rest = tail.strip_prefix('.').unwrap_or(tail);
+    }
+    parts
 }
 
 /// The invalidation counter of the entry `key`.
@@ -188,6 +212,7 @@ mod tests {
             assert_eq!(keyspace.table_counter("users"), keyspace.table_counter("public.users"));
             assert_eq!(keyspace.table_counter("App.\"Users\""), format!("{ks}:table:app.\"Users\""));
             assert_eq!(keyspace.table_counter("Users"), keyspace.table_counter("\"users\""));
+            assert_eq!(table_parts("App.\"My.Orders\""), ["app", "My.Orders"]);
             assert!(keyspace.owns(&entry) && !keyspace.owns("other:key"));
         }
     }

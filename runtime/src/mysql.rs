@@ -19,7 +19,7 @@
 
 use sqlx::MySqlPool;
 
-use crate::keyspace::table_name;
+use crate::keyspace::{table_name, table_parts};
 
 /// The idempotent DDL that `install` runs, one statement each: the versions table
 /// `cached_query_versions` in the current database, and on each of `tables` (names as
@@ -71,8 +71,9 @@ pub(crate) async fn versions(pool: &MySqlPool) -> Result<crate::watch::Versions,
 
 /// `app."Orders"` → `` `app`.`Orders` ``.
 fn quoted(name: &str) -> String {
-    name.split('.')
-        .map(|part| format!("`{}`", part.trim_matches('"').replace('`', "``")))
+    table_parts(name)
+        .into_iter()
+        .map(|part| format!("`{}`", part.replace('`', "``")))
         .collect::<Vec<_>>()
         .join(".")
 }

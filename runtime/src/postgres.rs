@@ -20,7 +20,7 @@
 
 use sqlx::PgPool;
 
-use crate::keyspace::table_name;
+use crate::keyspace::table_parts;
 
 /// The idempotent DDL that `install` runs, for programs that apply it through their own
 /// migrations: the schema `cached_query` with its versions table and trigger function, and a
@@ -99,21 +99,8 @@ async fn run(pool: &PgPool, sql: String) -> Result<(), sqlx::Error> {
 
 /// `app."Orders"` → `"app"."Orders"`: each part of a normalised name quoted.
 fn quoted(table: &str) -> String {
-    let name = table_name(table);
-    let mut parts = Vec::new();
-    let mut rest = name.as_str();
-    while !rest.is_empty() {
-        let (part, tail) = match rest.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted.find('"').unwrap_or(quoted.len());
-                (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
-            }
-            None => rest.split_once('.').map_or((rest, ""), |(part, tail)| (part, tail)),
-        };
-        parts.push(format!("\"{}\"", part.replace('"', "\"\"")));
-        rest = tail.strip_prefix('.').unwrap_or(tail);
-    }
-    parts.join(".")
+    let parts = table_parts(table).into_iter().map(|part| format!("\"{}\"", part.replace('"', "\"\"")));
+    parts.collect::<Vec<_>>().join(".")
 }
 
 #[cfg(test)]

@@ -97,6 +97,37 @@ async fn mysql_write_rate(url: &str, tasks: usize, secs: f64) -> f64 {
     done.load(Relaxed) as f64 / secs
 }
 
+/// One UPDATE of row `id`, on a connection of its own (delays are timed from its commit).
+async fn update(url: &str, id: i64) {
+    if url.starts_with("mysql") {
+        let mut conn = MySqlConnection::connect(url).await.unwrap();
+        sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = ?")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Calls `call` until `cache` serves a hit (its change feed is up), for at most 10 s.
+async fn serving<F: Future<Output = Result<i64, sqlx::Error>>>(
+    cache: &QueryCache,
+    mut call: impl FnMut() -> F,
+) -> Result<(), sqlx::Error> {
+    let started = Instant::now();
+    while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
+        call().await?;
+    }
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -198,23 +229,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             builder = builder.change_poll_interval(Duration::from_millis(ms));
         }
         let cache = builder.build().await?;
-        let started = Instant::now();
-        while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
-            by_table(&cache, &pool, 1).await?;
-        }
-        let writer = Arc::new(tokio::sync::Mutex::new(PgConnection::connect(&database_url).await?));
+        serving(&cache, || by_table(&cache, &pool, 1)).await?;
         let (p50, p99) = delays(
-            |id| {
-                let writer = writer.clone();
-                async move {
-                    let mut writer = writer.lock().await;
-                    sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = $1")
-                        .bind(id)
-                        .execute(&mut *writer)
-                        .await
-                        .unwrap();
-                }
-            },
+            |id| update(&database_url, id),
             |id| {
                 let (cache, pool) = (cache.clone(), pool.clone());
                 async move { by_table(&cache, &pool, id).await.unwrap() }
@@ -230,23 +247,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .watch_mysql(mysql.clone())
         .build()
         .await?;
-    let started = Instant::now();
-    while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
-        by_table_mysql(&cache, &mysql, 1).await?;
-    }
-    let writer = Arc::new(tokio::sync::Mutex::new(MySqlConnection::connect(&mysql_url).await?));
+    serving(&cache, || by_table_mysql(&cache, &mysql, 1)).await?;
     let (p50, p99) = delays(
-        |id| {
-            let writer = writer.clone();
-            async move {
-                let mut writer = writer.lock().await;
-                sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *writer)
-                    .await
-                    .unwrap();
-            }
-        },
+        |id| update(&mysql_url, id),
         |id| {
             let (cache, mysql) = (cache.clone(), mysql.clone());
             async move { by_table_mysql(&cache, &mysql, id).await.unwrap() }
@@ -263,10 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .watch_postgres(pool.clone())
         .build()
         .await?;
-    let started = Instant::now();
-    while cache.stats().hits == 0 && started.elapsed() < Duration::from_secs(10) {
-        by_table(&cache, &pool, 1).await?;
-    }
+    serving(&cache, || by_table(&cache, &pool, 1)).await?;
 
     // A hit with a table dependency against one with a tag (the same counters' work).
     by_tag(&cache, &pool, 1).await?;

@@ -82,17 +82,16 @@ impl Store {
         version: i64,
         keep: Duration,
     ) -> Result<bool, CacheError> {
-        let counters = [counter.to_owned()];
         match self {
             Store::Redis(s) => s.follow(counter, seen, shard, version, keep).await,
             // One process: every change it hears is new to it.
             Store::Memory(s) => {
-                s.increment(&counters);
+                s.increment(&[counter.to_owned()]);
                 Ok(true)
             }
             #[cfg(test)]
-            Store::Scripted(s) => s.ask(Op::Increment(counters.to_vec())).await.map(|()| {
-                s.memory().increment(&counters);
+            Store::Scripted(s) => s.ask(Op::Increment(vec![counter.to_owned()])).await.map(|()| {
+                s.memory().increment(&[counter.to_owned()]);
                 true
             }),
         }
