@@ -97,22 +97,33 @@ async fn mysql_write_rate(url: &str, tasks: usize, secs: f64) -> f64 {
     done.load(Relaxed) as f64 / secs
 }
 
-/// One UPDATE of row `id`, on a connection of its own (delays are timed from its commit).
-async fn update(url: &str, id: i64) {
-    if url.starts_with("mysql") {
-        let mut conn = MySqlConnection::connect(url).await.unwrap();
-        sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = ?")
-            .bind(id)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    } else {
-        let mut conn = PgConnection::connect(url).await.unwrap();
-        sqlx::query("UPDATE bench_feed SET n = n + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+/// The other program that writes: one connection, held across writes.
+enum Writer {
+    Postgres(PgConnection),
+    MySql(MySqlConnection),
+}
+
+impl Writer {
+    async fn connect(url: &str) -> Arc<tokio::sync::Mutex<Writer>> {
+        let writer = match url.starts_with("mysql") {
+            true => Writer::MySql(MySqlConnection::connect(url).await.unwrap()),
+            false => Writer::Postgres(PgConnection::connect(url).await.unwrap()),
+        };
+        Arc::new(tokio::sync::Mutex::new(writer))
+    }
+
+    /// One UPDATE of row `id` (delays are timed from its commit).
+    async fn update(writer: Arc<tokio::sync::Mutex<Writer>>, id: i64) {
+        match &mut *writer.lock().await {
+            Writer::Postgres(conn) => {
+                let sql = "UPDATE bench_feed SET n = n + 1 WHERE id = $1";
+                sqlx::query(sql).bind(id).execute(conn).await.unwrap();
+            }
+            Writer::MySql(conn) => {
+                let sql = "UPDATE bench_feed SET n = n + 1 WHERE id = ?";
+                sqlx::query(sql).bind(id).execute(conn).await.unwrap();
+            }
+        };
     }
 }
 
@@ -230,8 +241,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let cache = builder.build().await?;
         serving(&cache, || by_table(&cache, &pool, 1)).await?;
+        let writer = Writer::connect(&database_url).await;
         let (p50, p99) = delays(
-            |id| update(&database_url, id),
+            |id| Writer::update(writer.clone(), id),
             |id| {
                 let (cache, pool) = (cache.clone(), pool.clone());
                 async move { by_table(&cache, &pool, id).await.unwrap() }
@@ -248,8 +260,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     serving(&cache, || by_table_mysql(&cache, &mysql, 1)).await?;
+    let writer = Writer::connect(&mysql_url).await;
     let (p50, p99) = delays(
-        |id| update(&mysql_url, id),
+        |id| Writer::update(writer.clone(), id),
         |id| {
             let (cache, mysql) = (cache.clone(), mysql.clone());
             async move { by_table_mysql(&cache, &mysql, id).await.unwrap() }
