@@ -184,12 +184,7 @@ impl QueryCache {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let counters: Vec<String> =
-            tags.into_iter().map(|tag| self.engine.keyspace.tag_counter(tag.as_ref())).collect();
-        if counters.is_empty() {
-            return Ok(());
-        }
-        self.engine.invalidate("invalidate_tags", counters).await
+        self.invalidate_named("invalidate_tags", tags, [""; 0]).await
     }
 
     /// Invalidates every entry that depends on one of `tables` (see the `tables` option), in one
@@ -202,12 +197,23 @@ impl QueryCache {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.invalidate_tags_and_tables::<[&str; 0], _>([], tables).await
+        self.invalidate_named("invalidate_tables", [""; 0], tables).await
     }
 
     /// [`invalidate_tags`](Self::invalidate_tags) and [`invalidate_tables`](Self::invalidate_tables)
     /// in one round trip.
     pub async fn invalidate_tags_and_tables<T, U>(&self, tags: T, tables: U) -> Result<(), CacheError>
+    where
+        T: IntoIterator,
+        T::Item: AsRef<str>,
+        U: IntoIterator,
+        U::Item: AsRef<str>,
+    {
+        self.invalidate_named("invalidate_tables", tags, tables).await
+    }
+
+    /// Increments the counters of `tags` and `tables` (`op` names the call in logs).
+    async fn invalidate_named<T, U>(&self, op: &'static str, tags: T, tables: U) -> Result<(), CacheError>
     where
         T: IntoIterator,
         T::Item: AsRef<str>,
@@ -221,7 +227,7 @@ impl QueryCache {
         if counters.is_empty() {
             return Ok(());
         }
-        self.engine.invalidate("invalidate_tables", counters).await
+        self.engine.invalidate(op, counters).await
     }
 
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no

@@ -188,23 +188,17 @@ impl Handle {
 /// After a `#[cache_invalidate]` write: invalidates `tags` if it succeeded. A failure is
 /// counted and logged by the cache; the write's own result stands.
 pub async fn invalidate_tags(handle: Handle, succeeded: bool, tags: &[String]) {
-    match handle.get() {
-        Some(cache) if succeeded => {
-            let _ = cache.invalidate_tags(tags).await;
-        }
-        _ => {}
-    }
+    invalidate_written(handle, succeeded, tags, &[]).await;
 }
 
 /// After a `#[cache_invalidate(tables = ...)]` write: invalidates `tags` and `tables` if it
 /// succeeded, in one round trip.
 pub async fn invalidate_written(handle: Handle, succeeded: bool, tags: &[String], tables: &[&str]) {
-    match handle.get() {
-        Some(cache) if succeeded => {
-            let _ = cache.invalidate_tags_and_tables(tags, tables).await;
-        }
-        _ => {}
-    }
+    let Some(cache) = handle.get().filter(|_| succeeded) else { return };
+    let _ = match tables {
+        [] => cache.invalidate_tags(tags).await,
+        _ => cache.invalidate_tags_and_tables(tags, tables).await,
+    };
 }
 
 /// The tables a `#[cached_query]` function depends on, listed at link time (see
