@@ -47,6 +47,8 @@ pub struct QueryCacheBuilder {
 enum Watch {
     #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
+    #[cfg(feature = "postgres")]
+    PostgresWal(sqlx::PgPool),
     #[cfg(feature = "mysql")]
     MySql(sqlx::MySqlPool),
 }
@@ -176,11 +178,28 @@ impl QueryCacheBuilder {
     /// error from `build()`.
     #[cfg(feature = "postgres")]
     pub fn watch_postgres_url(mut self, url: &str) -> Self {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_lazy(url)
-            .map_err(|err| format!("invalid Postgres URL for watch_postgres_url: {err}"));
-        self.watch = Some(pool.map(Watch::Postgres));
+        self.watch = Some(own_pool(url, "watch_postgres_url").map(Watch::Postgres));
+        self
+    }
+
+    /// Like [`watch_postgres`](Self::watch_postgres) without triggers, at no cost to writes:
+    /// the cache reads the database's write-ahead log through logical decoding, every
+    /// `change_poll_interval` (default 100 ms; the propagation delay is up to it). The server
+    /// needs `wal_level = logical` and the `test_decoding` plugin (shipped with Postgres), and
+    /// the pool's role the `REPLICATION` attribute. Each instance holds one connection with a
+    /// temporary replication slot (dropped with the connection) and decodes every change of the
+    /// database. See [`crate::postgres`] for choosing a feed.
+    #[cfg(feature = "postgres")]
+    pub fn watch_postgres_wal(mut self, pool: sqlx::PgPool) -> Self {
+        self.watch = Some(Ok(Watch::PostgresWal(pool)));
+        self
+    }
+
+    /// Like [`watch_postgres_wal`](Self::watch_postgres_wal), through a connection of the
+    /// cache's own to `url`. A malformed URL is an error from `build()`.
+    #[cfg(feature = "postgres")]
+    pub fn watch_postgres_wal_url(mut self, url: &str) -> Self {
+        self.watch = Some(own_pool(url, "watch_postgres_wal_url").map(Watch::PostgresWal));
         self
     }
 
@@ -194,9 +213,10 @@ impl QueryCacheBuilder {
         self
     }
 
-    /// How often a change feed is read: MySQL's always (default 100 ms); Postgres's when this
-    /// is set, instead of `LISTEN` (its triggers' `NOTIFY` then costs nothing: see
-    /// [`crate::postgres::setup_sql_polled`]). The propagation delay is up to this interval.
+    /// How often a change feed is read: MySQL's and Postgres's write-ahead log always (default
+    /// 100 ms); Postgres's triggers when this is set, instead of `LISTEN` (their `NOTIFY` then
+    /// costs nothing: see [`crate::postgres::setup_sql_polled`]). The propagation delay is up
+    /// to this interval.
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub fn change_poll_interval(mut self, every: std::time::Duration) -> Self {
         self.poll = Some(every.max(std::time::Duration::from_millis(1)));
@@ -280,6 +300,11 @@ impl QueryCacheBuilder {
             (Some(Watch::Postgres(pool)), Some(every)) => cache
                 .engine()
                 .spawn_polling(every, move || crate::watch::postgres_versions_owned(pool.clone())),
+            #[cfg(feature = "postgres")]
+            (Some(Watch::PostgresWal(pool)), poll) => {
+                let every = poll.unwrap_or(std::time::Duration::from_millis(100));
+                cache.engine().spawn_postgres_wal_watch(pool, every, crate::tables())
+            }
             #[cfg(feature = "mysql")]
             (Some(Watch::MySql(pool)), poll) => {
                 let every = poll.unwrap_or(std::time::Duration::from_millis(100));
@@ -292,4 +317,13 @@ impl QueryCacheBuilder {
         }
         Ok(cache)
     }
+}
+
+/// A pool of the cache's own for a change feed (`method` names the builder's method in errors).
+#[cfg(feature = "postgres")]
+fn own_pool(url: &str, method: &str) -> Result<sqlx::PgPool, String> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy(url)
+        .map_err(|err| format!("invalid Postgres URL for {method}: {err}"))
 }

@@ -69,6 +69,8 @@ mod stored;
 mod streak;
 mod tagged;
 mod unkeyed;
+#[cfg(feature = "postgres")]
+mod wal;
 mod warn;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod watch;

@@ -215,10 +215,16 @@ pub struct PostgresServer {
     pub port: u16,
     dir: std::path::PathBuf,
     bin: std::path::PathBuf,
+    settings: Vec<String>,
 }
 
 impl PostgresServer {
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with(&[])
+    }
+
+    /// A server started with `settings` (`"wal_level=logical"`, as `postgres -c` takes them).
+    pub fn start_with(settings: &[&str]) -> PostgresServer {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("Postgres's binaries under /usr/lib/postgresql")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -227,7 +233,8 @@ impl PostgresServer {
             .expect("initdb");
         let dir = std::env::temp_dir().join(format!("cq-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
-        let server = PostgresServer { port: free_port(), dir, bin };
+        let settings = settings.iter().map(|setting| format!(" -c {setting}")).collect();
+        let server = PostgresServer { port: free_port(), dir, bin, settings };
         run(&["chown", "-R", "postgres", &server.dir.to_string_lossy()]);
         let initdb = server.bin.join("initdb").to_string_lossy().into_owned();
         run(&[
@@ -271,7 +278,8 @@ impl PostgresServer {
     /// Stops the server (fast shutdown: sessions are ended) and starts it again on its port.
     pub fn restart(&self) {
         self.pg_ctl(&["-m", "fast", "stop"]);
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        let mut options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        options.extend(self.settings.iter().map(String::as_str));
         let log = self.dir.join("log").to_string_lossy().into_owned();
         assert!(
             self.pg_ctl(&["-w", "-o", &options, "-l", &log, "start"]),
