@@ -17,6 +17,14 @@
 //! delivered at commit, nothing on rollback. A version is kept per table and per shard of
 //! backends (`pg_backend_pid() % 16`), so that concurrent writers of one table seldom wait for
 //! each other's row.
+//!
+//! Three feeds, one guarantee (docs/guarantees.md, "Freshness from the database"):
+//! - `install` + `.watch_postgres(pool)`: triggers that `NOTIFY`; the shortest delay (under a
+//!   millisecond), but notifying commits go one at a time.
+//! - `install_polled` + `.change_poll_interval(d)`: the triggers without `NOTIFY`, read every
+//!   interval.
+//! - `.watch_postgres_wal(pool)`: no triggers and no DDL; the write-ahead log read through
+//!   logical decoding every interval (`wal_level = logical`): for write-heavy tables.
 
 use sqlx::PgPool;
 

@@ -1,6 +1,6 @@
 //! What Postgres's write-ahead log says changed, as logical decoding with the `test_decoding`
-//! plugin writes it (`pg_logical_slot_get_changes`): the tables of each committed transaction,
-//! and whether those transactions are visible yet to a new snapshot.
+//! plugin writes it (`pg_logical_slot_get_changes`): the tables that committed transactions
+//! changed, and whether those transactions are visible yet to a new snapshot.
 //!
 //! ```text
 //! BEGIN 543454
@@ -9,38 +9,45 @@
 //! COMMIT 543454
 //! ```
 
-/// A committed transaction that changed tables.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Commit {
-    /// Its commit record's position in the log: the same for every instance that decodes it.
-    pub lsn: i64,
-    /// Its transaction id (32 bits, as the decoder gives it).
-    pub xid: u32,
-    /// The tables it changed, as Postgres quotes them (`public."User"`), each once.
-    pub tables: Vec<String>,
+/// What changed since the slot `$1` was last read, grouped in Postgres (a row per list of
+/// tables that a change names: `public.bx`, or a `TRUNCATE`'s `public.a, public.b`): the last
+/// commit position among the transactions that changed them, and those transactions' ids.
+/// Grouped there, a busy table costs one row per read, not one per changed row.
+pub(crate) const CHANGES: &str = r#"WITH changes AS (
+    SELECT lsn, xid, data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1')
+), commits AS (
+    SELECT xid, lsn FROM changes WHERE data LIKE 'COMMIT%'
+), tables AS (
+    SELECT DISTINCT xid, substring(data FROM '^table ((?:[^":]|"(?:[^"]|"")*")*):') AS head
+    FROM changes WHERE data LIKE 'table %'
+)
+SELECT t.head, (max(c.lsn) - '0/0'::pg_lsn)::int8, array_agg(DISTINCT c.xid::text::int8)
+FROM tables t JOIN commits c USING (xid) GROUP BY t.head"#;
+
+/// The committed changes of one read of a slot.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Changes {
+    /// Each changed table (as Postgres quotes it: `public."User"`) once, with the last commit
+    /// position that changed it: the same for every instance that decodes that commit.
+    pub tables: Vec<(String, i64)>,
+    /// The transactions (32-bit ids, as the decoder gives them) that made the changes.
+    pub xids: Vec<u32>,
 }
 
-/// The committed transactions in decoded rows `(lsn, xid, data)`, in commit order.
-pub(crate) fn commits(rows: &[(i64, i64, String)]) -> Vec<Commit> {
-    let mut commits = Vec::new();
-    let mut tables: Vec<String> = Vec::new();
-    for (lsn, xid, data) in rows {
-        if data.starts_with("BEGIN") {
-            tables.clear();
-        } else if data.starts_with("COMMIT") {
-            if !tables.is_empty() {
-                let xid = *xid as u32; // `xid` is 32 bits; it came through `xid::text::int8`
-                commits.push(Commit { lsn: *lsn, xid, tables: std::mem::take(&mut tables) });
-            }
-        } else if let Some(changed) = changed_tables(data) {
-            for table in changed {
-                if !tables.iter().any(|known| known == table) {
-                    tables.push(table.to_owned());
-                }
+/// [`Changes`] from the rows of [`CHANGES`]: `(tables, last commit position, transaction ids)`.
+pub(crate) fn changes(rows: &[(String, i64, Vec<i64>)]) -> Changes {
+    let mut changes = Changes::default();
+    for (head, lsn, xids) in rows {
+        for table in changed_tables(&format!("table {head}:")).unwrap_or_default() {
+            match changes.tables.iter_mut().find(|(known, _)| known == table) {
+                Some((_, last)) => *last = (*last).max(*lsn),
+                None => changes.tables.push((table.to_owned(), *lsn)),
             }
         }
+        // `xid` is 32 bits; it came through `xid::text::int8`.
+        changes.xids.extend(xids.iter().map(|xid| *xid as u32));
     }
-    commits
+    changes
 }
 
 /// `table a, b: OPERATION: ...` → `[a, b]` (commas and colons inside quotes are a name's).
@@ -81,44 +88,31 @@ pub(crate) fn visible(snapshot: &str, xids: impl IntoIterator<Item = u32>) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::{Commit, commits, visible};
-
-    fn rows(lines: &[(i64, i64, &str)]) -> Vec<(i64, i64, String)> {
-        lines.iter().map(|(lsn, xid, data)| (*lsn, *xid, (*data).to_owned())).collect()
-    }
+    use super::{Changes, changes, visible};
 
     #[test]
-    fn the_tables_of_each_commit_as_test_decoding_writes_them() {
-        let decoded = rows(&[
-            (10, 7, "BEGIN 7"),
-            (10, 7, "table public.\"User\": INSERT: id[integer]:1"),
-            (10, 7, "table public.bx: UPDATE: id[bigint]:1 n[bigint]:1"),
-            (11, 7, "table public.bx: DELETE: id[bigint]:2"),
-            (12, 7, "table public.\"user\", public.\"a, b: c\": TRUNCATE: (no-flags)"),
-            (13, 7, "COMMIT 7"),
-            (13, 8, "BEGIN 8"),
-            (13, 8, "message: transactional: 1 prefix: p, sz: 1 content:x"),
-            (14, 8, "COMMIT 8"),
-            (14, 9, "BEGIN 9"),
-            (15, 9, "table app.orders: INSERT: id[integer]:1 note[text]:'a: b, c'"),
-            (16, 9, "COMMIT 9 (at 2026-12-07 06:30:00+00)"),
-        ]);
-        let tables = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+    fn each_table_once_with_its_last_commit() {
+        let rows = vec![
+            ("public.\"User\"".to_owned(), 13, vec![7]),
+            ("public.bx".to_owned(), 20, vec![7, 9]),
+            ("public.\"user\", public.\"a, b: c\"".to_owned(), 13, vec![7]),
+            ("app.\"x\"\"y\"".to_owned(), 16, vec![8]),
+            ("public.\"a, b: c\"".to_owned(), 21, vec![10]),
+        ];
+        let owned =
+            |pairs: &[(&str, i64)]| pairs.iter().map(|(t, l)| ((*t).to_owned(), *l)).collect::<Vec<_>>();
         assert_eq!(
-            commits(&decoded),
-            [
-                Commit {
-                    lsn: 13,
-                    xid: 7,
-                    tables: tables(&[
-                        "public.\"User\"",
-                        "public.bx",
-                        "public.\"user\"",
-                        "public.\"a, b: c\""
-                    ]),
-                },
-                Commit { lsn: 16, xid: 9, tables: tables(&["app.orders"]) },
-            ]
+            changes(&rows),
+            Changes {
+                tables: owned(&[
+                    ("public.\"User\"", 13),
+                    ("public.bx", 20),
+                    ("public.\"user\"", 13),
+                    ("public.\"a, b: c\"", 21),
+                    ("app.\"x\"\"y\"", 16),
+                ]),
+                xids: vec![7, 7, 9, 7, 8, 10],
+            }
         );
     }
 

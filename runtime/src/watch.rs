@@ -12,8 +12,9 @@
 //! - Postgres's write-ahead log (`.watch_postgres_wal(pool)`, no triggers): on every (re)connect
 //!   the task creates a temporary logical replication slot (`test_decoding`), invalidates every
 //!   table the program depends on (what changed before the slot is unknown), and then reads the
-//!   slot's changes every interval, applying each committed transaction's tables once it is
-//!   visible to other sessions; its commit's position in the log is the version.
+//!   slot's changes every interval, applying each changed table once per read, when the
+//!   transactions that changed it are visible to other sessions; the last commit's position in
+//!   the log is the version.
 
 use std::future::Future;
 use std::time::Duration;
@@ -124,14 +125,12 @@ impl Engine {
                         drop(engine);
                         let problem = loop {
                             tokio::time::sleep(interval).await;
-                            let commits = decoded(&mut conn, &slot).await;
+                            let changes = decoded(&mut conn, &slot).await;
                             let Some(engine) = weak.upgrade() else { return };
-                            match commits {
-                                Ok(commits) => {
-                                    for commit in &commits {
-                                        for table in &commit.tables {
-                                            engine.follow(table, WAL_SHARD, commit.lsn).await;
-                                        }
+                            match changes {
+                                Ok(changes) => {
+                                    for (table, lsn) in &changes.tables {
+                                        engine.follow(table, WAL_SHARD, *lsn).await;
                                     }
                                 }
                                 Err(err) => break err,
@@ -216,24 +215,19 @@ impl Engine {
 /// sessions (a commit is in the log a moment before: until then, a query could still read
 /// what it changed, and cache it after the invalidation).
 #[cfg(feature = "postgres")]
-async fn decoded(conn: &mut PgConnection, slot: &str) -> Result<Vec<crate::wal::Commit>, sqlx::Error> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT (lsn - '0/0'::pg_lsn)::int8, xid::text::int8, data \
-         FROM pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1')",
-    )
-    .bind(slot)
-    .fetch_all(&mut *conn)
-    .await?;
-    let commits = crate::wal::commits(&rows);
-    if commits.is_empty() {
-        return Ok(commits);
+async fn decoded(conn: &mut PgConnection, slot: &str) -> Result<crate::wal::Changes, sqlx::Error> {
+    let rows: Vec<(String, i64, Vec<i64>)> =
+        sqlx::query_as(crate::wal::CHANGES).bind(slot).fetch_all(&mut *conn).await?;
+    let changes = crate::wal::changes(&rows);
+    if changes.tables.is_empty() {
+        return Ok(changes);
     }
     let started = std::time::Instant::now();
     loop {
         let snapshot: String =
             sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(&mut *conn).await?;
-        match crate::wal::visible(&snapshot, commits.iter().map(|commit| commit.xid)) {
-            Some(true) => return Ok(commits),
+        match crate::wal::visible(&snapshot, changes.xids.iter().copied()) {
+            Some(true) => return Ok(changes),
             Some(false) if started.elapsed() < Duration::from_secs(10) => {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }

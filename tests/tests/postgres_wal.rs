@@ -27,18 +27,25 @@ async fn wal_other_count(cache: &QueryCache, pool: &PgPool) -> Result<i64, sqlx:
     sqlx::query_scalar("WITH o AS (SELECT id FROM t_wal_other) SELECT count(*) FROM o").fetch_one(pool).await
 }
 
+/// Quotes, a colon and a comma in a table's name (as the log writes it: `public."Odd: T, x"`).
+#[cached_query(ttl = 300, tables = auto, cache = cache, skip(cache))]
+async fn wal_odd_count(cache: &QueryCache, pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(r#"SELECT count(*) FROM "Odd: T, x""#).fetch_one(pool).await
+}
+
 /// A server with `settings` besides `wal_level = logical`, the tables of these tests and rows.
 async fn server(settings: &[&str]) -> (PostgresServer, PgPool) {
     let server = PostgresServer::start_with(&[&["wal_level=logical"], settings].concat());
     let pool = PgPool::connect(&server.url()).await.unwrap();
     sqlx::raw_sql(
-        "CREATE TABLE t_wal_items (id bigint PRIMARY KEY, name text NOT NULL);
+        r#"CREATE TABLE t_wal_items (id bigint PRIMARY KEY, name text NOT NULL);
          CREATE TABLE t_wal_other (id bigint);
          CREATE TABLE t_wal_fence (n bigint);
          CREATE TABLE t_wal_elsewhere (n bigint);
+         CREATE TABLE "Odd: T, x" (n bigint);
          INSERT INTO t_wal_items VALUES (1, 'a'), (2, 'b');
          INSERT INTO t_wal_other VALUES (1), (2), (3);
-         INSERT INTO t_wal_fence VALUES (0);",
+         INSERT INTO t_wal_fence VALUES (0);"#,
     )
     .execute(&pool)
     .await
@@ -129,6 +136,10 @@ async fn writes_by_anyone_invalidate_through_the_log_and_nothing_else_does() {
     assert_eq!(wal_other_count(&cache, &pool).await.unwrap(), 3);
     elsewhere(&server, "TRUNCATE t_wal_other").await;
     until_eq(0, || async { wal_other_count(&cache, &pool).await.unwrap() }).await;
+    assert_eq!(wal_odd_count(&cache, &pool).await.unwrap(), 0);
+    assert_eq!(wal_odd_count(&cache, &pool).await.unwrap(), 0);
+    elsewhere(&server, r#"INSERT INTO "Odd: T, x" VALUES (1)"#).await;
+    until_eq(1, || async { wal_odd_count(&cache, &pool).await.unwrap() }).await;
 
     // A second instance: both see a change, the table's counter moves once for it (both decode
     // the same commit position).

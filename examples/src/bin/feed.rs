@@ -4,6 +4,9 @@
 //! connection to the first call that sees it (Postgres listening, Postgres polled, MariaDB
 //! polled); and a hit of a function with a table dependency next to one with a tag. Recorded
 //! in `docs/benchmarks.md`. `MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`).
+//! `POSTGRES_WAL_URL`, a Postgres with `wal_level = logical`: the write-ahead log feed's write
+//! throughput (no watcher, one, two) and delay there (skipped when unset; `feed wal`: only
+//! that).
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin feed
@@ -170,6 +173,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    if std::env::args().nth(1).as_deref() == Some("wal") {
+        let url = std::env::var("POSTGRES_WAL_URL").map_err(|_| "`wal` needs POSTGRES_WAL_URL")?;
+        return wal(&url, &redis_url, 8, 4.0).await;
+    }
     let pool = PgPool::connect(&database_url).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS bench_feed;
@@ -303,6 +310,82 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---:|---:|");
     for (name, (p50, p99)) in rows {
         println!("| {name} | {p50:.1?} | {p99:.1?} |");
+    }
+    sqlx::raw_sql("DROP TABLE bench_feed").execute(&pool).await?;
+
+    match std::env::var("POSTGRES_WAL_URL") {
+        Ok(url) => wal(&url, &redis_url, tasks, secs).await?,
+        Err(_) => {
+            println!("\n(POSTGRES_WAL_URL unset: a server with wal_level = logical measures the log's feed)")
+        }
+    }
+    Ok(())
+}
+
+/// The write-ahead log's feed, on a server with `wal_level = logical`: write throughput with no
+/// cache watching, one, and two (each decodes every change), and the propagation delay.
+async fn wal(url: &str, redis_url: &str, tasks: usize, secs: f64) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = PgPool::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS bench_feed;
+         CREATE TABLE bench_feed (id bigint PRIMARY KEY, n bigint NOT NULL);
+         INSERT INTO bench_feed SELECT g, 0 FROM generate_series(1, {ROWS}) g;"
+    )))
+    .execute(&pool)
+    .await?;
+    let watching = |n: usize, every: u64| {
+        let pool = pool.clone();
+        async move {
+            let mut caches = Vec::new();
+            for i in 0..n {
+                let cache = QueryCache::builder()
+                    .redis_url(redis_url)
+                    .prefix(format!("cq-bench-feed:{}:wal:{i}:{every}", std::process::id()))
+                    .change_poll_interval(Duration::from_millis(every))
+                    .watch_postgres_wal(pool.clone())
+                    .build()
+                    .await?;
+                serving(&cache, || by_table(&cache, &pool, 1)).await?;
+                caches.push(cache);
+            }
+            Ok::<_, Box<dyn std::error::Error>>(caches)
+        }
+    };
+    let (mut none, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        none.push(write_rate(url, tasks, secs).await);
+        let caches = watching(1, 100).await?;
+        one.push(write_rate(url, tasks, secs).await);
+        drop(caches);
+        let caches = watching(2, 100).await?;
+        two.push(write_rate(url, tasks, secs).await);
+        drop(caches);
+    }
+    let none = median(none);
+    println!(
+        "\n| UPDATEs/s, wal_level = logical, {tasks} connections (median of 3 × {secs} s) | UPDATEs/s | vs no feed |"
+    );
+    println!("|---|---:|---:|");
+    println!("| no cache watching | {none:.0} | 1.00 |");
+    for (name, rates) in [("one cache watching the log", one), ("two caches watching the log", two)] {
+        let rate = median(rates);
+        println!("| {name} | {rate:.0} | {:.2} |", rate / none);
+    }
+    println!("\n| propagation delay, write-ahead log (300 writes) | p50 | p99 |");
+    println!("|---|---:|---:|");
+    for every in [100, 10] {
+        let caches = watching(1, every).await?;
+        let cache = caches[0].clone();
+        let writer = Writer::connect(url).await;
+        let (p50, p99) = delays(
+            |id| Writer::update(writer.clone(), id),
+            |id| {
+                let (cache, pool) = (cache.clone(), pool.clone());
+                async move { by_table(&cache, &pool, id).await.unwrap() }
+            },
+        )
+        .await;
+        println!("| read every {every} ms | {p50:.1?} | {p99:.1?} |");
     }
     sqlx::raw_sql("DROP TABLE bench_feed").execute(&pool).await?;
     Ok(())
