@@ -186,9 +186,10 @@ impl QueryCacheBuilder {
     /// the cache reads the database's write-ahead log through logical decoding, every
     /// `change_poll_interval` (default 100 ms; the propagation delay is up to it). The server
     /// needs `wal_level = logical` and the `test_decoding` plugin (shipped with Postgres), and
-    /// the pool's role the `REPLICATION` attribute. Each instance holds one connection with a
-    /// temporary replication slot (dropped with the connection) and decodes every change of the
-    /// database. See [`crate::postgres`] for choosing a feed.
+    /// the pool's role the `REPLICATION` attribute. One instance per prefix reads the log (a
+    /// lease in Redis; the others serve while it is ready, and one takes over when it stops),
+    /// holding one connection with a temporary replication slot (dropped with the connection).
+    /// See [`crate::postgres`] for choosing a feed, docs/guarantees.md for the costs.
     #[cfg(feature = "postgres")]
     pub fn watch_postgres_wal(mut self, pool: sqlx::PgPool) -> Self {
         self.watch = Some(Ok(Watch::PostgresWal(pool)));

@@ -74,6 +74,19 @@ impl Keyspace {
         [&self.start, ":table:", unqualified].concat()
     }
 
+    /// The lease of the instance that reads Postgres's write-ahead log for this prefix (see
+    /// `watch`): its token, `{id}:starting` or `{id}:ready`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn wal_reader(&self) -> String {
+        [&self.start, ":wal:reader"].concat()
+    }
+
+    /// The tables that the programs reading this prefix's write-ahead log depend on.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn wal_tables(&self) -> String {
+        [&self.start, ":wal:tables"].concat()
+    }
+
     /// What a change feed has applied to a table's counter (see `watch`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn table_seen(&self, table: &str) -> String {
@@ -209,6 +222,8 @@ mod tests {
             assert_eq!(keyspace.bus(), format!("{ks}:bus"));
             assert_eq!(keyspace.heartbeat(0xff), format!("{ks}:bus:hb:00000000000000ff"));
             assert_eq!(keyspace.start(), ks);
+            assert_eq!(keyspace.wal_reader(), format!("{ks}:wal:reader"));
+            assert_eq!(keyspace.wal_tables(), format!("{ks}:wal:tables"));
             assert_eq!(keyspace.table_counter("users"), keyspace.table_counter("public.users"));
             assert_eq!(keyspace.table_counter("App.\"Users\""), format!("{ks}:table:app.\"Users\""));
             assert_eq!(keyspace.table_counter("Users"), keyspace.table_counter("\"users\""));

@@ -51,6 +51,8 @@ mod key;
 mod keyspace;
 mod lease;
 mod local;
+#[cfg(feature = "postgres")]
+mod logical;
 mod lookup;
 #[cfg(feature = "mysql")]
 pub mod mysql;
@@ -69,8 +71,6 @@ mod stored;
 mod streak;
 mod tagged;
 mod unkeyed;
-#[cfg(feature = "postgres")]
-mod wal;
 mod warn;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod watch;

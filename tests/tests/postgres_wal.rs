@@ -1,6 +1,7 @@
 //! Freshness from Postgres's write-ahead log (`tables = auto` + `.watch_postgres_wal(pool)`,
 //! no triggers): a write committed by any client invalidates the entries that read its table;
 //! rollbacks and other tables do not; a lost connection (and its temporary slot) loses nothing;
+//! instances on one prefix share one reader, and another takes over when it stops;
 //! a commit that is in the log but not yet visible is not applied before it is. Each test runs
 //! a Postgres of its own with `wal_level = logical`, and the shared Redis.
 
@@ -153,6 +154,35 @@ async fn writes_by_anyone_invalidate_through_the_log_and_nothing_else_does() {
     fence(&server, &prefix).await;
     assert_eq!(counter(&prefix, "t_wal_items").await, before.map(|v| v + 1), "one increment for one change");
     assert_eq!((cache.stats().errors, second.stats().errors), (0, 0));
+}
+
+/// Instances on one prefix share one reader of the log (one slot decoding); when it stops,
+/// another takes over, and writes are seen again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_reads_the_log_and_another_takes_over() {
+    let (server, pool) = server(&[]).await;
+    let prefix = unique_prefix("wal_reader");
+    let (first, calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
+    until_a_hit(&first, || wal_item(&first, &pool, &calls, 1)).await;
+    let (second, second_calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
+    until_a_hit(&second, || wal_item(&second, &pool, &second_calls, 1)).await;
+    let slots = || async {
+        let slots = "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'cached_query_%'";
+        sqlx::query_scalar::<_, String>(slots).fetch_all(&pool).await.unwrap()
+    };
+    let before = slots().await;
+    assert_eq!(before.len(), 1, "one reader for two instances: {before:?}");
+
+    // The reader's instance goes away: its slot with it, and the other one takes over.
+    drop(first);
+    until_eq(true, || async {
+        let now = slots().await;
+        now.len() == 1 && now != before
+    })
+    .await;
+    elsewhere(&server, "UPDATE t_wal_items SET name = 'after' WHERE id = 1").await;
+    until_eq("after".to_owned(), || async { wal_item(&second, &pool, &second_calls, 1).await.unwrap() })
+        .await;
 }
 
 /// The feed's connection is killed, and a write commits while its new slot cannot be made yet

@@ -141,6 +141,41 @@ impl Store {
         }
     }
 
+    /// Extends the lease `key` by `lease` and makes its token `now`, if `held` (or `now`) is
+    /// its token or it expired; `false` if someone else holds it. In memory: always held.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub async fn renew(&self, key: &str, held: &str, now: &str, lease: Duration) -> Result<bool, CacheError> {
+        match self {
+            Store::Redis(s) => s.renew(key, held, now, lease).await,
+            Store::Memory(_) => Ok(true),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Renew(key.into())).await.map(|()| true),
+        }
+    }
+
+    /// Adds `members` to the set `key`, kept `keep` from now (Redis only: in memory there is
+    /// one process, which knows its own).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub async fn remember(&self, key: &str, members: &[String], keep: Duration) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.remember(key, members, keep).await,
+            Store::Memory(_) => Ok(()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Remember(key.into())).await,
+        }
+    }
+
+    /// The members of the set `key` (see [`remember`](Self::remember)).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub async fn members(&self, key: &str) -> Result<Vec<String>, CacheError> {
+        match self {
+            Store::Redis(s) => s.members(key).await,
+            Store::Memory(_) => Ok(Vec::new()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Members(key.into())).await.map(|()| Vec::new()),
+        }
+    }
+
     /// Releases the lease `key` if `token` still holds it.
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
         match self {

@@ -277,6 +277,35 @@ impl RedisStore {
         Ok(set.is_some())
     }
 
+    pub async fn renew(&self, key: &str, held: &str, now: &str, lease: Duration) -> Result<bool, CacheError> {
+        static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+            redis::Script::new(
+                "local v = redis.call('GET', KEYS[1]) \
+                 if v and v ~= ARGV[1] and v ~= ARGV[2] then return 0 end \
+                 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+                 return 1",
+            )
+        });
+        let mut conn = self.conn();
+        let mut call = RENEW.key(key);
+        call.arg(held).arg(now).arg(lease.as_millis().max(1) as u64);
+        Ok(call.invoke_async::<i64>(&mut conn).await? == 1)
+    }
+
+    pub async fn remember(&self, key: &str, members: &[String], keep: Duration) -> Result<(), CacheError> {
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SADD").arg(key).arg(members).ignore();
+        pipe.cmd("PEXPIRE").arg(key).arg(keep.as_millis() as u64).ignore();
+        pipe.exec_async(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn members(&self, key: &str) -> Result<Vec<String>, CacheError> {
+        let mut conn = self.conn();
+        Ok(redis::cmd("SMEMBERS").arg(key).query_async(&mut conn).await?)
+    }
+
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
         static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
             redis::Script::new(

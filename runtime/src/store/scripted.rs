@@ -18,7 +18,10 @@ pub(crate) enum Op {
     Delete(String),
     Increment(Vec<String>),
     TryLock(String),
+    Renew(String),
     Unlock(String),
+    Remember(String),
+    Members(String),
     Publish,
     Ping,
 }

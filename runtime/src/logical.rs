@@ -9,43 +9,49 @@
 //! COMMIT 543454
 //! ```
 
-/// What changed since the slot `$1` was last read, grouped in Postgres (a row per list of
-/// tables that a change names: `public.bx`, or a `TRUNCATE`'s `public.a, public.b`): the last
-/// commit position among the transactions that changed them, and those transactions' ids.
-/// Grouped there, a busy table costs one row per read, not one per changed row.
+/// What changed since the slot `$1` was last read, grouped in Postgres: a row per list of
+/// tables that a change names (`public.bx`, or a `TRUNCATE`'s `public.a, public.b`) with the
+/// position of its last change, and a last row with the ids of the transactions that committed.
+/// Grouped there, a busy table costs one row per read, not one per changed row. (A name without
+/// a `"` anywhere in its row ends at the first `:`; otherwise the pattern reads quotes.)
 pub(crate) const CHANGES: &str = r#"WITH changes AS (
     SELECT lsn, xid, data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1')
-), commits AS (
-    SELECT xid, lsn FROM changes WHERE data LIKE 'COMMIT%'
-), tables AS (
-    SELECT DISTINCT xid, substring(data FROM '^table ((?:[^":]|"(?:[^"]|"")*")*):') AS head
-    FROM changes WHERE data LIKE 'table %'
 )
-SELECT t.head, (max(c.lsn) - '0/0'::pg_lsn)::int8, array_agg(DISTINCT c.xid::text::int8)
-FROM tables t JOIN commits c USING (xid) GROUP BY t.head"#;
+SELECT head, (max(lsn) - '0/0'::pg_lsn)::int8, NULL::int8[] FROM (
+    SELECT lsn, CASE WHEN strpos(data, '"') = 0 THEN split_part(substr(data, 7), ':', 1)
+                     ELSE substring(data FROM '^table ((?:[^":]|"(?:[^"]|"")*")*):') END AS head
+    FROM changes WHERE data LIKE 'table %'
+) AS changed GROUP BY head
+UNION ALL
+SELECT NULL, NULL, array_agg(xid::text::int8) FROM changes WHERE data LIKE 'COMMIT%'"#;
+
+/// A row of [`CHANGES`].
+pub(crate) type Row = (Option<String>, Option<i64>, Option<Vec<i64>>);
 
 /// The committed changes of one read of a slot.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Changes {
-    /// Each changed table (as Postgres quotes it: `public."User"`) once, with the last commit
-    /// position that changed it: the same for every instance that decodes that commit.
+    /// Each changed table (as Postgres quotes it: `public."User"`) once, with the position of
+    /// its last change in the log: the same for every instance that decodes it.
     pub tables: Vec<(String, i64)>,
-    /// The transactions (32-bit ids, as the decoder gives them) that made the changes.
+    /// The transactions (32-bit ids, as the decoder gives them) that committed.
     pub xids: Vec<u32>,
 }
 
-/// [`Changes`] from the rows of [`CHANGES`]: `(tables, last commit position, transaction ids)`.
-pub(crate) fn changes(rows: &[(String, i64, Vec<i64>)]) -> Changes {
+/// [`Changes`] from the rows of [`CHANGES`].
+pub(crate) fn changes(rows: &[Row]) -> Changes {
     let mut changes = Changes::default();
     for (head, lsn, xids) in rows {
-        for table in changed_tables(&format!("table {head}:")).unwrap_or_default() {
-            match changes.tables.iter_mut().find(|(known, _)| known == table) {
-                Some((_, last)) => *last = (*last).max(*lsn),
-                None => changes.tables.push((table.to_owned(), *lsn)),
+        if let (Some(head), Some(lsn)) = (head, lsn) {
+            for table in changed_tables(&format!("table {head}:")).unwrap_or_default() {
+                match changes.tables.iter_mut().find(|(known, _)| known == table) {
+                    Some((_, last)) => *last = (*last).max(*lsn),
+                    None => changes.tables.push((table.to_owned(), *lsn)),
+                }
             }
         }
         // `xid` is 32 bits; it came through `xid::text::int8`.
-        changes.xids.extend(xids.iter().map(|xid| *xid as u32));
+        changes.xids.extend(xids.iter().flatten().map(|xid| *xid as u32));
     }
     changes
 }
@@ -91,13 +97,15 @@ mod tests {
     use super::{Changes, changes, visible};
 
     #[test]
-    fn each_table_once_with_its_last_commit() {
+    fn each_table_once_with_its_last_change() {
+        let table = |head: &str, lsn: i64| (Some(head.to_owned()), Some(lsn), None);
         let rows = vec![
-            ("public.\"User\"".to_owned(), 13, vec![7]),
-            ("public.bx".to_owned(), 20, vec![7, 9]),
-            ("public.\"user\", public.\"a, b: c\"".to_owned(), 13, vec![7]),
-            ("app.\"x\"\"y\"".to_owned(), 16, vec![8]),
-            ("public.\"a, b: c\"".to_owned(), 21, vec![10]),
+            table("public.\"User\"", 13),
+            table("public.bx", 20),
+            table("public.\"user\", public.\"a, b: c\"", 13),
+            table("app.\"x\"\"y\"", 16),
+            table("public.\"a, b: c\"", 21),
+            (None, None, Some(vec![7, 9, 8, 10])),
         ];
         let owned =
             |pairs: &[(&str, i64)]| pairs.iter().map(|(t, l)| ((*t).to_owned(), *l)).collect::<Vec<_>>();
@@ -111,9 +119,10 @@ mod tests {
                     ("public.\"a, b: c\"", 21),
                     ("app.\"x\"\"y\"", 16),
                 ]),
-                xids: vec![7, 7, 9, 7, 8, 10],
+                xids: vec![7, 9, 8, 10],
             }
         );
+        assert_eq!(changes(&[(None, None, None)]), Changes::default(), "nothing committed");
     }
 
     #[test]

@@ -9,32 +9,26 @@
 //!   nothing, and nothing is served that the feed may have missed.
 //! - Polling (MySQL, or Postgres with `.change_poll_interval(d)`): the task reads the versions
 //!   every interval; the feed is up while the reads succeed.
-//! - Postgres's write-ahead log (`.watch_postgres_wal(pool)`, no triggers): on every (re)connect
-//!   the task creates a temporary logical replication slot (`test_decoding`), invalidates every
-//!   table the program depends on (what changed before the slot is unknown), and then reads the
-//!   slot's changes every interval, applying each changed table once per read, when the
-//!   transactions that changed it are visible to other sessions; the last commit's position in
-//!   the log is the version.
+//! - Postgres's write-ahead log (`.watch_postgres_wal(pool)`, no triggers): see `wal`.
 
 use std::future::Future;
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
-use sqlx::postgres::PgListener;
+use sqlx::PgPool;
 #[cfg(feature = "postgres")]
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgListener;
 
 use crate::engine::Engine;
 use crate::stamp::COUNTER_KEEP;
 use crate::stats::Stats;
 
+#[cfg(feature = "postgres")]
+mod wal;
+
 /// The channel the triggers notify on.
 #[cfg(feature = "postgres")]
 pub(crate) const CHANNEL: &str = "cached_query";
-
-/// The shard under which the write-ahead log's versions (commit positions) are applied.
-#[cfg(feature = "postgres")]
-const WAL_SHARD: i32 = -1;
 
 /// Every table's versions: `(table, shard, version)`.
 pub(crate) type Versions = Vec<(String, i32, i64)>;
@@ -108,73 +102,6 @@ impl Engine {
         });
     }
 
-    /// Starts reading the write-ahead log of the database behind `pool` every `interval`, for
-    /// as long as this engine lives; `tables` are those the program depends on.
-    #[cfg(feature = "postgres")]
-    pub fn spawn_postgres_wal_watch(&self, pool: PgPool, interval: Duration, tables: Vec<String>) {
-        self.feed.watch();
-        let weak = self.myself();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                let Some(engine) = weak.upgrade() else { return };
-                match engine.decode_from_now(&pool, &tables).await {
-                    Ok((mut conn, slot)) => {
-                        engine.feed.up();
-                        backoff = Duration::from_millis(50);
-                        drop(engine);
-                        let problem = loop {
-                            tokio::time::sleep(interval).await;
-                            let changes = decoded(&mut conn, &slot).await;
-                            let Some(engine) = weak.upgrade() else { return };
-                            match changes {
-                                Ok(changes) => {
-                                    for (table, lsn) in &changes.tables {
-                                        engine.follow(table, WAL_SHARD, *lsn).await;
-                                    }
-                                }
-                                Err(err) => break err,
-                            }
-                        };
-                        if let Some(engine) = weak.upgrade() {
-                            engine.feed.down();
-                        }
-                        tracing::warn!(err = %problem, "cached_query: lost Postgres's write-ahead log; reconnecting");
-                    }
-                    Err(err) => {
-                        engine.feed.down();
-                        tracing::warn!(%err, "cached_query: cannot read Postgres's write-ahead log; retrying");
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        });
-    }
-
-    /// A connection of its own with a temporary slot that decodes from now on, after which every
-    /// one of `tables` is invalidated: a change committed before the slot may have gone unheard.
-    #[cfg(feature = "postgres")]
-    async fn decode_from_now(
-        self: &std::sync::Arc<Self>,
-        pool: &PgPool,
-        tables: &[String],
-    ) -> Result<(PgConnection, String), sqlx::Error> {
-        // Detached: the slot lives as long as this session, which must not go back to the pool.
-        let mut conn = pool.acquire().await?.detach();
-        let slot = format!("cached_query_{:016x}", fastrand::u64(..));
-        sqlx::query("SELECT pg_create_logical_replication_slot($1, 'test_decoding', true)")
-            .bind(&slot)
-            .execute(&mut conn)
-            .await?;
-        let counters: Vec<String> = tables.iter().map(|table| self.keyspace.table_counter(table)).collect();
-        if !counters.is_empty() {
-            // Not reached: queued, and delivered before anything is served from the store.
-            let _ = self.invalidate("watch", counters).await;
-        }
-        Ok((conn, slot))
-    }
-
     /// Listens, then applies every version that the versions table holds.
     #[cfg(feature = "postgres")]
     async fn listen_and_sync(&self, pool: &PgPool) -> Result<PgListener, sqlx::Error> {
@@ -207,31 +134,6 @@ impl Engine {
                 self.health.queue(&[counter], self.keyspace.namespace_counter());
                 Stats::count(&self.stats.invalidations_queued);
             }
-        }
-    }
-}
-
-/// The transactions committed since the last read of `slot`, once each is visible to other
-/// sessions (a commit is in the log a moment before: until then, a query could still read
-/// what it changed, and cache it after the invalidation).
-#[cfg(feature = "postgres")]
-async fn decoded(conn: &mut PgConnection, slot: &str) -> Result<crate::wal::Changes, sqlx::Error> {
-    let rows: Vec<(String, i64, Vec<i64>)> =
-        sqlx::query_as(crate::wal::CHANGES).bind(slot).fetch_all(&mut *conn).await?;
-    let changes = crate::wal::changes(&rows);
-    if changes.tables.is_empty() {
-        return Ok(changes);
-    }
-    let started = std::time::Instant::now();
-    loop {
-        let snapshot: String =
-            sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(&mut *conn).await?;
-        match crate::wal::visible(&snapshot, changes.xids.iter().copied()) {
-            Some(true) => return Ok(changes),
-            Some(false) if started.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            _ => return Err(sqlx::Error::Protocol(format!("commits not visible in snapshot {snapshot}"))),
         }
     }
 }
