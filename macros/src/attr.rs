@@ -49,7 +49,12 @@ pub const OPTIONS: &[Opt] = &[
         Taken::No,
         "Part of the key: bump it when the cached type changes meaning.",
     ),
-    opt("skip", "skip(a, b, ...)", Taken::No, "Parameters left out of the key."),
+    opt(
+        "skip",
+        "skip(a, b, ...)",
+        Taken::No,
+        "Parameters left out of the key (a pattern's bindings too: `skip(state)` for `Extension(state)`).",
+    ),
     opt(
         "cache",
         "cache = <expr>",
@@ -86,7 +91,7 @@ pub const OPTIONS: &[Opt] = &[
         "tags",
         "tags = [\"users\", \"user:{id}\"]",
         Taken::Required,
-        "Tags for `invalidate_tags` and `#[cache_invalidate]`; `{param}` is the parameter's `Display`.",
+        "Tags for `invalidate_tags` and `#[cache_invalidate]`; `{param}` is the parameter's `Display` (`Option`: its value, `None` as nothing).",
     ),
     opt("none_ttl", "none_ttl = <seconds>", Taken::No, "The TTL of empty results (`None`, an empty `Vec`)."),
     opt("cache_none", "cache_none = <bool>", Taken::No, "`false`: empty results are never stored."),

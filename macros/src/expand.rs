@@ -12,7 +12,7 @@ use syn::{
 
 use crate::attr::{self, CachedQueryArgs, push};
 use crate::params::{
-    Lent, Param, check_refreshable, has_transaction, lent, mentions, named_executors, params,
+    Lent, Param, bindings, check_refreshable, has_transaction, lent, mentions, named_executors, params,
 };
 use crate::tables::Access;
 use crate::tags;
@@ -97,17 +97,7 @@ pub fn tag_exprs(
     sig: &Signature,
     errors: &mut Option<syn::Error>,
 ) -> Vec<TokenStream> {
-    let names: Vec<&Ident> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(arg) => match &*arg.pat {
-                Pat::Ident(pat) => Some(&pat.ident),
-                _ => None,
-            },
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let names: Vec<&Ident> = bindings(sig).into_iter().map(|(ident, _)| ident).collect();
     // A tag of a skipped parameter would tell apart entries that share one key: one caller
     // would be served another's entry.
     for tag in &args.tags {
@@ -136,7 +126,9 @@ pub fn tag_exprs(
     }
     args.tags
         .iter()
-        .filter_map(|tag| tags::format(tag, &names).map_err(|err| push(errors, err)).ok())
+        .filter_map(|tag| {
+            tags::format(tag, &names, &private_path(args)).map_err(|err| push(errors, err)).ok()
+        })
         .collect()
 }
 
@@ -388,10 +380,26 @@ impl Gen<'_> {
         );
         let cfgs = split_attrs(attrs).0.into_iter().filter(|a| a.path().is_ident("cfg"));
         let receiver = sig.receiver().map(|_| quote!(&self,));
-        let params = self.params.iter().map(|k| {
-            let (ident, ty) = (k.ident, k.ty);
-            quote!(#ident: #ty)
+        // Each parameter once, as declared when it has a pattern (its bindings make the key).
+        let mut declared: Vec<&syn::PatType> = Vec::new();
+        for k in self.params {
+            if !declared.iter().any(|d| std::ptr::eq(*d, k.declared)) {
+                declared.push(k.declared);
+            }
+        }
+        let patterns = declared.iter().any(|d| !matches!(&*d.pat, Pat::Ident(_)));
+        let params = declared.iter().map(|d| match &*d.pat {
+            Pat::Ident(pat) => {
+                let (ident, ty) = (&pat.ident, &d.ty);
+                quote!(#ident: #ty)
+            }
+            pat => {
+                let ty = &d.ty;
+                quote!(#pat: #ty)
+            }
         });
+        // A pattern's bindings that are skipped are not used here.
+        let allow = patterns.then(|| quote!(#[allow(unused_variables, unused_mut)]));
         let generics = self.invalidate_generics();
         let where_clause = &generics.where_clause;
         let call = self.call(false);
@@ -399,6 +407,7 @@ impl Gen<'_> {
             #[doc = #doc]
             #(#cfgs)*
             #[allow(dead_code)]
+            #allow
             #vis async fn #name #generics (#receiver #(#params),*)
                 -> ::core::result::Result<(), #p::CacheError> #where_clause
             {
@@ -441,7 +450,11 @@ impl Gen<'_> {
         // once, on that parameter.
         let parts = self.params.iter().filter(|k| k.in_key).map(|k| {
             let ident = k.ident;
-            quote_spanned!(k.ty.span()=> .key(&#ident))
+            let span = match &*k.declared.pat {
+                Pat::Ident(_) => k.ty.span(),
+                _ => ident.span(),
+            };
+            quote_spanned!(span=> .key(&#ident))
         });
         // A method's type is part of its key: the instantiations of a generic `impl` (and the
         // types that share a trait's default method) share the function's name, and often

@@ -1,7 +1,7 @@
 //! Which parameters of a function form its cache key.
 //!
 //! The key is built from every parameter except `self` receivers, the ones named in
-//! `skip(...)`, and sqlx executors. The executor rule lives here, in one place, and is
+//! `skip(...)`, and sqlx executors; a parameter written as a pattern contributes its bindings. The executor rule lives here, in one place, and is
 //! documented in docs/usage.md ("How keys are derived").
 
 use proc_macro2::{TokenStream, TokenTree};
@@ -41,50 +41,80 @@ const POINTERS: &[&str] = &["Arc", "Rc", "Box"];
 const EXECUTOR_TRAITS: &[&str] =
     &["Executor", "Acquire", "PgExecutor", "SqliteExecutor", "MySqlExecutor", "AnyExecutor"];
 
-/// A parameter the generated code refers to by name.
+/// A name the generated code refers to: a parameter's, or a binding of a parameter's pattern
+/// (`Path(slug): Path<String>` binds `slug`).
 pub struct Param<'a> {
     pub ident: &'a Ident,
+    /// The type of the parameter it is or belongs to.
     pub ty: &'a Type,
+    /// That parameter as declared (`<fn>_invalidate` takes it the same way).
+    pub declared: &'a syn::PatType,
     /// Part of the key; otherwise only used by the `cache = ...` expression.
     pub in_key: bool,
 }
 
-/// The parameters that are part of the key or that the `cache = ...` expression uses, in
-/// declaration order: the parameters of `<fn>_invalidate`.
+/// The names that parameters bind, in declaration order: a plain parameter's name, the
+/// bindings of a pattern (`Path(slug)`, `Extension(ctx)`, `(a, b)`, `Point { x, y }`).
+pub fn bindings(sig: &Signature) -> Vec<(&Ident, &syn::PatType)> {
+    let mut found = Vec::new();
+    for input in &sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            let mut idents = Vec::new();
+            pattern_bindings(&arg.pat, &mut idents);
+            found.extend(idents.into_iter().map(|ident| (ident, arg)));
+        }
+    }
+    found
+}
+
+/// The identifiers a pattern binds (in an or-pattern, those of its first case: all bind the same).
+fn pattern_bindings<'a>(pat: &'a Pat, found: &mut Vec<&'a Ident>) {
+    match pat {
+        Pat::Ident(p) => {
+            found.push(&p.ident);
+            if let Some((_, sub)) = &p.subpat {
+                pattern_bindings(sub, found);
+            }
+        }
+        Pat::Or(p) => p.cases.iter().take(1).for_each(|case| pattern_bindings(case, found)),
+        Pat::Paren(p) => pattern_bindings(&p.pat, found),
+        Pat::Reference(p) => pattern_bindings(&p.pat, found),
+        Pat::Slice(p) => p.elems.iter().for_each(|elem| pattern_bindings(elem, found)),
+        Pat::Struct(p) => p.fields.iter().for_each(|field| pattern_bindings(&field.pat, found)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|elem| pattern_bindings(elem, found)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|elem| pattern_bindings(elem, found)),
+        Pat::Type(p) => pattern_bindings(&p.pat, found),
+        _ => {}
+    }
+}
+
+/// The names that are part of the key or that the `cache = ...` expression uses, in
+/// declaration order: a parameter with a pattern is keyed by its bindings (a `_` part is one
+/// the body does not read). `<fn>_invalidate` takes the parameters they belong to.
 pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> syn::Result<Vec<Param<'a>>> {
     let executors = executor_generics(sig);
     let mut found = Vec::new();
-    let mut errors = None;
-    for input in &sig.inputs {
-        let FnArg::Typed(arg) = input else { continue };
-        let executor = is_executor(&arg.ty, &executors);
-        match &*arg.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() => {
-                let ident = &pat.ident;
-                let in_key = !executor && !skip.contains(ident);
-                if in_key || cache.is_some_and(|c| mentions(c.to_token_stream(), ident)) {
-                    found.push(Param { ident, ty: &arg.ty, in_key });
-                }
-            }
-            _ if executor => {}
-            other => crate::attr::push(
-                &mut errors,
-                syn::Error::new_spanned(
-                    other,
-                    "#[cached_query] needs a plain name for every parameter that is part of \
-                     the cache key; bind this one to a name (or it cannot be hashed)",
-                ),
-            ),
+    for (ident, arg) in bindings(sig) {
+        if is_executor(&arg.ty, &executors) {
+            continue;
+        }
+        let in_key = !skip.contains(ident);
+        if in_key || cache.is_some_and(|c| mentions(c.to_token_stream(), ident)) {
+            found.push(Param { ident, ty: &arg.ty, declared: arg, in_key });
         }
     }
+    let mut errors = None;
+    let bound = bindings(sig);
     for name in skip {
-        if !sig.inputs.iter().any(|input| {
-            matches!(input, FnArg::Typed(arg)
-            if matches!(&*arg.pat, Pat::Ident(p) if p.ident == *name))
-        }) {
+        if !bound.iter().any(|(ident, _)| *ident == name) {
             crate::attr::push(
                 &mut errors,
-                syn::Error::new_spanned(name, format!("`skip`: there is no parameter `{name}`")),
+                syn::Error::new_spanned(
+                    name,
+                    format!(
+                        "`skip`: there is no parameter `{name}` (nor a binding of a parameter's pattern)"
+                    ),
+                ),
             );
         }
     }
@@ -154,6 +184,10 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
                 Some(("a borrowed `self` receiver", "take `self: Arc<Self>` (or an owned `self`)"))
             }
             FnArg::Receiver(_) => None,
+            FnArg::Typed(arg) if !matches!(&*arg.pat, Pat::Ident(_)) && lent(&arg.ty).is_some() => Some((
+                "a borrowed parameter with a pattern (its copy is lent back under one name)",
+                "bind it to a name and destructure it in the body",
+            )),
             FnArg::Typed(arg) => match &*arg.ty {
                 Type::Reference(r) if r.mutability.is_some() => Some(("a `&mut` parameter", owned)),
                 Type::ImplTrait(_) => Some(("an `impl Trait` parameter", owned)),

@@ -1,14 +1,16 @@
 //! Tag templates: `"users"`, `"user:{id}"`, `"org:{user.org_id}"` (`{{` and `}}` for braces).
 //!
-//! A placeholder names a parameter of the function, optionally followed by a field path, and
-//! is replaced by its `Display` at call time.
+//! A placeholder names a parameter of the function (or a binding of a parameter's pattern),
+//! optionally followed by a field path, and is replaced by its `Display` at call time; an
+//! `Option<T: Display>` by its value, `None` by nothing (see `__private::tag_value`).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::{Ident, LitStr};
 
-/// The expression that formats `template` (a `String`), from the parameters named `params`.
-pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> {
+/// The expression that formats `template` (a `String`), from the parameters named `params`
+/// (`p`: the path of `__private`).
+pub fn format(template: &LitStr, params: &[&Ident], p: &TokenStream) -> syn::Result<TokenStream> {
     let text = template.value();
     let span = template.span();
     let mut fmt = String::new();
@@ -72,7 +74,11 @@ pub fn format(template: &LitStr, params: &[&Ident]) -> syn::Result<TokenStream> 
                 let head = ident(head, template)?;
                 let fields = path.map(|field| ident(field, template)).collect::<syn::Result<Vec<_>>>()?;
                 fmt.push_str("{}");
-                args.push(quote_spanned!(span=> &#head #(.#fields)*));
+                args.push(quote_spanned!(span=> {
+                    use #p::tag_value::*;
+                    let __cq_value = &#p::tag_value::TagValue(&#head #(.#fields)*);
+                    __cq_value.__cq_tag()
+                }));
             }
             '}' => {
                 return Err(syn::Error::new_spanned(
@@ -111,19 +117,32 @@ mod tests {
         let lit = LitStr::new(template, proc_macro2::Span::call_site());
         let idents: Vec<Ident> = params.iter().map(|p| format_ident!("{}", p)).collect();
         let refs: Vec<&Ident> = idents.iter().collect();
-        format(&lit, &refs).map(|t| t.to_string()).map_err(|e| e.to_string())
+        format(&lit, &refs, &quote!(p)).map(|t| t.to_string()).map_err(|e| e.to_string())
+    }
+
+    /// How a placeholder's value `expr` is rendered.
+    fn v(expr: &str) -> String {
+        format!(
+            "{{ use p :: tag_value :: * ; let __cq_value = & p :: tag_value :: TagValue ({expr}) ; __cq_value . __cq_tag () }}"
+        )
     }
 
     #[test]
     fn templates_become_format_calls() {
         assert_eq!(fmt("users", &[]).unwrap(), r#":: std :: string :: String :: from ("users")"#);
         assert_eq!(fmt("{{x}}", &[]).unwrap(), r#":: std :: string :: String :: from ("{x}")"#);
-        assert_eq!(fmt("user:{id}", &["id"]).unwrap(), r#":: std :: format ! ("user:{}" , & id)"#);
+        assert_eq!(
+            fmt("user:{id}", &["id"]).unwrap(),
+            format!(r#":: std :: format ! ("user:{{}}" , {})"#, v("& id"))
+        );
         assert_eq!(
             fmt("org:{u.org.id}", &["u"]).unwrap(),
-            r#":: std :: format ! ("org:{}" , & u . org . id)"#
+            format!(r#":: std :: format ! ("org:{{}}" , {})"#, v("& u . org . id"))
         );
-        assert_eq!(fmt("{{x}}:{id}", &["id"]).unwrap(), r#":: std :: format ! ("{{x}}:{}" , & id)"#);
+        assert_eq!(
+            fmt("{{x}}:{id}", &["id"]).unwrap(),
+            format!(r#":: std :: format ! ("{{{{x}}}}:{{}}" , {})"#, v("& id"))
+        );
     }
 
     #[test]
@@ -142,6 +161,9 @@ mod tests {
 
     #[test]
     fn raw_identifiers_stay_raw() {
-        assert_eq!(fmt("{u.r#type}", &["u"]).unwrap(), r#":: std :: format ! ("{}" , & u . r#type)"#);
+        assert_eq!(
+            fmt("{u.r#type}", &["u"]).unwrap(),
+            format!(r#":: std :: format ! ("{{}}" , {})"#, v("& u . r#type"))
+        );
     }
 }

@@ -69,6 +69,7 @@ mod stats;
 mod store;
 mod stored;
 mod streak;
+mod tag_value;
 mod tagged;
 mod unkeyed;
 mod warn;
@@ -117,7 +118,9 @@ pub use sqlx;
 /// - `version = <integer>`: part of the key; bump it when the cached type changes meaning
 ///   (entries of a changed *shape* are rejected by the codec already).
 /// - `skip(a, b, ...)`: parameters left out of the key. Naming a parameter that does not
-///   exist is a compile error.
+///   exist is a compile error. A parameter written as a pattern (a handler's
+///   `Extension(state): Extension<AppState>`) is named by its bindings (`skip(state)`), and
+///   keyed by them (`Path(slug): Path<String>` is keyed by `slug`).
 /// - `cache = <expr>`: a `&QueryCache` to use instead of the [installed](install) default,
 ///   e.g. `cache = &self.cache` or `cache = app::cache()`. It may use the function's
 ///   parameters, also one that the body then takes by value (`cache = &state.cache` with
@@ -137,8 +140,11 @@ pub use sqlx;
 ///   while the others wait for its result (default: the cache's, `false`).
 /// - `tags = ["users", "user:{id}"]`: tags of the entry, for
 ///   [`QueryCache::invalidate_tags`] and [`cache_invalidate`]; `{param}` (or
-///   `{param.field.field}`) is replaced by that parameter's `Display`, `{{` and `}}` are
-///   braces. A placeholder naming no parameter is a compile error on that tag; so are
+///   `{param.field.field}`, or a binding of a parameter's pattern) is replaced by that value's
+///   `Display`; an `Option<T: Display>` by its value, and `None` by nothing (`viewer:`; a
+///   `Some` whose value renders as nothing renders as `\0`, so that no `Some` reads as
+///   `None`); `{{` and `}}` are braces. A placeholder naming no parameter is a compile error
+///   on that tag; so are
 ///   `{self.field}` and a parameter in `skip(...)`: neither is part of the key, and callers that
 ///   differ only by it would share one entry.
 /// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`, also inside

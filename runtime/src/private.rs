@@ -18,6 +18,11 @@ use crate::lookup::Found;
 pub use crate::outcome::{Adapter, Outcome, select, succeeded};
 pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 
+/// How tag templates render their placeholders.
+pub mod tag_value {
+    pub use crate::tag_value::*;
+}
+
 /// How a cached function is named in its keys.
 pub enum Name {
     /// `name = "..."` on the attribute.

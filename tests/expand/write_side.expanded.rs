@@ -20,7 +20,13 @@ pub async fn user_name(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::E
         .tag(::std::string::String::from("users"))
         .tag(
             ::alloc::__export::must_use({
-                ::alloc::fmt::format(format_args!("user:{0}", & id))
+                ::alloc::fmt::format(
+                    format_args!(
+                        "user:{0}", { use ::cached_query::__private::tag_value::*; let
+                        __cq_value = &::cached_query::__private::tag_value::TagValue(&
+                        id,); __cq_value.__cq_tag() },
+                    ),
+                )
             }),
         )
         .key(&id)
@@ -72,7 +78,13 @@ pub async fn rename_user(pool: &PgPool, id: i64, name: &str) -> Result<(), sqlx:
     let __cq_tags = [
         ::std::string::String::from("users"),
         ::alloc::__export::must_use({
-            ::alloc::fmt::format(format_args!("user:{0}", & id))
+            ::alloc::fmt::format(
+                format_args!(
+                    "user:{0}", { use ::cached_query::__private::tag_value::*; let
+                    __cq_value = &::cached_query::__private::tag_value::TagValue(& id,);
+                    __cq_value.__cq_tag() },
+                ),
+            )
         }),
     ];
     let __cq_handle = ::cached_query::__private::Handle::installed();

@@ -11,4 +11,11 @@ async fn count(filter: Filter) -> i64 {
     filter.min
 }
 
+
+// An `Option` renders its value: that value must implement `Display`.
+#[cached_query(tags = ["filter:{filter}"])]
+async fn maybe(filter: Option<Filter>) -> i64 {
+    filter.map_or(0, |f| f.min)
+}
+
 fn main() {}
