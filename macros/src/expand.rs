@@ -267,14 +267,20 @@ impl Gen<'_> {
         let call = self.call(true);
         let adapter = adapter(ret, p);
         let copier = copier(self.args, ret, p);
+        // Whether a failed query's error is handed to its waiters (a `Clone` error type).
+        let errors = quote_spanned! {ret.span()=>
+            { use #p::share::*; (&&#p::Outcome::<#ret>::NEW).__cq_errors() }
+        };
         // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
-            None => {
-                quote_spanned!(ret.span()=> __cq_call.run(__cq_adapter, __cq_copier, async move #block).await)
-            }
+            None => quote_spanned! {ret.span()=>
+                __cq_call.run(__cq_adapter, __cq_copier, __cq_errors, async move #block).await
+            },
             Some(_) => {
                 let body = self.owned_body(block);
-                quote_spanned!(ret.span()=> __cq_call.run_refreshable(__cq_adapter, __cq_copier, #body).await)
+                quote_spanned! {ret.span()=>
+                    __cq_call.run_refreshable(__cq_adapter, __cq_copier, __cq_errors, #body).await
+                }
             }
         };
         // With a refresh, the body sees re-borrows of the copies (which keep the `mut`), not
@@ -318,6 +324,7 @@ impl Gen<'_> {
                 #call
                 let __cq_adapter = #adapter;
                 let __cq_copier = #copier;
+                let __cq_errors = #errors;
                 #run
             }
         }

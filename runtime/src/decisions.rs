@@ -58,6 +58,15 @@ async fn read(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, String> {
     db.query(id).await
 }
 
+/// An error that cannot be copied: waiters cannot be given it.
+#[derive(Debug, PartialEq)]
+struct Opaque(String);
+
+#[cached_query(name = "read_opaque", ttl = 60, cache = cache, skip(cache, db))]
+async fn read_opaque(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, Opaque> {
+    db.query(id).await.map_err(Opaque)
+}
+
 #[cached_query(name = "swr", ttl = 1, stale = 60, cache = cache, skip(cache, db))]
 async fn swr(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
     db.query(id).await
@@ -112,10 +121,25 @@ async fn one_leader_runs_the_query_and_the_waiters_take_its_result() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_querys_error_goes_to_its_waiters_when_it_can_be_copied() {
+    let (cache, db) = (scripted_cache(), Db::new(7, 100));
+    db.failing.store(true, SeqCst);
+    let results = futures_util::future::join_all((0..8).map(|_| read(&cache, &db, 1))).await;
+    assert!(results.iter().all(|r| r == &Err("the database failed".to_owned())), "{results:?}");
+    assert_eq!(db.runs(), 1, "one run for one failure");
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.coalesced, stats.hits), (8, 7, 0), "{stats:?}");
+    // The next caller runs the query again: errors are not cached.
+    db.failing.store(false, SeqCst);
+    assert_eq!(read(&cache, &db, 1).await, Ok(7001));
+    assert_eq!(db.runs(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn after_a_failed_query_one_waiter_retries_then_each_runs_its_own() {
     let (cache, db) = (scripted_cache(), Db::new(7, 100));
     db.failing.store(true, SeqCst);
-    let results = futures_util::future::join_all((0..4).map(|_| read(&cache, &db, 1))).await;
+    let results = futures_util::future::join_all((0..4).map(|_| read_opaque(&cache, &db, 1))).await;
     assert!(results.iter().all(Result::is_err), "{results:?}");
     // The leader's failure, one waiter's retry, then the two left side by side.
     assert_eq!(db.runs(), 4);

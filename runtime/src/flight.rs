@@ -3,9 +3,11 @@
 //! same work.
 //!
 //! The leader publishes the entry's bytes; each waiter decodes its own copy, so the cached type
-//! needs no `Clone`. When the leader has nothing to give (its query failed, or its future was
-//! dropped), the waiters are told which and go round again: one of them becomes the next
-//! leader (after repeated failures they stop waiting, see `lookup`).
+//! needs no `Clone`. A failed query's error is handed to the waiters when its type can be
+//! copied (see `outcome::ErrorShare`): one run per failure. Otherwise, when the leader has
+//! nothing to give (its query failed, or its future was dropped), the waiters are told which
+//! and go round again: one of them becomes the next leader (after repeated failures they stop
+//! waiting, see `lookup`).
 //!
 //! Every join takes a ticket, in order: a leader whose ticket is later than a waiter's first
 //! one read the counters after that waiter's call began (see `lookup` for what that allows).
@@ -17,6 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::outcome::SharedError;
+
 /// What a leader publishes.
 #[derive(Clone)]
 pub(crate) enum LeaderState {
@@ -24,19 +28,19 @@ pub(crate) enum LeaderState {
     Running,
     /// The entry's bytes (an envelope, see `codec`), and the leader's ticket.
     Done(Arc<[u8]>, u64),
-    /// Nothing to share (the query failed, or its result is not cacheable): ask again.
-    Failed,
+    /// No value to share (the query failed, or its result is not cacheable): its error, if it
+    /// can be shared; otherwise ask again.
+    Failed(Option<SharedError>),
     /// The leader's future was dropped: ask again.
     Abandoned,
 }
 
 /// What a waiter gets.
-#[derive(Debug, PartialEq)]
 pub(crate) enum Shared {
     /// The entry's bytes and the leader's ticket.
     Done(Arc<[u8]>, u64),
-    /// The leader's query failed.
-    Failed,
+    /// The leader's query failed: with its error, if it can be shared.
+    Failed(Option<SharedError>),
     /// The leader's future was dropped.
     Abandoned,
 }
@@ -95,9 +99,14 @@ pub(crate) struct Leader {
 
 impl Leader {
     /// Hands `bytes` (or nothing) to the waiters and leaves the flight.
-    pub fn finish(mut self, bytes: Option<Arc<[u8]>>) {
+    pub fn finish(self, bytes: Option<Arc<[u8]>>) {
+        self.finish_or_fail(bytes, None);
+    }
+
+    /// Hands `bytes` to the waiters, or else `error` (or nothing), and leaves the flight.
+    pub fn finish_or_fail(mut self, bytes: Option<Arc<[u8]>>, error: Option<SharedError>) {
         let ticket = self.ticket;
-        self.publish(bytes.map_or(LeaderState::Failed, |bytes| LeaderState::Done(bytes, ticket)));
+        self.publish(bytes.map_or(LeaderState::Failed(error), |bytes| LeaderState::Done(bytes, ticket)));
     }
 
     fn publish(&mut self, outcome: LeaderState) {
@@ -124,7 +133,7 @@ pub(crate) async fn wait(mut rx: watch::Receiver<LeaderState>) -> Shared {
     let outcome = rx.wait_for(|o| !matches!(o, LeaderState::Running)).await;
     match outcome.as_deref() {
         Ok(LeaderState::Done(bytes, ticket)) => Shared::Done(bytes.clone(), *ticket),
-        Ok(LeaderState::Failed) => Shared::Failed,
+        Ok(LeaderState::Failed(error)) => Shared::Failed(error.clone()),
         _ => Shared::Abandoned,
     }
 }
@@ -140,7 +149,7 @@ mod tests {
         let (Role::Waiter(rx), 2) = flights.join("k") else { panic!("second caller waits") };
         let waiter = tokio::spawn(wait(rx));
         leader.finish(Some(Arc::from(&b"v"[..])));
-        assert_eq!(waiter.await.unwrap(), Shared::Done(Arc::from(&b"v"[..]), 1));
+        assert!(matches!(waiter.await.unwrap(), Shared::Done(bytes, 1) if *bytes == *b"v"));
         assert_eq!(flights.len(), 0);
     }
 
@@ -150,7 +159,7 @@ mod tests {
         let leader = flights.join("k");
         let (Role::Waiter(rx), _) = flights.join("k") else { panic!("second caller waits") };
         drop(leader);
-        assert_eq!(wait(rx).await, Shared::Abandoned);
+        assert!(matches!(wait(rx).await, Shared::Abandoned));
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join("k"), (Role::Leader(_), 3)), "the next caller leads");
     }

@@ -35,7 +35,7 @@ use crate::flight::{self, Leader, Role, Shared};
 use crate::keyspace::Target;
 use crate::lease::{LeaseWait, Leasing};
 use crate::local::{Local, LocalEntry};
-use crate::outcome::Adapter;
+use crate::outcome::{Adapter, ErrorShare, SharedError};
 use crate::stats::Stats;
 use crate::stored::{Read, Stamp};
 
@@ -46,6 +46,8 @@ pub(crate) enum Found<V> {
     Value { value: V, refresh: Option<u64> },
     /// Nothing usable: the caller runs the query.
     Compute(Duty),
+    /// The query this caller waited for failed with this error (see `outcome::ErrorShare`).
+    Failed(SharedError),
 }
 
 /// What a caller that must run the query carries to `compute`.
@@ -114,7 +116,12 @@ impl Engine {
                         Shared::Abandoned => continue,
                         // One waiter runs a failed query again; if that fails too, each caller
                         // runs its own rather than wait for as many failures as callers.
-                        Shared::Failed => {
+                        Shared::Failed(Some(error)) => {
+                            Stats::count(&stats.misses);
+                            Stats::count(&stats.coalesced);
+                            return Found::Failed(error);
+                        }
+                        Shared::Failed(None) => {
                             failures += 1;
                             if failures < MAX_HANDOVERS {
                                 continue;
@@ -179,6 +186,7 @@ impl Engine {
         Duty { leader, stamp, epoch }: Duty,
         body: F,
         copier: Option<Copier<A::Value>>,
+        errors: Option<ErrorShare<R>>,
     ) -> R
     where
         A: Adapter<R>,
@@ -207,8 +215,9 @@ impl Engine {
             self.written(target, envelope, epoch).await;
         }
         if let Some(leader) = leader {
-            // The waiters get the value even if it was not stored.
-            leader.finish(envelope.map(|envelope| envelope.bytes));
+            // The waiters get the value even if it was not stored; or else the error.
+            let error = errors.and_then(|errors| errors.keep(&result));
+            leader.finish_or_fail(envelope.map(|envelope| envelope.bytes), error);
         }
         if let Some(lease) = lease {
             self.release(lease).await;

@@ -6,7 +6,9 @@
 //! `Result<Vec<T>, E>`, `Option<T>`, `Vec<T>`), then `&Outcome<R>` (any `Result<T, E>`), then
 //! `Outcome<R>` (anything else), and stops at the first that applies.
 
+use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -136,6 +138,72 @@ impl<R, K> Success<R> for PlainAdapter<R, K> {
     }
 }
 
+/// An error shared with the callers that waited for the query that returned it.
+pub type SharedError = Arc<dyn Any + Send + Sync>;
+
+/// How the error of a failed result is handed to the callers that waited for its query (one
+/// run per failure, not one per waiter): for a `Result<T, E>` whose `E` is `Clone + Send + Sync`,
+/// found at compile time (`share::*`).
+pub struct ErrorShare<R> {
+    keep: fn(&R) -> Option<SharedError>,
+    give: fn(&(dyn Any + Send + Sync)) -> Option<R>,
+}
+
+impl<R> Clone for ErrorShare<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for ErrorShare<R> {}
+
+impl<R> ErrorShare<R> {
+    /// The error of `result`, if it failed.
+    pub(crate) fn keep(&self, result: &R) -> Option<SharedError> {
+        (self.keep)(result)
+    }
+
+    /// A result holding a copy of `error` (`None` if it is another function's type).
+    pub(crate) fn give(&self, error: &SharedError) -> Option<R> {
+        (self.give)(&**error)
+    }
+}
+
+fn keep_error<T, E: Clone + Send + Sync + 'static>(result: &Result<T, E>) -> Option<SharedError> {
+    result.as_ref().err().map(|err| Arc::new(err.clone()) as SharedError)
+}
+
+fn give_error<T, E: Clone + Send + Sync + 'static>(error: &(dyn Any + Send + Sync)) -> Option<Result<T, E>> {
+    error.downcast_ref::<E>().map(|err| Err(err.clone()))
+}
+
+/// Whether errors are shared, imported with a glob by the generated code:
+/// `(&&Outcome::<R>::NEW).__cq_errors()` finds `__CqSharesErrors` for a `Result` with a `Clone`
+/// error at the receiver as it is, `__CqKeepsErrors` (none) for anything else one `&` down.
+pub mod share {
+    use super::{ErrorShare, Outcome, give_error, keep_error};
+
+    pub trait __CqSharesErrors<R> {
+        fn __cq_errors(self) -> Option<ErrorShare<R>>;
+    }
+
+    impl<T, E: Clone + Send + Sync + 'static> __CqSharesErrors<Result<T, E>> for &&Outcome<Result<T, E>> {
+        fn __cq_errors(self) -> Option<ErrorShare<Result<T, E>>> {
+            Some(ErrorShare { keep: keep_error::<T, E>, give: give_error::<T, E> })
+        }
+    }
+
+    pub trait __CqKeepsErrors<R> {
+        fn __cq_errors(self) -> Option<ErrorShare<R>>;
+    }
+
+    impl<R> __CqKeepsErrors<R> for &Outcome<R> {
+        fn __cq_errors(self) -> Option<ErrorShare<R>> {
+            None
+        }
+    }
+}
+
 /// The receiver of the selection (see the module docs).
 pub struct Outcome<R>(Marker<R>);
 
@@ -213,5 +281,34 @@ pub mod select {
         fn __cq_adapter(self) -> Self::Adapter {
             PlainAdapter(PhantomData)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+    use super::share::*;
+
+    #[derive(Debug)]
+    struct NotClone;
+
+    /// As the macro writes it.
+    macro_rules! errors {
+        ($r:ty) => {{
+            let outcome = &&Outcome::<$r>::NEW;
+            outcome.__cq_errors()
+        }};
+    }
+
+    #[test]
+    fn errors_are_shared_when_they_can_be_copied() {
+        let shared = errors!(Result<i64, String>).unwrap();
+        let error = shared.keep(&Err("down".to_owned())).unwrap();
+        assert_eq!(shared.give(&error), Some(Err("down".to_owned())));
+        assert!(shared.keep(&Ok(1)).is_none(), "a success is not an error");
+        assert!(errors!(Result<i64, NotClone>).is_none());
+        assert!(errors!(Vec<i64>).is_none());
+        let other = errors!(Result<i64, u32>).unwrap();
+        assert_eq!(other.give(&error), None, "another function's error type");
     }
 }

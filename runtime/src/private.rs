@@ -15,7 +15,8 @@ use crate::entry::Policy;
 use crate::key::KeyHasher;
 use crate::keyspace::Target;
 use crate::lookup::Found;
-pub use crate::outcome::{Adapter, Outcome, select, succeeded};
+use crate::outcome::SharedError;
+pub use crate::outcome::{Adapter, ErrorShare, Outcome, select, share, succeeded};
 pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 
 /// How tag templates render their placeholders.
@@ -286,7 +287,13 @@ impl Call {
     /// Cache-aside: the cached value, or the body's result (stored when it is cacheable).
     /// `copier` is how the value type is copied out of kept decodes, if it can be (see
     /// [`copy`](crate::__private::copy)).
-    pub async fn run<R, A, F>(self, _adapter: A, copier: Option<Copier<A::Value>>, body: F) -> R
+    pub async fn run<R, A, F>(
+        self,
+        _adapter: A,
+        copier: Option<Copier<A::Value>>,
+        errors: Option<ErrorShare<R>>,
+        body: F,
+    ) -> R
     where
         A: Adapter<R>,
         F: Future<Output = R>,
@@ -301,15 +308,22 @@ impl Call {
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
             Found::Compute(duty) => {
-                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier).await
+                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier, errors).await
             }
+            Found::Failed(error) => shared_error(errors, &error, body).await,
         }
     }
 
     /// As [`run`](Call::run), for functions with `stale` or `early`: their body owns what it
     /// uses, so that it can refresh the entry in the background after the caller got its
     /// (stale) value.
-    pub async fn run_refreshable<R, A, F>(self, _adapter: A, copier: Option<Copier<A::Value>>, body: F) -> R
+    pub async fn run_refreshable<R, A, F>(
+        self,
+        _adapter: A,
+        copier: Option<Copier<A::Value>>,
+        errors: Option<ErrorShare<R>>,
+        body: F,
+    ) -> R
     where
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
@@ -330,8 +344,9 @@ impl Call {
                 A::wrap(value)
             }
             Found::Compute(duty) => {
-                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier).await
+                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier, errors).await
             }
+            Found::Failed(error) => shared_error(errors, &error, body).await,
         }
     }
 
@@ -352,6 +367,19 @@ impl Call {
             (Some(cache), Some(target)) => cache.invalidate(target.key()).await,
             _ => Ok(()),
         }
+    }
+}
+
+/// The error of the query a caller waited for, as its own result; its own query's, should the
+/// error be of another type (a `name` shared by functions of different types).
+async fn shared_error<R, F: Future<Output = R>>(
+    errors: Option<ErrorShare<R>>,
+    error: &SharedError,
+    body: F,
+) -> R {
+    match errors.and_then(|errors| errors.give(error)) {
+        Some(result) => result,
+        None => body.await,
     }
 }
 

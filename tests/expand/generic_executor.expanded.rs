@@ -23,10 +23,15 @@ where
         use ::cached_query::__private::copy::*;
         (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
     };
+    let __cq_errors = {
+        use ::cached_query::__private::share::*;
+        (&&::cached_query::__private::Outcome::<Vec<String>>::NEW).__cq_errors()
+    };
     __cq_call
         .run(
             __cq_adapter,
             __cq_copier,
+            __cq_errors,
             async move {
                 let _ = request_id;
                 sqlx::query_scalar("SELECT name FROM users ORDER BY score DESC LIMIT $1")

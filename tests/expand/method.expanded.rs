@@ -32,10 +32,16 @@ impl Repo {
             use ::cached_query::__private::copy::*;
             (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
         };
+        let __cq_errors = {
+            use ::cached_query::__private::share::*;
+            (&&::cached_query::__private::Outcome::<Result<i64, sqlx::Error>>::NEW)
+                .__cq_errors()
+        };
         __cq_call
             .run(
                 __cq_adapter,
                 __cq_copier,
+                __cq_errors,
                 async move {
                     sqlx::query_scalar(
                             "SELECT count(*) FROM users WHERE seen > now() - make_interval(days => $1)",

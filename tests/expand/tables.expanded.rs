@@ -44,10 +44,16 @@ async fn team_names(pool: &PgPool, team: i64) -> Result<Vec<String>, sqlx::Error
         use ::cached_query::__private::copy::*;
         (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
     };
+    let __cq_errors = {
+        use ::cached_query::__private::share::*;
+        (&&::cached_query::__private::Outcome::<Result<Vec<String>, sqlx::Error>>::NEW)
+            .__cq_errors()
+    };
     __cq_call
         .run(
             __cq_adapter,
             __cq_copier,
+            __cq_errors,
             async move {
                 sqlx::query_scalar(
                         "SELECT u.name FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.team_id = $1",

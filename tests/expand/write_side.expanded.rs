@@ -42,10 +42,18 @@ pub async fn user_name(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::E
         use ::cached_query::__private::copy::*;
         (&::cached_query::__private::probe(&__cq_adapter)).__cq_copier()
     };
+    let __cq_errors = {
+        use ::cached_query::__private::share::*;
+        (&&::cached_query::__private::Outcome::<
+            Result<Option<String>, sqlx::Error>,
+        >::NEW)
+            .__cq_errors()
+    };
     __cq_call
         .run(
             __cq_adapter,
             __cq_copier,
+            __cq_errors,
             async move {
                 sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
                     .bind(id)

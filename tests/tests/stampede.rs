@@ -35,11 +35,27 @@ impl Probe {
     }
 }
 
+/// An error that cannot be copied (as `sqlx::Error`): the waiters of a failed query are not
+/// given it.
+#[derive(Debug, PartialEq)]
+struct Failure(String);
+
 /// `n * 10` after `sleep` seconds in Postgres; fails while `probe.fail` is set, and on the
 /// first execution if `fail_first`.
 #[cached_query(ttl = 60, cache = cache, skip(cache, probe, sleep, fail_first))]
 async fn slow(
     cache: &QueryCache,
+    pool: &PgPool,
+    probe: &Probe,
+    sleep: f64,
+    fail_first: bool,
+    n: i64,
+) -> Result<i64, Failure> {
+    slow_shared(pool, probe, sleep, fail_first, n).await.map_err(Failure)
+}
+
+/// `slow` uncached, with an error that can be copied (`String`).
+async fn slow_shared(
     pool: &PgPool,
     probe: &Probe,
     sleep: f64,
@@ -57,6 +73,17 @@ async fn slow(
     if (fail_first && nth == 0) || probe.fail.load(SeqCst) { Err(format!("failure #{nth}")) } else { result }
 }
 
+#[cached_query(ttl = 60, cache = cache, skip(cache, probe, sleep))]
+async fn slow_cloneable_error(
+    cache: &QueryCache,
+    pool: &PgPool,
+    probe: &Probe,
+    sleep: f64,
+    n: i64,
+) -> Result<i64, String> {
+    slow_shared(pool, probe, sleep, false, n).await
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
@@ -70,7 +97,7 @@ async fn concurrently(
     callers: usize,
     (pool, cache, probe): (&PgPool, &QueryCache, &Arc<Probe>),
     (sleep, fail_first, n): (f64, bool, i64),
-) -> Vec<Result<i64, String>> {
+) -> Vec<Result<i64, Failure>> {
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
             let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
@@ -117,6 +144,25 @@ async fn callers_do_not_queue_behind_repeated_failures() {
     assert!(results.iter().all(Result::is_err), "{results:?}");
     assert_eq!(probe.calls(), 8, "each caller saw its own failure");
     assert!(probe.max_running.load(SeqCst) > 1, "after two failures in turn, they ran side by side");
+    assert_eq!(cache.in_flight(), 0);
+}
+
+/// A failing query whose error can be copied runs once for all its callers: they get its
+/// error (before, 20 callers ran it 18 times against a database that was already failing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_of_a_failing_query_share_its_error_when_it_can_be_copied() {
+    let (pool, cache, probe) = (pg().await, redis_cache("shared_error").await, Arc::new(Probe::default()));
+    probe.fail.store(true, SeqCst);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (pool, cache, probe) = (pool.clone(), cache.clone(), probe.clone());
+            tokio::spawn(async move { slow_cloneable_error(&cache, &pool, &probe, 0.5, 6).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Err("failure #0".to_owned()));
+    }
+    assert_eq!(probe.calls(), 1, "one run for one failure");
     assert_eq!(cache.in_flight(), 0);
 }
 
