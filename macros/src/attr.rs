@@ -94,6 +94,12 @@ pub const OPTIONS: &[Opt] = &[
         "Tags for `invalidate_tags` and `#[cache_invalidate]`; `{param}` is the parameter's `Display` (`Option`: its value, `None` as nothing).",
     ),
     opt("none_ttl", "none_ttl = <seconds>", Taken::No, "The TTL of empty results (`None`, an empty `Vec`)."),
+    opt(
+        "verify",
+        "verify = <probability>",
+        Taken::No,
+        "Shadow verification: that share of hits runs the query again in the background and reports a stale entry (`verify`: the cache's).",
+    ),
     opt("cache_none", "cache_none = <bool>", Taken::No, "`false`: empty results are never stored."),
     opt(
         "reuse",
@@ -164,9 +170,11 @@ pub struct CachedQueryArgs {
     pub jitter: Option<f64>,
     /// Probabilistic early refresh.
     pub early: bool,
+    /// `verify = p` (`Some(Some(p))`) or bare `verify` (`Some(None)`: the cache's).
+    pub verify: Option<Option<f64>>,
     /// Take a Redis lease before running the query on a miss.
     pub lock: Option<bool>,
-    /// The `stale`/`early` option, when given: such functions run their query in the
+    /// The `stale`/`early`/`verify` option, when given: such functions run their query in the
     /// background, which limits their parameters (see `params::check_refreshable`).
     pub refresh: Option<Ident>,
     /// Tag templates (`tags = ["users", "user:{id}"]`).
@@ -291,6 +299,32 @@ impl CachedQueryArgs {
                     self.refresh = meta.path.get_ident().cloned();
                 }
             }
+            "verify" => {
+                // Bare `verify`: the cache's probability (`.verify(p)` on the builder).
+                if meta.input.peek(Token![=]) {
+                    let lit: Lit = meta.value()?.parse()?;
+                    let probability = match &lit {
+                        Lit::Float(f) => f.base10_parse::<f64>().ok(),
+                        Lit::Int(i) => i.base10_parse::<u8>().ok().filter(|v| *v <= 1).map(f64::from),
+                        _ => None,
+                    };
+                    match probability.filter(|p| (0.0..=1.0).contains(p)) {
+                        Some(p) => self.verify = Some(Some(p)),
+                        None => {
+                            return Err(syn::Error::new_spanned(
+                                &lit,
+                                "`verify` is the share of hits verified, in [0, 1]: e.g. `verify = 0.01` for 1 % \
+                                 (or `verify` alone for the cache's, `.verify(p)` on the builder)",
+                            ));
+                        }
+                    }
+                } else {
+                    self.verify = Some(None);
+                }
+                if self.refresh.is_none() {
+                    self.refresh = meta.path.get_ident().cloned();
+                }
+            }
             "lock" => self.lock = Some(meta.value()?.parse::<LitBool>()?.value),
             "tags" => {
                 let value = meta.value()?;
@@ -407,6 +441,7 @@ mod tests {
                 .replace("<path>", "cq")
                 .replace("<bool>", "true")
                 .replace("<fraction>", "0.1")
+                .replace("<probability>", "0.01")
                 .replace(", ...", "");
             let mut errors = None;
             CachedQueryArgs::parse(example.parse().unwrap(), Attribute::CachedQuery, &mut errors);

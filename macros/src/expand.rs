@@ -488,9 +488,12 @@ impl Gen<'_> {
         let lock = a.lock.map(|lock| quote!(.lock(#lock)));
         let none_ttl = a.none_ttl.map(|secs| quote!(.none_ttl(#secs)));
         let cache_none = (a.cache_none == Some(false)).then(|| quote!(.cache_none(false)));
+        // Bare `verify` only asks for a body that can run in the background: the cache's
+        // probability applies, as it does with `stale` and `early`.
+        let verify = a.verify.flatten().map(|p| quote!(.verify(#p)));
         let tables = self.tables;
         let tables = (!tables.is_empty()).then(|| quote!(.tables(&[#(#tables),*])));
-        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none #tables)
+        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none #verify #tables)
     }
 
     /// The function's generics, less those no key parameter mentions (an executor's `E`,

@@ -171,9 +171,12 @@ fn unwrapped(ty: &Type) -> &Type {
 /// `&[&str]`) are not.
 pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
     let mut errors = None;
+    let does = match option.to_string().as_str() {
+        "verify" => "runs the query again in the background",
+        _ => "refreshes entries in the background",
+    };
     let why = format!(
-        "`{option}` refreshes entries in the background, after the caller has its answer, so the \
-         query cannot borrow from the caller"
+        "`{option}` {does}, after the caller has its answer, so the query cannot borrow from the caller"
     );
     let executors = executor_generics(sig);
     let owned = "take an owned value or a shared reference (`&PgPool` is fine: it is cloned)";

@@ -114,6 +114,17 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Shadow verification: the share of hits (in [0, 1], default 0: off) after which the query
+    /// runs again in the background and its result is compared with the value served. A
+    /// difference that no invalidation explains is counted (`stats().stale_detected`), logged at
+    /// `warn` and invalidated: how a missing invalidation shows in production. Applies to the
+    /// functions whose body can run in the background: those with `verify`, `stale` or `early`
+    /// (a function's `verify = p` overrides it). See docs/guarantees.md.
+    pub fn verify(mut self, probability: f64) -> Self {
+        self.settings.verify = probability;
+        self
+    }
+
     /// Whether functions take a Redis lease before running their query on a miss, so that one
     /// process runs it while the others wait for its result (default `false`; a function's
     /// `lock = ...` overrides it).
@@ -266,6 +277,8 @@ impl QueryCacheBuilder {
             Some("the timeout must be greater than zero")
         } else if !(0.0..1.0).contains(&s.jitter) {
             Some("the jitter must be a fraction in [0, 1)")
+        } else if !(0.0..=1.0).contains(&s.verify) {
+            Some("`verify` must be a probability in [0, 1]")
         } else if s.lock_lease.is_zero() {
             Some("the lock lease must be greater than zero")
         } else if matches!(self.backend, Some(Backend::Cluster(_))) && s.prefix.contains(['{', '}']) {

@@ -77,6 +77,11 @@ async fn swr_no_fail_safe(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i6
     db.query(id).await
 }
 
+#[cached_query(name = "verified", ttl = 60, verify = 1.0, cache = cache, skip(cache, db))]
+async fn verified(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
 /// A cache on a scripted store that answers everything, with a 50 ms timeout.
 fn scripted_cache() -> QueryCache {
     let settings = Settings { timeout: Duration::from_millis(50), ..Settings::default() };
@@ -297,4 +302,35 @@ async fn a_write_that_is_never_answered_still_returns_the_value() {
     assert_eq!(read(&cache, &db, 1).await, Ok(7001));
     assert_eq!(started.elapsed(), Duration::from_millis(50), "the timeout, exactly");
     assert_eq!((cache.stats().errors, cache.stats().writes), (1, 0), "{:?}", cache.stats());
+}
+
+/// A change the cache was not told about is found by the next verified hit, and goes.
+#[tokio::test(start_paused = true)]
+async fn verify_finds_a_missing_invalidation() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(1001));
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(1001), "a hit, verified: the same value");
+    until(|| db.runs() == 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cache.stats().stale_detected, 0);
+
+    db.value.store(2, SeqCst); // and no invalidation
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(1001), "served at once, stale");
+    until(|| cache.stats().stale_detected == 1).await;
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(2001), "the stale entry was invalidated");
+}
+
+/// A difference that an invalidation explains (a write's, arriving within the grace period)
+/// is not reported.
+#[tokio::test(start_paused = true)]
+async fn verify_does_not_report_a_change_whose_invalidation_arrives() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(1001));
+    db.value.store(2, SeqCst);
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(1001));
+    until(|| db.runs() == 2).await; // the verifying query read the new value
+    verified_invalidate(&cache, 1).await.unwrap(); // the write's invalidation, a moment late
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cache.stats().stale_detected, 0);
+    assert_eq!(verified(&cache, db.clone(), 1).await, Ok(2001));
 }

@@ -44,6 +44,8 @@ pub(crate) struct Policy {
     pub cache_none: bool,
     /// Whether the query can be run in the background (its future is `'static`).
     pub refreshable: bool,
+    /// The share of hits verified in the background (see `verify`); 0 unless refreshable.
+    pub verify: f64,
 }
 
 /// An envelope ready to be stored and shared: the entry's bytes, how long to keep it, and
@@ -167,6 +169,7 @@ mod tests {
             none_ttl: None,
             cache_none: true,
             refreshable: false,
+            verify: 0.0,
         };
         for _ in 0..20 {
             let envelope =

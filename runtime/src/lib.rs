@@ -72,6 +72,7 @@ mod streak;
 mod tag_value;
 mod tagged;
 mod unkeyed;
+mod verify;
 mod warn;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod watch;
@@ -149,6 +150,14 @@ pub use sqlx;
 ///   differ only by it would share one entry.
 /// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`, also inside
 ///   `Ok`), usually shorter than `ttl`.
+/// - `verify = <probability>`: shadow verification: after that share of hits (e.g. `0.01`), the
+///   query runs again in the background, once the caller has its answer, and its value is
+///   compared with the one served; a difference that no invalidation explains (within a grace
+///   period of 0.5 s) is counted in `stats().stale_detected`, logged at `warn` with the
+///   function, key and age, and the entry is invalidated: how a missing invalidation shows.
+///   Bare `verify` uses the cache's rate (`.verify(p)` on the builder, which also applies to
+///   functions with `stale` or `early`). The body must be able to run in the background, as
+///   with `stale`; its result must depend on the database alone (no `now()`, an `ORDER BY`).
 /// - `cache_none = <bool>`: `false` never stores empty results.
 /// - `reuse = <bool>`: `false` decodes every hit, never clones a value kept from an earlier
 ///   decode (for types whose `Clone` shares mutable state); default `true`; the cache's

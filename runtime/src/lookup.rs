@@ -41,9 +41,9 @@ use crate::stored::{Read, Stamp};
 
 /// What `find` found.
 pub(crate) enum Found<V> {
-    /// A value to return; `refresh` asks for a background refresh of it, with the freshness
-    /// it had (a refresh that finds another one landed will skip).
-    Value { value: V, refresh: Option<u64> },
+    /// A value to return, with its entry's metadata; `refresh` asks for a background refresh
+    /// of it, with the freshness it had (a refresh that finds another one landed will skip).
+    Value { value: V, meta: Meta, refresh: Option<u64> },
     /// Nothing usable: the caller runs the query.
     Compute(Duty),
     /// The query this caller waited for failed with this error (see `outcome::ErrorShare`).
@@ -81,7 +81,7 @@ impl Engine {
             Stats::count(&stats.hits);
             Stats::count(&stats.local_hits);
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
-            return Found::Value { value, refresh };
+            return Found::Value { value, meta, refresh };
         }
         let stamp = match self.read(target, copier).await {
             Read::Valid { value, meta, bytes } => {
@@ -135,7 +135,7 @@ impl Engine {
                     {
                         Stats::count(&stats.hits);
                         Stats::count(&stats.coalesced);
-                        return Found::Value { value, refresh: None };
+                        return Found::Value { value, meta, refresh: None };
                     }
                 }
                 Role::Leader(leader) => {
@@ -145,7 +145,7 @@ impl Engine {
                         Read::Valid { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
                             leader.finish(Some(bytes.into()));
                             Stats::count(&stats.hits);
-                            Found::Value { value, refresh: None }
+                            Found::Value { value, meta, refresh: None }
                         }
                         Read::Valid { meta, .. } => {
                             Stats::count(&stats.misses);
@@ -175,7 +175,7 @@ impl Engine {
         }
         let refresh =
             (stale || (policy.early && early_refresh_due(now, meta))).then_some(meta.fresh_until_ms);
-        Ok(Found::Value { value, refresh })
+        Ok(Found::Value { value, meta, refresh })
     }
 
     /// Step 3: runs the query for a missing entry, stores and shares its result.

@@ -47,6 +47,8 @@ pub struct Spec {
     lock: Option<bool>,
     none_ttl: Option<Duration>,
     cache_none: bool,
+    /// `verify = p`: the share of hits verified, if not the cache's.
+    verify: Option<f64>,
     /// The tables the entry depends on (`tables = ...`), normalised by the macro.
     tables: &'static [&'static str],
     /// `{name}:v{version}:`, computed on first use.
@@ -66,6 +68,7 @@ impl Spec {
             lock: None,
             none_ttl: None,
             cache_none: true,
+            verify: None,
             tables: &[],
             head: OnceLock::new(),
         }
@@ -101,6 +104,11 @@ impl Spec {
         self
     }
 
+    pub const fn verify(mut self, probability: f64) -> Self {
+        self.verify = Some(probability);
+        self
+    }
+
     pub const fn tables(mut self, tables: &'static [&'static str]) -> Self {
         self.tables = tables;
         self
@@ -124,6 +132,10 @@ impl Spec {
             none_ttl: self.none_ttl,
             cache_none: self.cache_none,
             refreshable,
+            verify: match refreshable {
+                true => self.verify.unwrap_or(settings.verify),
+                false => 0.0,
+            },
         }
     }
 
@@ -337,9 +349,12 @@ impl Call {
         }
         let policy = self.spec.policy(cache, true);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
-            Found::Value { value, refresh } => {
+            Found::Value { value, meta, refresh } => {
+                let engine = cache.engine();
                 if let Some(seen_fresh_until) = refresh {
-                    cache.engine().spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
+                    engine.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
+                } else if engine.verify_due(&policy) {
+                    engine.spawn_verify::<R, A, F>(target, &policy, self.spec.name(), &value, meta, body);
                 }
                 A::wrap(value)
             }

@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub reuse_decoded: u64,
     /// The schema of unqualified table names.
     pub default_schema: String,
+    /// The share of hits verified in the background (see `verify`).
+    pub verify: f64,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             client_tracking: true,
             reuse_decoded: 32 << 20,
             default_schema: "public".to_owned(),
+            verify: 0.0,
         }
     }
 }

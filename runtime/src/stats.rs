@@ -46,6 +46,9 @@ pub struct CacheStats {
     /// Calls that ran their query without looking at the cache, because the database's change
     /// feed of a table they depend on was down (see `watch_postgres`).
     pub bypassed: u64,
+    /// Verified hits (`verify`) whose value differed from the database's with no invalidation
+    /// to explain it: a missing invalidation (each also logged and invalidated).
+    pub stale_detected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +69,7 @@ pub(crate) struct Stats {
     pub local_hits: AtomicU64,
     pub reused_decodes: AtomicU64,
     pub bypassed: AtomicU64,
+    pub stale_detected: AtomicU64,
 }
 
 impl Stats {
@@ -92,6 +96,7 @@ impl Stats {
             local_hits: self.local_hits.load(Relaxed),
             reused_decodes: self.reused_decodes.load(Relaxed),
             bypassed: self.bypassed.load(Relaxed),
+            stale_detected: self.stale_detected.load(Relaxed),
         }
     }
 }
