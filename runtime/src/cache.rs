@@ -51,6 +51,14 @@ impl QueryCache {
         QueryCache::new(Store::Memory(MemoryStore::new(max_entries)), Settings::default())
     }
 
+    /// A cache that caches nothing: every cached function called with it runs its query, and
+    /// `#[cache_invalidate]` has nothing to do. For turning caching off by configuration, and
+    /// for comparing a service's responses with and without its cache.
+    pub fn passthrough() -> QueryCache {
+        let settings = Settings { passthrough: true, ..Settings::default() };
+        QueryCache::new(Store::Memory(MemoryStore::new(1)), settings)
+    }
+
     pub(crate) fn new(store: Store, settings: Settings) -> Self {
         QueryCache { engine: Engine::new(store, settings) }
     }

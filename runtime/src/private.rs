@@ -195,11 +195,12 @@ impl Handle {
     }
 
     fn get(&self) -> Option<&QueryCache> {
-        match self {
+        let cache = match self {
             Handle::Given(cache) => Some(cache),
             Handle::Installed(cache) => cache.as_ref(),
             Handle::Bypass => None,
-        }
+        };
+        cache.filter(|cache| !cache.engine().settings.passthrough)
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub default_schema: String,
     /// The share of hits verified in the background (see `verify`).
     pub verify: f64,
+    /// Caches nothing: every call runs its query (`QueryCache::passthrough`).
+    pub passthrough: bool,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             reuse_decoded: 32 << 20,
             default_schema: "public".to_owned(),
             verify: 0.0,
+            passthrough: false,
         }
     }
 }

@@ -83,3 +83,21 @@ async fn per_viewer_entries_and_their_tags() {
     }
     assert_eq!(runs.load(SeqCst), 5);
 }
+
+/// `QueryCache::passthrough()`, the uncached instance a service is compared with: every call
+/// runs its query, and invalidating does nothing (and does not fail).
+#[tokio::test]
+async fn a_passthrough_cache_caches_nothing() {
+    let (cache, runs) = (QueryCache::passthrough(), AtomicUsize::new(0));
+    for _ in 0..3 {
+        favorited(&cache, &runs, Some(1), 1).await;
+    }
+    assert_eq!(runs.load(SeqCst), 3);
+    let state = AppState { cache: cache.clone(), runs: Arc::default() };
+    edit(Extension(state.clone()), Path("a".to_owned())).await.unwrap();
+    article(Extension(state.clone()), Path("a".to_owned())).await.unwrap();
+    article(Extension(state.clone()), Path("a".to_owned())).await.unwrap();
+    assert_eq!(state.runs.load(SeqCst), 2);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.writes, stats.invalidations), (0, 0, 0, 0), "{stats:?}");
+}
