@@ -334,3 +334,31 @@ async fn verify_does_not_report_a_change_whose_invalidation_arrives() {
     assert_eq!(cache.stats().stale_detected, 0);
     assert_eq!(verified(&cache, db.clone(), 1).await, Ok(2001));
 }
+
+/// Whether a row exists, as the query's start saw it: `Err` when it did not.
+#[cached_query(name = "found", ttl = 60, cache = cache, skip(cache, db))]
+async fn found(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
+    let seen = db.value.load(SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match seen {
+        0 => Err("not found".to_owned()),
+        value => Ok(value * 1000 + id),
+    }
+}
+
+/// A shared error is taken on the terms of a value: a caller that began after an invalidation
+/// returned does not get the error of a query that began before it.
+#[tokio::test(start_paused = true)]
+async fn a_shared_error_is_not_given_to_a_caller_that_began_after_an_invalidation() {
+    let (cache, db) = (scripted_cache(), Db::new(0, 0));
+    let leader = tokio::spawn({
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { found(&cache, db, 1).await }
+    });
+    until(|| cache.in_flight() == 1).await;
+    db.value.store(5, SeqCst); // the row is written...
+    found_invalidate(&cache, 1).await.unwrap(); // ...and invalidated
+    let late = found(&cache, db.clone(), 1).await;
+    assert_eq!(leader.await.unwrap(), Err("not found".to_owned()));
+    assert_eq!(late, Ok(5001), "the late caller ran its own query");
+}

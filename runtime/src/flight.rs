@@ -29,10 +29,20 @@ pub(crate) enum LeaderState {
     /// The entry's bytes (an envelope, see `codec`), and the leader's ticket.
     Done(Arc<[u8]>, u64),
     /// No value to share (the query failed, or its result is not cacheable): its error, if it
-    /// can be shared; otherwise ask again.
-    Failed(Option<SharedError>),
+    /// can be shared, with what the query was computed under (see `LeaderError`); otherwise
+    /// ask again.
+    Failed(Option<LeaderError>),
     /// The leader's future was dropped: ask again.
     Abandoned,
+}
+
+/// A failed query's error, with the counters' stamp its leader read before the query (if it
+/// could) and its ticket: a waiter takes it only on the terms it takes a value (see `lookup`).
+#[derive(Clone)]
+pub(crate) struct LeaderError {
+    pub error: SharedError,
+    pub stamp: Option<u64>,
+    pub ticket: u64,
 }
 
 /// What a waiter gets.
@@ -40,7 +50,7 @@ pub(crate) enum Shared {
     /// The entry's bytes and the leader's ticket.
     Done(Arc<[u8]>, u64),
     /// The leader's query failed: with its error, if it can be shared.
-    Failed(Option<SharedError>),
+    Failed(Option<LeaderError>),
     /// The leader's future was dropped.
     Abandoned,
 }
@@ -100,12 +110,19 @@ pub(crate) struct Leader {
 impl Leader {
     /// Hands `bytes` (or nothing) to the waiters and leaves the flight.
     pub fn finish(self, bytes: Option<Arc<[u8]>>) {
-        self.finish_or_fail(bytes, None);
+        self.finish_or_fail(bytes, None, None);
     }
 
-    /// Hands `bytes` to the waiters, or else `error` (or nothing), and leaves the flight.
-    pub fn finish_or_fail(mut self, bytes: Option<Arc<[u8]>>, error: Option<SharedError>) {
+    /// Hands `bytes` to the waiters, or else `error` (computed under `stamp`), and leaves the
+    /// flight.
+    pub fn finish_or_fail(
+        mut self,
+        bytes: Option<Arc<[u8]>>,
+        error: Option<SharedError>,
+        stamp: Option<u64>,
+    ) {
         let ticket = self.ticket;
+        let error = error.map(|error| LeaderError { error, stamp, ticket });
         self.publish(bytes.map_or(LeaderState::Failed(error), |bytes| LeaderState::Done(bytes, ticket)));
     }
 

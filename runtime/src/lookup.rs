@@ -116,12 +116,16 @@ impl Engine {
                         Shared::Abandoned => continue,
                         // One waiter runs a failed query again; if that fails too, each caller
                         // runs its own rather than wait for as many failures as callers.
-                        Shared::Failed(Some(error)) => {
+                        // An error, on the terms of a value (below): not one of a query that
+                        // began before an invalidation that returned before this call began.
+                        Shared::Failed(Some(failed))
+                            if (stamp.is_some() && stamp == failed.stamp) || failed.ticket > first_ticket =>
+                        {
                             Stats::count(&stats.misses);
                             Stats::count(&stats.coalesced);
-                            return Found::Failed(error);
+                            return Found::Failed(failed.error);
                         }
-                        Shared::Failed(None) => {
+                        Shared::Failed(_) => {
                             failures += 1;
                             if failures < MAX_HANDOVERS {
                                 continue;
@@ -217,7 +221,7 @@ impl Engine {
         if let Some(leader) = leader {
             // The waiters get the value even if it was not stored; or else the error.
             let error = errors.and_then(|errors| errors.keep(&result));
-            leader.finish_or_fail(envelope.map(|envelope| envelope.bytes), error);
+            leader.finish_or_fail(envelope.map(|envelope| envelope.bytes), error, stamp);
         }
         if let Some(lease) = lease {
             self.release(lease).await;
