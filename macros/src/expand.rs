@@ -12,7 +12,8 @@ use syn::{
 
 use crate::attr::{self, CachedQueryArgs, push};
 use crate::params::{
-    Lent, Param, bindings, check_refreshable, has_transaction, lent, mentions, named_executors, params,
+    Lent, Param, bindings, borrows, check_refreshable, has_transaction, lent, mentions, named_executors,
+    params,
 };
 use crate::tables::Access;
 use crate::tags;
@@ -267,9 +268,13 @@ impl Gen<'_> {
         let call = self.call(true);
         let adapter = adapter(ret, p);
         let copier = copier(self.args, ret, p);
-        // Whether a failed query's error is handed to its waiters (a `Clone` error type).
-        let errors = quote_spanned! {ret.span()=>
-            { use #p::share::*; (&&#p::Outcome::<#ret>::NEW).__cq_errors() }
+        // Whether a failed query's error is handed to its waiters (a `Clone` error type). Not
+        // for a type that borrows: the selection ignores lifetimes, and would ask `'static`.
+        let errors = match borrows(ret) {
+            true => quote!(::core::option::Option::None),
+            false => quote_spanned! {ret.span()=>
+                { use #p::share::*; (&&#p::Outcome::<#ret>::NEW).__cq_errors() }
+            },
         };
         // Spanned at the return type: that is where a value that cannot be cached is reported.
         let run = match &self.args.refresh {
@@ -394,9 +399,9 @@ impl Gen<'_> {
                 declared.push(k.declared);
             }
         }
-        let patterns = declared.iter().any(|d| !matches!(&*d.pat, Pat::Ident(_)));
+        let patterns = declared.iter().any(|d| !matches!(&*d.pat, Pat::Ident(p) if p.subpat.is_none()));
         let params = declared.iter().map(|d| match &*d.pat {
-            Pat::Ident(pat) => {
+            Pat::Ident(pat) if pat.subpat.is_none() => {
                 let (ident, ty) = (&pat.ident, &d.ty);
                 quote!(#ident: #ty)
             }

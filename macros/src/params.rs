@@ -88,22 +88,52 @@ fn pattern_bindings<'a>(pat: &'a Pat, found: &mut Vec<&'a Ident>) {
     }
 }
 
+/// A part of a pattern whose bindings the macro cannot see (a macro, tokens it does not parse).
+fn opaque_pattern(pat: &Pat) -> Option<&Pat> {
+    match pat {
+        Pat::Macro(_) | Pat::Verbatim(_) => Some(pat),
+        Pat::Ident(p) => p.subpat.as_ref().and_then(|(_, sub)| opaque_pattern(sub)),
+        Pat::Or(p) => p.cases.iter().find_map(opaque_pattern),
+        Pat::Paren(p) => opaque_pattern(&p.pat),
+        Pat::Reference(p) => opaque_pattern(&p.pat),
+        Pat::Slice(p) => p.elems.iter().find_map(opaque_pattern),
+        Pat::Struct(p) => p.fields.iter().find_map(|field| opaque_pattern(&field.pat)),
+        Pat::Tuple(p) => p.elems.iter().find_map(opaque_pattern),
+        Pat::TupleStruct(p) => p.elems.iter().find_map(opaque_pattern),
+        Pat::Type(p) => opaque_pattern(&p.pat),
+        _ => None,
+    }
+}
+
 /// The names that are part of the key or that the `cache = ...` expression uses, in
 /// declaration order: a parameter with a pattern is keyed by its bindings (a `_` part is one
 /// the body does not read). `<fn>_invalidate` takes the parameters they belong to.
 pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> syn::Result<Vec<Param<'a>>> {
     let executors = executor_generics(sig);
     let mut found = Vec::new();
-    for (ident, arg) in bindings(sig) {
-        if is_executor(&arg.ty, &executors) {
-            continue;
+    let mut errors = None;
+    for input in &sig.inputs {
+        // A macro's bindings are not visible here: the parameter would be left out of the key.
+        if let FnArg::Typed(arg) = input
+            && let Some(opaque) = opaque_pattern(&arg.pat)
+        {
+            crate::attr::push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    opaque,
+                    "#[cached_query] cannot see what this pattern binds, so it cannot key the call by it; \
+                     bind the parameter to a name and destructure it in the body",
+                ),
+            );
         }
-        let in_key = !skip.contains(ident);
+    }
+    for (ident, arg) in bindings(sig) {
+        // An executor is never in the key; the `cache = ...` expression may still use it.
+        let in_key = !skip.contains(ident) && !is_executor(&arg.ty, &executors);
         if in_key || cache.is_some_and(|c| mentions(c.to_token_stream(), ident)) {
             found.push(Param { ident, ty: &arg.ty, declared: arg, in_key });
         }
     }
-    let mut errors = None;
     let bound = bindings(sig);
     for name in skip {
         if !bound.iter().any(|(ident, _)| *ident == name) {
@@ -187,10 +217,14 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
                 Some(("a borrowed `self` receiver", "take `self: Arc<Self>` (or an owned `self`)"))
             }
             FnArg::Receiver(_) => None,
-            FnArg::Typed(arg) if !matches!(&*arg.pat, Pat::Ident(_)) && lent(&arg.ty).is_some() => Some((
-                "a borrowed parameter with a pattern (its copy is lent back under one name)",
-                "bind it to a name and destructure it in the body",
-            )),
+            FnArg::Typed(arg)
+                if !matches!(&*arg.pat, Pat::Ident(p) if p.subpat.is_none()) && lent(&arg.ty).is_some() =>
+            {
+                Some((
+                    "a borrowed parameter with a pattern (its copy is lent back under one name)",
+                    "bind it to a name and destructure it in the body",
+                ))
+            }
             FnArg::Typed(arg) => match &*arg.ty {
                 Type::Reference(r) if r.mutability.is_some() => Some(("a `&mut` parameter", owned)),
                 Type::ImplTrait(_) => Some(("an `impl Trait` parameter", owned)),
@@ -289,7 +323,7 @@ fn type_argument<'a>(p: &'a syn::TypePath, names: &[&str]) -> Option<&'a Type> {
 }
 
 /// Whether a type, as written, borrows: a `&` or a lifetime other than `'static` anywhere.
-fn borrows(ty: &Type) -> bool {
+pub fn borrows(ty: &Type) -> bool {
     // `&'static T` and `'static` do not borrow from the caller; any other `&` or lifetime does.
     fn walk(tokens: TokenStream) -> bool {
         let tokens: Vec<TokenTree> = tokens.into_iter().collect();

@@ -11,47 +11,53 @@
 
 /// What changed since the slot `$1` was last read, grouped in Postgres: a row per list of
 /// tables that a change names (`public.bx`, or a `TRUNCATE`'s `public.a, public.b`) with the
-/// position of its last change, and a last row with the ids of the transactions that committed.
-/// Grouped there, a busy table costs one row per read, not one per changed row. (A name without
-/// a `"` anywhere in its row ends at the first `:`; otherwise the pattern reads quotes.)
-pub(crate) const CHANGES: &str = r#"WITH changes AS (
-    SELECT lsn, xid, data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1')
-)
-SELECT head, (max(lsn) - '0/0'::pg_lsn)::int8, NULL::int8[] FROM (
-    SELECT lsn, CASE WHEN strpos(data, '"') = 0 THEN split_part(substr(data, 7), ':', 1)
-                     ELSE substring(data FROM '^table ((?:[^":]|"(?:[^"]|"")*")*):') END AS head
-    FROM changes WHERE data LIKE 'table %'
-) AS changed GROUP BY head
-UNION ALL
-SELECT NULL, NULL, array_agg(xid::text::int8) FROM changes WHERE data LIKE 'COMMIT%'"#;
+/// position of its last change and the ids of the transactions that made them (the decoder
+/// gives committed transactions only). Grouped there, a busy table costs one row per read,
+/// not one per changed row. (A name without a `"` anywhere in its row ends at the first `:`;
+/// otherwise the pattern reads quotes.)
+pub(crate) const CHANGES: &str = r#"SELECT head, (max(lsn) - '0/0'::pg_lsn)::int8, array_agg(DISTINCT xid::text::int8)
+FROM (
+    SELECT lsn, xid, CASE WHEN strpos(data, '"') = 0 THEN split_part(substr(data, 7), ':', 1)
+                          ELSE substring(data FROM '^table ((?:[^":]|"(?:[^"]|"")*")*):') END AS head
+    FROM pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1')
+    WHERE data LIKE 'table %'
+) AS changed GROUP BY head"#;
 
 /// A row of [`CHANGES`].
-pub(crate) type Row = (Option<String>, Option<i64>, Option<Vec<i64>>);
+pub(crate) type Row = (String, i64, Vec<i64>);
 
-/// The committed changes of one read of a slot.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Changes {
-    /// Each changed table (as Postgres quotes it: `public."User"`) once, with the position of
-    /// its last change in the log: the same for every instance that decodes it.
-    pub tables: Vec<(String, i64)>,
-    /// The transactions (32-bit ids, as the decoder gives them) that committed.
+/// A table that committed transactions changed.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Changed {
+    /// As Postgres quotes it: `public."User"`.
+    pub table: String,
+    /// The position of its last change in the log: the same for every instance that decodes it.
+    pub lsn: i64,
+    /// The transactions (32-bit ids, as the decoder gives them) that changed it.
     pub xids: Vec<u32>,
 }
 
-/// [`Changes`] from the rows of [`CHANGES`].
-pub(crate) fn changes(rows: &[Row]) -> Changes {
-    let mut changes = Changes::default();
+/// Each table of the rows of [`CHANGES`] once.
+pub(crate) fn changes(rows: &[Row]) -> Vec<Changed> {
+    let mut changes: Vec<Changed> = Vec::new();
     for (head, lsn, xids) in rows {
-        if let (Some(head), Some(lsn)) = (head, lsn) {
-            for table in changed_tables(&format!("table {head}:")).unwrap_or_default() {
-                match changes.tables.iter_mut().find(|(known, _)| known == table) {
-                    Some((_, last)) => *last = (*last).max(*lsn),
-                    None => changes.tables.push((table.to_owned(), *lsn)),
+        // `xid` is 32 bits; it came through `xid::text::int8`.
+        let xids = xids.iter().map(|xid| *xid as u32);
+        for table in changed_tables(&format!("table {head}:")).unwrap_or_default() {
+            match changes.iter_mut().find(|known| known.table == table) {
+                Some(known) => {
+                    known.lsn = known.lsn.max(*lsn);
+                    for xid in xids.clone() {
+                        if !known.xids.contains(&xid) {
+                            known.xids.push(xid);
+                        }
+                    }
+                }
+                None => {
+                    changes.push(Changed { table: table.to_owned(), lsn: *lsn, xids: xids.clone().collect() })
                 }
             }
         }
-        // `xid` is 32 bits; it came through `xid::text::int8`.
-        changes.xids.extend(xids.iter().flatten().map(|xid| *xid as u32));
     }
     changes
 }
@@ -94,35 +100,34 @@ pub(crate) fn visible(snapshot: &str, xids: impl IntoIterator<Item = u32>) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::{Changes, changes, visible};
+    use super::{Changed, changes, visible};
 
     #[test]
-    fn each_table_once_with_its_last_change() {
-        let table = |head: &str, lsn: i64| (Some(head.to_owned()), Some(lsn), None);
+    fn each_table_once_with_its_last_change_and_transactions() {
+        let row = |head: &str, lsn: i64, xids: &[i64]| (head.to_owned(), lsn, xids.to_vec());
         let rows = vec![
-            table("public.\"User\"", 13),
-            table("public.bx", 20),
-            table("public.\"user\", public.\"a, b: c\"", 13),
-            table("app.\"x\"\"y\"", 16),
-            table("public.\"a, b: c\"", 21),
-            (None, None, Some(vec![7, 9, 8, 10])),
+            row("public.\"User\"", 13, &[7]),
+            row("public.bx", 20, &[7, 9]),
+            row("public.\"user\", public.\"a, b: c\"", 13, &[7]),
+            row("app.\"x\"\"y\"", 16, &[8]),
+            row("public.\"a, b: c\"", 21, &[10, 7]),
         ];
-        let owned =
-            |pairs: &[(&str, i64)]| pairs.iter().map(|(t, l)| ((*t).to_owned(), *l)).collect::<Vec<_>>();
+        let changed = |table: &str, lsn: i64, xids: &[u32]| Changed {
+            table: table.to_owned(),
+            lsn,
+            xids: xids.to_vec(),
+        };
         assert_eq!(
             changes(&rows),
-            Changes {
-                tables: owned(&[
-                    ("public.\"User\"", 13),
-                    ("public.bx", 20),
-                    ("public.\"user\"", 13),
-                    ("public.\"a, b: c\"", 21),
-                    ("app.\"x\"\"y\"", 16),
-                ]),
-                xids: vec![7, 9, 8, 10],
-            }
+            [
+                changed("public.\"User\"", 13, &[7]),
+                changed("public.bx", 20, &[7, 9]),
+                changed("public.\"user\"", 13, &[7]),
+                changed("public.\"a, b: c\"", 21, &[7, 10]),
+                changed("app.\"x\"\"y\"", 16, &[8]),
+            ]
         );
-        assert_eq!(changes(&[(None, None, None)]), Changes::default(), "nothing committed");
+        assert_eq!(changes(&[]), [], "nothing committed");
     }
 
     #[test]

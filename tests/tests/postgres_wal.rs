@@ -261,6 +261,61 @@ async fn a_commit_is_applied_once_it_is_visible() {
     until_eq("new".to_owned(), || async { wal_item(&cache, &pool, &calls, 1).await.unwrap() }).await;
 }
 
+/// The instance that takes the lease over serves nothing from the cache until its own slot and
+/// invalidations are in place: here its slot waits behind a running transaction, and a write
+/// committed meanwhile is seen at once (the query runs), never the value cached before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_reader_serves_nothing_until_its_slot_is_ready() {
+    let (server, pool) = server(&[]).await;
+    let prefix = unique_prefix("wal_takeover");
+    let (first, calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
+    until_a_hit(&first, || wal_item(&first, &pool, &calls, 1)).await;
+    let (second, second_calls) = (watching(&prefix, &pool).await, AtomicUsize::new(0));
+    until_a_hit(&second, || wal_item(&second, &pool, &second_calls, 1)).await;
+
+    let mut holder = PgConnection::connect(&server.url()).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("INSERT INTO t_wal_elsewhere VALUES (3)").execute(&mut *held).await.unwrap();
+    drop(first); // its lease is released: the second instance takes over, and waits for its slot
+    let creating = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                    AND query LIKE 'SELECT pg_create_logical_replication_slot%'";
+    until_eq(1i64, || async { sqlx::query_scalar(creating).fetch_one(&pool).await.unwrap() }).await;
+    elsewhere(&server, "UPDATE t_wal_items SET name = 'while taking over' WHERE id = 1").await;
+    assert_eq!(wal_item(&second, &pool, &second_calls, 1).await.unwrap(), "while taking over");
+    held.commit().await.unwrap();
+    until_a_hit(&second, || wal_item(&second, &pool, &second_calls, 1)).await;
+    assert_eq!(wal_item(&second, &pool, &second_calls, 1).await.unwrap(), "while taking over");
+}
+
+/// A commit that is not visible yet (waiting for a synchronous standby) holds back only its
+/// own tables: another table's visible change is applied, and served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invisible_commit_holds_back_only_its_own_tables() {
+    let (server, pool) = server(&["synchronous_standby_names=nobody", "synchronous_commit=local"]).await;
+    let (cache, calls) = (watching(&unique_prefix("wal_partial"), &pool).await, AtomicUsize::new(0));
+    until_a_hit(&cache, || wal_item(&cache, &pool, &calls, 1)).await;
+    let url = server.url();
+    let writer = tokio::spawn(async move {
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let waits = "SET synchronous_commit = on; UPDATE t_wal_other SET id = id + 10";
+        let _ = sqlx::raw_sql(waits).execute(&mut conn).await; // cancelled below
+    });
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
+    let pid: i32 =
+        until_some(|| async { sqlx::query_scalar(waiting).fetch_optional(&pool).await.unwrap() }).await;
+    elsewhere(&server, "UPDATE t_wal_items SET name = 'visible' WHERE id = 1").await;
+    // Served from the cache (a hit: the feed up, not bypassed), and new.
+    let bypassed = cache.stats().bypassed;
+    until_eq(true, || async {
+        let hits = cache.stats().hits;
+        wal_item(&cache, &pool, &calls, 1).await.unwrap() == "visible" && cache.stats().hits > hits
+    })
+    .await;
+    assert_eq!(cache.stats().bypassed, bypassed, "{:?}", cache.stats());
+    sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&pool).await.unwrap();
+    writer.await.unwrap();
+}
+
 /// Polls `f` until it gives `Some`, within 10 s.
 async fn until_some<T, F: std::future::Future<Output = Option<T>>>(mut f: impl FnMut() -> F) -> T {
     let started = Instant::now();

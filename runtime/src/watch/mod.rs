@@ -42,6 +42,7 @@ impl Engine {
         F: Future<Output = Result<Versions, sqlx::Error>> + Send,
     {
         self.feed.watch();
+        self.feed.polled_every(interval);
         let weak = self.myself();
         tokio::spawn(async move {
             loop {

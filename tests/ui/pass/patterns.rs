@@ -41,6 +41,37 @@ async fn calls(state: AppState) {
     let _ = edit(Extension(state), Path("a".into())).await;
 }
 
+
+// A binding with a sub-pattern (`whole @ ...`): keyed by both; `<fn>_invalidate` takes it whole.
+#[derive(serde::Serialize, Clone)]
+pub struct Range {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+#[cached_query(ttl = 60)]
+async fn span(whole @ Range { lo, .. }: Range) -> Result<i64, String> {
+    Ok(whole.hi - lo)
+}
+
+// A parameter whose type is named like an executor (the app's own `Pool`), used by `cache`.
+pub struct Pool {
+    pub cache: QueryCache,
+}
+
+#[cached_query(ttl = 60, cache = &pool.cache)]
+async fn from_pool(pool: &Pool, id: i64) -> Result<i64, String> {
+    let _ = pool;
+    Ok(id)
+}
+
+async fn more(pool: Pool) {
+    let _ = span(Range { lo: 1, hi: 2 }).await;
+    let _ = span_invalidate(Range { lo: 1, hi: 2 }).await;
+    let _ = from_pool(&pool, 1).await;
+    let _ = from_pool_invalidate(&pool, 1).await;
+}
+
 fn main() {
-    let _ = calls;
+    let _ = (calls, more);
 }
