@@ -105,10 +105,13 @@ pub fn tag_exprs(
         let template = tag.value();
         for skipped in &args.skip {
             let name = skipped.to_string();
+            // `{name}`, `{ name }`, `{name.field}` (as the template parser reads them).
             let named = |at: usize| {
-                let rest = &template[at + 1..];
-                rest.strip_prefix(name.as_str()).is_some_and(|r| r.starts_with('}') || r.starts_with('.'))
-                    && !template[..at].ends_with('{')
+                let rest = template[at + 1..].trim_start();
+                rest.strip_prefix(name.as_str()).is_some_and(|r| {
+                    let r = r.trim_start();
+                    r.starts_with('}') || r.starts_with('.')
+                }) && !template[..at].ends_with('{')
             };
             if template.match_indices('{').any(|(at, _)| named(at)) {
                 push(
@@ -371,11 +374,13 @@ impl Gen<'_> {
                 None => {}
             }
         }
+        // The block's statements, not the block: `{ { id } }` would be `unused_braces`.
+        let stmts = &block.stmts;
         quote! {{
             #(#owned)*
             async move {
                 #(#reborrow)*
-                #block
+                #(#stmts)*
             }
         }}
     }

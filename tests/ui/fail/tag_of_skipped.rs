@@ -8,4 +8,10 @@ async fn article(slug: String, viewer: Option<i64>) -> Result<String, String> {
     Ok(slug)
 }
 
+// Spaces in the placeholder do not hide it.
+#[cached_query(skip(tenant), tags = ["tenant:{ tenant }"])]
+async fn report(tenant: i64, id: i64) -> Result<i64, String> {
+    Ok(tenant + id)
+}
+
 fn main() {}
