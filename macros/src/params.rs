@@ -88,6 +88,22 @@ fn pattern_bindings<'a>(pat: &'a Pat, found: &mut Vec<&'a Ident>) {
     }
 }
 
+/// Whether a pattern binds anything by reference (`ref x`, `ref mut x`).
+fn binds_by_ref(pat: &Pat) -> bool {
+    match pat {
+        Pat::Ident(p) => p.by_ref.is_some() || p.subpat.as_ref().is_some_and(|(_, sub)| binds_by_ref(sub)),
+        Pat::Or(p) => p.cases.iter().any(binds_by_ref),
+        Pat::Paren(p) => binds_by_ref(&p.pat),
+        Pat::Reference(p) => binds_by_ref(&p.pat),
+        Pat::Slice(p) => p.elems.iter().any(binds_by_ref),
+        Pat::Struct(p) => p.fields.iter().any(|field| binds_by_ref(&field.pat)),
+        Pat::Tuple(p) => p.elems.iter().any(binds_by_ref),
+        Pat::TupleStruct(p) => p.elems.iter().any(binds_by_ref),
+        Pat::Type(p) => binds_by_ref(&p.pat),
+        _ => false,
+    }
+}
+
 /// A part of a pattern whose bindings the macro cannot see (a macro, tokens it does not parse).
 fn opaque_pattern(pat: &Pat) -> Option<&Pat> {
     match pat {
@@ -113,6 +129,22 @@ pub fn params<'a>(sig: &'a Signature, skip: &[Ident], cache: Option<&Expr>) -> s
     let mut found = Vec::new();
     let mut errors = None;
     for input in &sig.inputs {
+        // An executor is never destructured: such a pattern is a type of the user's that only
+        // shares a name with one, and would be left out of the key without a word.
+        if let FnArg::Typed(arg) = input
+            && !matches!(&*arg.pat, Pat::Ident(p) if p.subpat.is_none())
+            && is_executor(&arg.ty, &executors)
+        {
+            crate::attr::push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    &arg.pat,
+                    "this parameter's type is named like an sqlx executor, which is never part of the \
+                     key, but it is destructured: bind it to a name (and `skip` it, or import the type \
+                     under another name to make it part of the key)",
+                ),
+            );
+        }
         // A macro's bindings are not visible here: the parameter would be left out of the key.
         if let FnArg::Typed(arg) = input
             && let Some(opaque) = opaque_pattern(&arg.pat)
@@ -217,6 +249,10 @@ pub fn check_refreshable(sig: &Signature, option: &Ident) -> syn::Result<()> {
                 Some(("a borrowed `self` receiver", "take `self: Arc<Self>` (or an owned `self`)"))
             }
             FnArg::Receiver(_) => None,
+            FnArg::Typed(arg) if binds_by_ref(&arg.pat) => Some((
+                "a `ref` binding (it borrows from the parameter, which the background query cannot)",
+                "bind by value (`Path(slug)`, not `Path(ref slug)`)",
+            )),
             FnArg::Typed(arg)
                 if !matches!(&*arg.pat, Pat::Ident(p) if p.subpat.is_none()) && lent(&arg.ty).is_some() =>
             {
