@@ -52,7 +52,8 @@ impl QueryCache {
     }
 
     /// A cache that caches nothing: every cached function called with it runs its query, and
-    /// `#[cache_invalidate]` has nothing to do. For turning caching off by configuration, and
+    /// `#[cache_invalidate]` has nothing to do. (Its own methods, `get`, `set`, `invalidate_*`,
+    /// work on an empty in-process store that no function reads.) For turning caching off by configuration, and
     /// for comparing a service's responses with and without its cache.
     pub fn passthrough() -> QueryCache {
         let settings = Settings { passthrough: true, ..Settings::default() };
@@ -72,8 +73,9 @@ impl QueryCache {
         self.engine.stats.snapshot()
     }
 
-    /// How many keys this cache is looking up, computing or refreshing right now (its
-    /// single-flight map; entries leave it when their caller finishes or is dropped).
+    /// How many keys this cache is looking up, computing, refreshing or verifying right now
+    /// (its single-flight map; entries leave it when their caller or task finishes or is
+    /// dropped).
     pub fn in_flight(&self) -> usize {
         self.engine.flights.len()
     }
