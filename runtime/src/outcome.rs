@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 type Marker<T> = PhantomData<fn() -> T>;
 
 /// How a return type `R` is cached: what part of it is stored, and how it is rebuilt.
-/// The stored value is its [`Stores::Value`].
+/// The stored value is its `Stores::Value`.
 pub trait Adapter<R>: Stores<Value: Serialize + DeserializeOwned + Send + 'static> {
     /// The value to store, if this result is cacheable.
     fn value(result: &R) -> Option<&Self::Value>;
