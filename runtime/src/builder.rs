@@ -195,7 +195,9 @@ impl QueryCacheBuilder {
 
     /// Like [`watch_postgres`](Self::watch_postgres) without triggers, at no cost to writes:
     /// the cache reads the database's write-ahead log through logical decoding, every
-    /// `change_poll_interval` (default 100 ms; the propagation delay is up to it). The server
+    /// `change_poll_interval` (default 250 ms; the propagation delay is up to it; each read
+    /// makes the database decode the log again from the slot's restart point, so shorter
+    /// intervals cost a busy database more: see docs/benchmarks.md). The server
     /// needs `wal_level = logical` and the `test_decoding` plugin (shipped with Postgres), and
     /// the pool's role the `REPLICATION` attribute. One instance per prefix reads the log (a
     /// lease in Redis; the others serve while it is ready, and one takes over when it stops),
@@ -225,8 +227,8 @@ impl QueryCacheBuilder {
         self
     }
 
-    /// How often a change feed is read: MySQL's and Postgres's write-ahead log always (default
-    /// 100 ms); Postgres's triggers when this is set, instead of `LISTEN` (their `NOTIFY` then
+    /// How often a change feed is read: MySQL's always (default 100 ms), Postgres's write-ahead
+    /// log always (default 250 ms); Postgres's triggers when this is set, instead of `LISTEN` (their `NOTIFY` then
     /// costs nothing: see [`crate::postgres::setup_sql_polled`]). The propagation delay is up
     /// to this interval.
     #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -316,7 +318,7 @@ impl QueryCacheBuilder {
                 .spawn_polling(every, move || crate::watch::postgres_versions_owned(pool.clone())),
             #[cfg(feature = "postgres")]
             (Some(Watch::PostgresWal(pool)), poll) => {
-                let every = poll.unwrap_or(std::time::Duration::from_millis(100));
+                let every = poll.unwrap_or(std::time::Duration::from_millis(250));
                 cache.engine().spawn_postgres_wal_watch(pool, every, crate::tables())
             }
             #[cfg(feature = "mysql")]

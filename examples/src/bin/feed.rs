@@ -358,12 +358,12 @@ async fn wal(url: &str, redis_url: &str, tasks: usize, secs: f64) -> Result<(), 
         let (mut none, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             none.push(write_rate(url, connections, secs).await);
-            let caches = watching(1, 100).await?;
+            let caches = watching(1, 250).await?;
             one.push(write_rate(url, connections, secs).await);
             drop(caches);
             // The reader's slot goes with its connection, once its task sees the cache gone.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let caches = watching(2, 100).await?;
+            let caches = watching(2, 250).await?;
             two.push(write_rate(url, connections, secs).await);
             drop(caches);
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -377,7 +377,7 @@ async fn wal(url: &str, redis_url: &str, tasks: usize, secs: f64) -> Result<(), 
     }
     println!("\n| propagation delay, write-ahead log (300 writes) | p50 | p99 |");
     println!("|---|---:|---:|");
-    for every in [100, 10] {
+    for every in [250, 100, 10] {
         let caches = watching(1, every).await?;
         let cache = caches[0].clone();
         let writer = Writer::connect(url).await;
