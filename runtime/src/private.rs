@@ -311,12 +311,7 @@ impl Call {
         A: Adapter<R>,
         F: Future<Output = R>,
     {
-        let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
-            return body.await;
-        };
-        if !self.trusted(cache) {
-            return body.await;
-        }
+        let Some((cache, target)) = self.usable() else { return body.await };
         let policy = self.spec.policy(cache, false);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
@@ -327,9 +322,9 @@ impl Call {
         }
     }
 
-    /// As [`run`](Call::run), for functions with `stale` or `early`: their body owns what it
-    /// uses, so that it can refresh the entry in the background after the caller got its
-    /// (stale) value.
+    /// As [`run`](Call::run), for functions with `stale`, `early` or `verify`: their body owns
+    /// what it uses, so that it can refresh (or verify) the entry in the background after the
+    /// caller got its value.
     pub async fn run_refreshable<R, A, F>(
         self,
         _adapter: A,
@@ -342,12 +337,7 @@ impl Call {
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
-        let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else {
-            return body.await;
-        };
-        if !self.trusted(cache) {
-            return body.await;
-        }
+        let Some((cache, target)) = self.usable() else { return body.await };
         let policy = self.spec.policy(cache, true);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, meta, refresh } => {
@@ -364,6 +354,13 @@ impl Call {
             }
             Found::Failed(error) => shared_error(errors, &error, body).await,
         }
+    }
+
+    /// The cache and the key to use, if the call may use the cache at all (a cache, and one
+    /// whose change feed for this function's tables is trusted).
+    fn usable(&self) -> Option<(&QueryCache, &Target)> {
+        let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else { return None };
+        self.trusted(cache).then_some((cache, target))
     }
 
     /// Whether the cache may be used: not while the change feed of the tables it depends on is

@@ -301,6 +301,17 @@ impl Drop for PostgresServer {
     }
 }
 
+/// Runs `sql` through `psql`, the Postgres command-line client, against `url`: another
+/// program's write, which must succeed.
+pub async fn psql(url: &str, sql: &str) {
+    let output = tokio::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .await
+        .expect("psql on PATH");
+    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// Calls `f` until it gives `expected`, within 10 s; how long that took.
 pub async fn until_eq<T, F>(expected: T, mut f: impl FnMut() -> F) -> Duration
 where

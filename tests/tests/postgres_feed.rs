@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache, cached_query};
-use cached_query_tests::{database_url, pg, redis_conn, redis_url, unique_prefix, until_a_hit, until_eq};
+use cached_query_tests::{
+    database_url, pg, psql, redis_conn, redis_url, unique_prefix, until_a_hit, until_eq,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -62,12 +64,7 @@ async fn watching(prefix: &str, pool: &PgPool) -> QueryCache {
 
 /// Another program's write: `psql`, the Postgres command-line client.
 async fn elsewhere(sql: &str) {
-    let output = tokio::process::Command::new("psql")
-        .args([&database_url(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .await
-        .expect("psql on PATH");
-    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+    psql(&database_url(), sql).await;
 }
 
 /// The versions the feed applied to `table`'s counter (its `:seen` hash), as a fence: once it

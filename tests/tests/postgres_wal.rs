@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use cached_query_tests::{PostgresServer, redis_conn, redis_url, unique_prefix, until_a_hit, until_eq};
+use cached_query_tests::{PostgresServer, psql, redis_conn, redis_url, unique_prefix, until_a_hit, until_eq};
 use sqlx::{Connection, PgConnection, PgPool};
 
 #[cached_query(ttl = 300, tables = auto, cache = cache, skip(cache, calls))]
@@ -68,12 +68,7 @@ async fn watching(prefix: &str, pool: &PgPool) -> QueryCache {
 
 /// Another program's write: `psql`, the Postgres command-line client.
 async fn elsewhere(server: &PostgresServer, sql: &str) {
-    let output = tokio::process::Command::new("psql")
-        .args([&server.url(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .await
-        .expect("psql on PATH");
-    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+    psql(&server.url(), sql).await;
 }
 
 /// The version (commit position) the feed applied last to `table`'s counter.
