@@ -93,6 +93,12 @@ pub const OPTIONS: &[Opt] = &[
         Taken::Required,
         "Tags for `invalidate_tags` and `#[cache_invalidate]`; `{param}` is the parameter's `Display` (`Option`: its value, `None` as nothing).",
     ),
+    opt(
+        "result_tags",
+        "result_tags = <path::to_fn>",
+        Taken::No,
+        "Tags computed from the value: a `fn(&T) -> impl IntoIterator<Item: Display>` (`T` the cached value).",
+    ),
     opt("none_ttl", "none_ttl = <seconds>", Taken::No, "The TTL of empty results (`None`, an empty `Vec`)."),
     opt(
         "verify",
@@ -179,6 +185,8 @@ pub struct CachedQueryArgs {
     pub refresh: Option<Ident>,
     /// Tag templates (`tags = ["users", "user:{id}"]`).
     pub tags: Vec<LitStr>,
+    /// `result_tags = path::to_fn`: tags computed from the cached value.
+    pub result_tags: Option<Path>,
     /// Seconds that empty results (`None`, an empty `Vec`) are kept, if not `ttl`.
     pub none_ttl: Option<u64>,
     /// `cache_none = false`: empty results are not stored.
@@ -332,6 +340,16 @@ impl CachedQueryArgs {
                 syn::bracketed!(content in value);
                 self.tags.extend(list::<LitStr>(&content)?);
             }
+            "result_tags" => {
+                let path = meta.value()?.parse::<Path>().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected the path of a function: `result_tags = author_tags`, where \
+                         `fn author_tags(articles: &[Article]) -> Vec<String>`",
+                    )
+                })?;
+                self.result_tags = Some(path);
+            }
             "none_ttl" => {
                 let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "seconds"))?;
                 let secs: u64 = whole(&lit, key)?;
@@ -438,6 +456,7 @@ mod tests {
                 .replace("<string>", "x")
                 .replace("<integer>", "2")
                 .replace("<expr>", "c")
+                .replace("<path::to_fn>", "articles::author_tags")
                 .replace("<path>", "cq")
                 .replace("<bool>", "true")
                 .replace("<fraction>", "0.1")

@@ -318,6 +318,14 @@ impl Gen<'_> {
             .map(|(ident, ty)| probe(ident.span(), ty.to_token_stream(), "__cq_executor"));
         let receiver = sig.receiver().map(|r| probe(r.self_token.span, quote!(Self), "__cq_receiver"));
         let checks = executors.chain(receiver);
+        // Spanned at the user's path: a function of the wrong type is reported there.
+        let result_tags = self.args.result_tags.as_ref().map(|path| {
+            quote_spanned! {path.span()=>
+                let __cq_call = __cq_call.result_tags(#p::result_tags_of(&__cq_adapter, |__cq_value| {
+                    #p::render_result_tags(#path(__cq_value))
+                }));
+            }
+        });
         // Listed for `cached_query::tables()` (collected at link time).
         let tables = self.tables;
         let registered = (!tables.is_empty()).then(|| {
@@ -331,6 +339,7 @@ impl Gen<'_> {
                 #registered
                 #call
                 let __cq_adapter = #adapter;
+                #result_tags
                 let __cq_copier = #copier;
                 let __cq_errors = #errors;
                 #run

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | fresh until (8, LE)
-//!       | query time (4, LE) | generations (8, LE) | payload
+//!       | query time (4, LE) | generations (8, LE) | [result tags] | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
@@ -10,6 +10,11 @@
 //! that produced it took (ms), which early refresh (`early = true`) weighs. "Generations" is a
 //! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
 //! entry is valid only while they are unchanged (see `lookup`).
+//!
+//! An entry of a function with `result_tags` may carry the tags computed from its value; the
+//! codec byte's high bit says so, and the section sits between the header and the payload:
+//! the stamp of those tags' counters (8, LE), their number (2, LE), then each tag's length
+//! (2, LE) and UTF-8 bytes. Other entries keep the plain layout.
 //!
 //! The payload is in one of two codecs, chosen per entry when it is written:
 //! - **postcard**, compact and the fastest to decode, but without field names or types: a
@@ -40,6 +45,10 @@ const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8;
 const VALUE_HEAD: usize = 12;
 const MSGPACK: u8 = 0;
 const POSTCARD: u8 = 1;
+/// The codec byte's flag of an envelope with a result-tags section.
+const RESULT_TAGS: u8 = 0x80;
+/// Where the codec byte is.
+const CODEC_AT: usize = MAGIC.len() + 1;
 
 /// What the envelope says about its entry, besides the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,7 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&[FORMAT, POSTCARD]);
+    debug_assert_eq!(buf.len(), CODEC_AT + 1);
     buf.extend_from_slice(&shape.fingerprint.to_le_bytes());
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
@@ -95,12 +105,12 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
             return Ok(postcard);
         }
         if let Some(Ok(named)) = named {
-            buf[MAGIC.len() + 1] = MSGPACK;
+            buf[CODEC_AT] = MSGPACK;
             buf.extend_from_slice(&named);
             return Ok(buf);
         }
     }
-    buf[MAGIC.len() + 1] = MSGPACK;
+    buf[CODEC_AT] = MSGPACK;
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
     Ok(buf)
 }
@@ -132,8 +142,9 @@ impl ValueId {
     /// bytes (shorter ones are not hashed); the payload is hashed with `seed` (XXH3-128, as
     /// keys are; seeded, so that no one can craft two payloads of the same hash).
     pub fn of(bytes: &[u8], seed: u64, min_payload: usize) -> Option<Self> {
-        let head = bytes.get(..VALUE_HEAD)?.try_into().ok()?;
-        let payload = bytes.get(HEADER..).filter(|payload| payload.len() >= min_payload)?;
+        let mut head: [u8; VALUE_HEAD] = bytes.get(..VALUE_HEAD)?.try_into().ok()?;
+        head[CODEC_AT] &= !RESULT_TAGS; // the value's id, whatever tags it carries
+        let payload = bytes.get(payload_at(bytes)?..).filter(|payload| payload.len() >= min_payload)?;
         Some(ValueId { head, len: payload.len(), payload: xxh3_128_with_seed(payload, seed) })
     }
 
@@ -166,8 +177,8 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
     // From the slice, not through `Read`, which copies every string once more. Bytes after
     // the value are not looked at: the header already rejects bytes that are not an entry of
     // this type.
-    let payload = &bytes[HEADER..];
-    let value = match bytes[3] {
+    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
+    let value = match bytes[CODEC_AT] & !RESULT_TAGS {
         POSTCARD if shape.complete => {
             postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))
         }
@@ -175,6 +186,68 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
         _ => Err(DecodeError::Envelope),
     }?;
     Ok((value, meta))
+}
+
+/// The tags an entry carries from its value (`result_tags`), and the stamp of their counters
+/// when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResultTags<'a> {
+    pub stamp: u64,
+    pub tags: Vec<&'a str>,
+}
+
+/// `envelope` (from [`encode`]) carrying `tags`, whose counters' stamp is `stamp`.
+pub(crate) fn with_result_tags(envelope: &[u8], tags: &[String], stamp: u64) -> Result<Vec<u8>, CacheError> {
+    let too_many =
+        || CacheError::Encode("result tags: more than 65535, or one longer than 65535 bytes".into());
+    let count = u16::try_from(tags.len()).map_err(|_| too_many())?;
+    let section = 8 + 2 + tags.iter().map(|tag| 2 + tag.len()).sum::<usize>();
+    let mut buf = Vec::with_capacity(envelope.len() + section);
+    buf.extend_from_slice(&envelope[..HEADER]);
+    buf[CODEC_AT] |= RESULT_TAGS;
+    buf.extend_from_slice(&stamp.to_le_bytes());
+    buf.extend_from_slice(&count.to_le_bytes());
+    for tag in tags {
+        let len = u16::try_from(tag.len()).map_err(|_| too_many())?;
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(tag.as_bytes());
+    }
+    buf.extend_from_slice(&envelope[HEADER..]);
+    Ok(buf)
+}
+
+/// The result tags an envelope carries: `None` when it carries none, or is not an envelope.
+pub(crate) fn result_tags(bytes: &[u8]) -> Option<ResultTags<'_>> {
+    let mut rest = bytes.get(HEADER..).filter(|_| bytes[CODEC_AT] & RESULT_TAGS != 0)?;
+    let mut take = |n: usize| {
+        let (taken, after) = rest.split_at_checked(n)?;
+        rest = after;
+        Some(taken)
+    };
+    let stamp = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
+    let tags = (0..count)
+        .map(|_| {
+            let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
+            std::str::from_utf8(take(len.into())?).ok()
+        })
+        .collect::<Option<_>>()?;
+    Some(ResultTags { stamp, tags })
+}
+
+/// Where an envelope's payload begins (after the result tags, if it carries them).
+fn payload_at(bytes: &[u8]) -> Option<usize> {
+    if bytes.get(CODEC_AT)? & RESULT_TAGS == 0 {
+        return bytes.len().checked_sub(HEADER).map(|_| HEADER);
+    }
+    let mut at = HEADER + 8;
+    let count = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
+    at += 2;
+    for _ in 0..count {
+        let len = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
+        at += 2 + usize::from(len);
+    }
+    (at <= bytes.len()).then_some(at)
 }
 
 #[cfg(test)]
@@ -230,6 +303,30 @@ mod tests {
         let payload = bytes.len() - HEADER;
         assert_eq!(ValueId::of(&bytes, 7, payload), Some(id(&bytes)), "a payload of the least length");
         assert_eq!(ValueId::of(&bytes, 7, payload + 1), None, "a shorter payload");
+    }
+
+    #[test]
+    fn result_tags_ride_between_header_and_payload() {
+        let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
+        let plain = encode(&rows, META).unwrap();
+        assert_eq!(result_tags(&plain), None, "an entry without result tags");
+        let tags = vec!["author:7".to_owned(), String::new(), "é".to_owned()];
+        let tagged = with_result_tags(&plain, &tags, 42).unwrap();
+        let read = result_tags(&tagged).unwrap();
+        assert_eq!(read, ResultTags { stamp: 42, tags: vec!["author:7", "", "é"] });
+        assert_eq!(decode::<Vec<Row>>(&tagged).unwrap(), (rows, META), "the value and meta unchanged");
+        assert_eq!(meta(&tagged).unwrap(), META);
+        let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
+        assert_eq!(id(&tagged), id(&plain), "the value's id, whatever tags it carries");
+        let none = with_result_tags(&plain, &[], 9).unwrap();
+        assert_eq!(result_tags(&none), Some(ResultTags { stamp: 9, tags: vec![] }));
+        // A truncated section is not an envelope, and never a panic.
+        for cut in HEADER..HEADER + 20 {
+            assert!(decode::<Vec<Row>>(&tagged[..cut]).is_err(), "cut at {cut}");
+            let _ = result_tags(&tagged[..cut]);
+            let _ = ValueId::of(&tagged[..cut], 7, 0);
+        }
+        assert!(with_result_tags(&plain, &["x".repeat(70_000)], 1).is_err(), "a tag too long");
     }
 
     /// A timestamp-like type: parses its string, refusing `""`.

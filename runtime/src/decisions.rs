@@ -13,8 +13,8 @@ use crate::clock::ahead;
 use crate::health::{PROBE_EVERY, TRIP_AFTER};
 use crate::keyspace;
 use crate::settings::Settings;
-use crate::store::Store;
 use crate::store::scripted::{Op, Reply, ScriptedStore};
+use crate::store::{Marks, Store};
 use crate::{QueryCache, cached_query};
 
 /// The "database": a value, whether it fails, how long a query takes, and what ran.
@@ -233,7 +233,7 @@ async fn a_value_computed_before_an_invalidation_is_not_served_after_it() {
     store(&cache).script(move |op| match op {
         Op::Set(key) if !std::mem::replace(&mut raced, true) => {
             let counter = keyspace::key_counter(key);
-            Reply::After(Box::new(move |memory| memory.increment(&[counter])))
+            Reply::After(Box::new(move |memory| memory.increment(&[counter], Marks::NONE)))
         }
         _ => Reply::Answer,
     });
@@ -382,4 +382,62 @@ async fn verify_leaves_values_whose_encoding_is_not_the_value_alone() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(cache.stats().stale_detected, 0);
     assert_eq!(cache.in_flight(), 0);
+}
+
+/// The tag of a value of `read_tagged`: its thousands.
+fn thousands(value: &i64) -> [String; 1] {
+    [format!("n:{}", value / 1000)]
+}
+
+#[cached_query(name = "read_tagged", ttl = 60, cache = cache, skip(cache, db), result_tags = thousands)]
+async fn read_tagged(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, String> {
+    // Reads, then takes its time: a held reader.
+    let value = db.value.load(SeqCst);
+    db.query(id).await.map(|_| value * 1000 + id)
+}
+
+/// `result_tags`: a tag of the result invalidated while its query ran (after the query read)
+/// keeps the result out of the store, and from a caller that began after the invalidation and
+/// waited on that query (its counters are those the leader read, but the result's tags are not
+/// among them).
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_of_a_result_tag_during_its_query_is_not_lost() {
+    let (cache, db) = (Arc::new(scripted_cache()), Db::new(1, 100));
+    let first = tokio::spawn({
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { read_tagged(&cache, &db, 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    db.value.store(2, SeqCst);
+    cache.invalidate_tags(["n:1"]).await.unwrap();
+    let joined = tokio::spawn({
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { read_tagged(&cache, &db, 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(db.runs(), 1, "the second caller waits on the first's query");
+    assert_eq!(first.await.unwrap(), Ok(1001), "its own call began before the invalidation");
+    assert_eq!(joined.await.unwrap(), Ok(2001), "began after the invalidation returned");
+    assert_eq!(db.runs(), 2);
+    assert_eq!(cache.stats().skipped_stores, 1);
+    assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 1, "only the second result stored");
+    assert_eq!(read_tagged(&cache, &db, 1).await, Ok(2001));
+    assert_eq!(db.runs(), 2, "a hit, checked against the counter of n:2");
+    // An invalidation of a tag of the stored result drops it.
+    cache.invalidate_tags(["n:2"]).await.unwrap();
+    assert_eq!(read_tagged(&cache, &db, 1).await, Ok(2001));
+    assert_eq!(db.runs(), 3);
+}
+
+/// The tag epoch could not be read before the query: its result is returned, not stored.
+#[tokio::test(start_paused = true)]
+async fn a_result_whose_tags_cannot_be_checked_is_not_stored() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    store(&cache).script(|op| match op {
+        Op::TagEpoch => Reply::Fail,
+        _ => Reply::Answer,
+    });
+    assert_eq!(read_tagged(&cache, &db, 1).await, Ok(1001));
+    assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 0);
+    assert_eq!(cache.stats().errors, 1);
 }

@@ -46,6 +46,8 @@ pub(crate) struct Policy {
     pub refreshable: bool,
     /// The share of hits verified in the background (see `verify`); 0 unless refreshable.
     pub verify: f64,
+    /// Whether its entries carry tags computed from their values (`result_tags`).
+    pub result_tagged: bool,
 }
 
 /// An envelope ready to be stored and shared: the entry's bytes, how long to keep it, and
@@ -170,6 +172,7 @@ mod tests {
             cache_none: true,
             refreshable: false,
             verify: 0.0,
+            result_tagged: false,
         };
         for _ in 0..20 {
             let envelope =

@@ -18,6 +18,7 @@ use crate::engine::Engine;
 use crate::health::PROBE_EVERY;
 use crate::stamp::COUNTER_KEEP;
 use crate::stats::Stats;
+use crate::store::Marks;
 
 /// Queued invalidation counters delivered per round trip.
 const DELIVER_AT_ONCE: usize = 100;
@@ -99,7 +100,12 @@ impl Engine {
         counters: &'a [String],
         message: &'a Option<Vec<u8>>,
     ) -> impl Future<Output = Result<(), CacheError>> + 'a {
-        self.store.increment(counters, COUNTER_KEEP, self.announce(message))
+        // The tags' marks (for the queries of `result_tags` that run meanwhile).
+        let names = self.keyspace.tag_marks(counters);
+        async move {
+            let marks = Marks { epoch: self.keyspace.tag_epoch(), names: &names };
+            self.store.increment(counters, marks, COUNTER_KEEP, self.announce(message)).await
+        }
     }
 
     /// Delivers the queued invalidations, `DELIVER_AT_ONCE` counters per round trip (each

@@ -8,6 +8,8 @@
 //! | `{entry}:gen` | the entry's own invalidation counter |
 //! | `{entry}:lock` | the entry's lease (`lock = true`) |
 //! | `{ks}:tag:{tag}` | a tag's invalidation counter |
+//! | `{ks}:tagat:{tag}` | a tag's mark: the tag epoch of its last invalidation (`result_tags`) |
+//! | `{ks}:tagat` | the tag epoch, which every tag invalidation moves on |
 //! | `{ks}:table:{table}` | a table's invalidation counter (`tables = ...`) |
 //! | `{ks}:table:{table}:seen` | the table's versions its counter follows (a change feed) |
 //! | `{ks}:ns` | the namespace's invalidation counter, on which every entry depends |
@@ -24,6 +26,9 @@ pub(crate) struct Keyspace {
     /// What starts every name.
     start: String,
     namespace_counter: String,
+    /// What starts a tag's counter, and a tag's mark.
+    tag_start: String,
+    mark_start: String,
     bus: String,
     /// The schema of unqualified table names (`public` on Postgres): `public.users` and
     /// `users` are one table.
@@ -35,6 +40,8 @@ impl Keyspace {
         let start = if cluster { format!("{{{prefix}}}") } else { prefix.to_owned() };
         Keyspace {
             namespace_counter: format!("{start}:ns"),
+            tag_start: format!("{start}:tag:"),
+            mark_start: format!("{start}:tagat:"),
             bus: format!("{start}:bus"),
             start,
             default_schema: default_schema.to_owned(),
@@ -56,7 +63,20 @@ impl Keyspace {
     }
 
     pub fn tag_counter(&self, tag: &str) -> String {
-        [&self.start, ":tag:", tag].concat()
+        [&self.tag_start, tag].concat()
+    }
+
+    /// The tag epoch: a number that every tag invalidation moves on, and records as the
+    /// invalidated tags' marks. A query of a function with `result_tags` reads it before it
+    /// runs: a mark after it says that tag was invalidated while the query ran.
+    pub fn tag_epoch(&self) -> &str {
+        &self.mark_start[..self.mark_start.len() - 1]
+    }
+
+    /// The marks of the tag counters among `counters` (see [`tag_epoch`](Self::tag_epoch)).
+    pub fn tag_marks(&self, counters: &[String]) -> Vec<String> {
+        let tags = counters.iter().filter_map(|counter| counter.strip_prefix(self.tag_start.as_str()));
+        tags.map(|tag| [&self.mark_start, tag].concat()).collect()
     }
 
     /// A table's invalidation counter (see [`table_name`]), its default schema dropped.
@@ -229,6 +249,9 @@ mod tests {
             assert_eq!(keyspace.table_counter("Users"), keyspace.table_counter("\"users\""));
             assert_eq!(table_parts("App.\"My.Orders\""), ["app", "My.Orders"]);
             assert!(keyspace.owns(&entry) && !keyspace.owns("other:key"));
+            assert_eq!(keyspace.tag_epoch(), format!("{ks}:tagat"));
+            let counters = target.counters(&keyspace).iter().map(|c| c.to_string()).collect::<Vec<_>>();
+            assert_eq!(keyspace.tag_marks(&counters), [format!("{ks}:tagat:user:7")], "tags only");
         }
     }
 }

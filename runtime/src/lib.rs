@@ -59,6 +59,7 @@ pub mod mysql;
 mod outcome;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod result_tags;
 mod seeded;
 mod settings;
 mod shape;
@@ -148,6 +149,16 @@ pub use sqlx;
 ///   on that tag; so are
 ///   `{self.field}` and a parameter in `skip(...)`: neither is part of the key, and callers that
 ///   differ only by it would share one entry.
+/// - `result_tags = <path::to_fn>`: tags computed from the value once the query ran: a
+///   function taking `&T` (the cached value: the return type, or the `Ok` type of a
+///   `Result`), or what `&T` derefs to (`&[Article]` for a `Vec<Article>`), and returning any
+///   `IntoIterator` of `Display` items, each a tag (e.g. `fn(&[Article]) -> Vec<String>`
+///   giving `author:{id}` for each article). Such tags are
+///   invalidated as any other; an invalidation of one of them that lands while the query runs
+///   keeps its result from being stored (`stats().skipped_stores`), so that no entry computed
+///   before it is served after it. A miss costs one more round trip (the tag epoch, read before
+///   the query) and the store one more (the tags' counters); a lookup reads the result tags'
+///   counters after the entry (client tracking keeps them in the process, as the others).
 /// - `none_ttl = <seconds>`: the TTL of empty results (`None`, an empty `Vec`, also inside
 ///   `Ok`), usually shorter than `ttl`.
 /// - `verify = <probability>`: shadow verification: after that share of hits (e.g. `0.01`), the

@@ -36,6 +36,7 @@ use crate::keyspace::Target;
 use crate::lease::{LeaseWait, Leasing};
 use crate::local::{Local, LocalEntry};
 use crate::outcome::{Adapter, ErrorShare, SharedError};
+use crate::result_tags::ResultTags;
 use crate::stats::Stats;
 use crate::stored::{Read, Stamp};
 
@@ -134,8 +135,12 @@ impl Engine {
                             return Found::Compute(Duty { leader: None, stamp, epoch });
                         }
                     };
+                    // (Not by the counters alone for `result_tags`: the tags of a result its
+                    // leader did not store, or that were invalidated since, are not among them.
+                    // Such a waiter goes round and reads the stored entry, checked in full.)
                     if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
-                        && (stamp == Some(meta.stamp) || leader_ticket > first_ticket)
+                        && ((stamp == Some(meta.stamp) && !policy.result_tagged)
+                            || leader_ticket > first_ticket)
                     {
                         Stats::count(&stats.hits);
                         Stats::count(&stats.coalesced);
@@ -183,7 +188,8 @@ impl Engine {
     }
 
     /// Step 3: runs the query for a missing entry, stores and shares its result.
-    pub async fn compute<R, A, F>(
+    #[allow(clippy::too_many_arguments)] // the generated call's parts, passed on as they are
+    pub async fn compute<R, A, F, G>(
         &self,
         target: &Target,
         policy: &Policy,
@@ -191,10 +197,12 @@ impl Engine {
         body: F,
         copier: Option<Copier<A::Value>>,
         errors: Option<ErrorShare<R>>,
+        result_tags: &G,
     ) -> R
     where
         A: Adapter<R>,
         F: Future<Output = R>,
+        G: ResultTags<A::Value>,
     {
         let mut lease = None;
         if policy.lock {
@@ -209,9 +217,12 @@ impl Engine {
                 LeaseWait::GaveUp => {}
             }
         }
+        let since = self.since(target, policy).await;
         let started = Instant::now();
         let result = body.await;
-        let envelope = self.prepare::<R, A>(target, &result, policy, stamp, started.elapsed(), copier);
+        let mut envelope = self.prepare::<R, A>(target, &result, policy, stamp, started.elapsed(), copier);
+        let tags = A::value(&result).and_then(|value| result_tags.of(value));
+        self.tag(target, &mut envelope, tags, since).await;
         if let Some(envelope) = &envelope
             && envelope.storable
             && self.write(target.key(), &envelope.bytes, envelope.keep).await
@@ -230,17 +241,19 @@ impl Engine {
     }
 
     /// Step 4: refreshes `target` in the background, unless a refresh of it is under way here.
-    pub fn spawn_refresh<R, A, F>(
+    pub fn spawn_refresh<R, A, F, G>(
         &self,
         target: &Target,
         policy: Policy,
         seen_fresh_until: u64,
         body: F,
         copier: Option<Copier<A::Value>>,
+        result_tags: G,
     ) where
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
+        G: ResultTags<A::Value> + 'static,
     {
         // A flight of its own: at most one refresh per key in this process.
         let (Role::Leader(refreshing), _) = self.flights.join(&format!("{}\0refresh", target.key())) else {
@@ -249,20 +262,24 @@ impl Engine {
         let (Some(engine), target) = (self.myself().upgrade(), target.clone()) else { return };
         tokio::spawn(async move {
             let _refreshing = refreshing; // leaves the flight however the task ends
-            engine.refresh::<R, A, F>(&target, &policy, seen_fresh_until, body, copier).await;
+            engine
+                .refresh::<R, A, F, G>(&target, &policy, seen_fresh_until, body, copier, &result_tags)
+                .await;
         });
     }
 
-    async fn refresh<R, A, F>(
+    async fn refresh<R, A, F, G>(
         &self,
         target: &Target,
         policy: &Policy,
         seen_fresh_until: u64,
         body: F,
         copier: Option<Copier<A::Value>>,
+        result_tags: &G,
     ) where
         A: Adapter<R>,
         F: Future<Output = R>,
+        G: ResultTags<A::Value>,
     {
         let epoch = self.local.as_deref().map(Local::epoch);
         // The counters to store with the new value, read before its query runs; and another
@@ -291,10 +308,14 @@ impl Engine {
         } else {
             None
         };
+        let since = self.since(target, policy).await;
         let started = Instant::now();
         let result = body.await;
         let stats = &self.stats;
-        let envelope = self.prepare::<R, A>(target, &result, policy, Some(stamp), started.elapsed(), copier);
+        let mut envelope =
+            self.prepare::<R, A>(target, &result, policy, Some(stamp), started.elapsed(), copier);
+        let tags = A::value(&result).and_then(|value| result_tags.of(value));
+        self.tag(target, &mut envelope, tags, since).await;
         match envelope {
             Some(envelope) if !envelope.storable => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
@@ -321,10 +342,37 @@ impl Engine {
         }
     }
 
-    /// What the local tier keeps of an entry.
+    /// The tag epoch before a query of a function with `result_tags` (see `tag_result`).
+    async fn since(&self, target: &Target, policy: &Policy) -> Option<u64> {
+        match policy.result_tagged {
+            true => self.tag_epoch(target.key()).await,
+            false => None,
+        }
+    }
+
+    /// Gives a result's envelope the tags computed from its value (`result_tags`), or makes it
+    /// unstorable when they cannot be trusted (see `tag_result`).
+    async fn tag(
+        &self,
+        target: &Target,
+        envelope: &mut Option<Envelope>,
+        tags: Option<Vec<String>>,
+        since: Option<u64>,
+    ) {
+        if let (Some(envelope), Some(tags)) = (envelope, tags) {
+            self.tag_result(target.key(), envelope, &tags, since).await;
+        }
+    }
+
+    /// What the local tier keeps of an entry: dropped when a counter it depends on is
+    /// invalidated, its result tags' included.
     fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
-        let counters = target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
-        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters }
+        let mut counters: Vec<String> =
+            target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
+        if let Some(result) = codec::result_tags(&bytes) {
+            counters.extend(result.tags.into_iter().map(|tag| self.keyspace.tag_counter(tag)));
+        }
+        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into() }
     }
 
     /// A fresh entry of the local tier, if it has one and may serve.

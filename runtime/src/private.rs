@@ -17,6 +17,9 @@ use crate::keyspace::Target;
 use crate::lookup::Found;
 use crate::outcome::SharedError;
 pub use crate::outcome::{Adapter, ErrorShare, Outcome, select, share, succeeded};
+pub use crate::result_tags::{
+    ByResult, NoResultTags, ResultTags, checked as result_tags_of, render as render_result_tags,
+};
 pub use crate::unkeyed::{check as unkeyed_check, probe as unkeyed_probe};
 
 /// How tag templates render their placeholders.
@@ -136,6 +139,7 @@ impl Spec {
                 true => self.verify.unwrap_or(settings.verify),
                 false => 0.0,
             },
+            result_tagged: false,
         }
     }
 
@@ -239,8 +243,9 @@ pub trait KeyArg: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
-/// One call of a cached function: its spec, its cache and its key.
-pub struct Call {
+/// One call of a cached function: its spec, its cache and its key; `G`, the tags of its value
+/// (`result_tags`), if it has them.
+pub struct Call<G = NoResultTags> {
     spec: &'static Spec,
     handle: Handle,
     /// Hashes the key arguments while they are added; `None` without a cache, or once an
@@ -249,6 +254,7 @@ pub struct Call {
     /// Tags of this call's entry (`tags = [...]`), formatted from its arguments.
     tags: Vec<String>,
     target: Option<Target>,
+    result_tags: G,
 }
 
 impl Call {
@@ -258,7 +264,13 @@ impl Call {
             warn_not_installed(spec);
         }
         let hasher = handle.get().map(|_| KeyHasher::new());
-        Call { spec, handle, hasher, tags: Vec::new(), target: None }
+        Call { spec, handle, hasher, tags: Vec::new(), target: None, result_tags: NoResultTags }
+    }
+
+    /// Tags this call's entry with those computed from its value (`result_tags`).
+    pub fn result_tags<G>(self, result_tags: G) -> Call<G> {
+        let Call { spec, handle, hasher, tags, target, result_tags: NoResultTags } = self;
+        Call { spec, handle, hasher, tags, target, result_tags }
     }
 
     /// Adds a tag (formatted from the arguments) to this call's entry.
@@ -296,7 +308,9 @@ impl Call {
         self.hasher = None;
         self
     }
+}
 
+impl<G> Call<G> {
     /// Cache-aside: the cached value, or the body's result (stored when it is cacheable).
     /// `copier` is how the value type is copied out of kept decodes, if it can be (see
     /// [`copy`](crate::__private::copy)).
@@ -310,13 +324,15 @@ impl Call {
     where
         A: Adapter<R>,
         F: Future<Output = R>,
+        G: ResultTags<A::Value>,
     {
         let Some((cache, target)) = self.usable() else { return body.await };
-        let policy = self.spec.policy(cache, false);
+        let policy = self.policy(cache, false);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, .. } => A::wrap(value),
             Found::Compute(duty) => {
-                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier, errors).await
+                let tags = &self.result_tags;
+                cache.engine().compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
             }
             Found::Failed(error) => shared_error(errors, &error, body).await,
         }
@@ -336,24 +352,35 @@ impl Call {
         A: Adapter<R>,
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
+        G: ResultTags<A::Value> + 'static,
     {
         let Some((cache, target)) = self.usable() else { return body.await };
-        let policy = self.spec.policy(cache, true);
+        let policy = self.policy(cache, true);
         match cache.engine().find::<A::Value>(target, &policy, copier).await {
             Found::Value { value, meta, refresh } => {
                 let engine = cache.engine();
                 if let Some(seen_fresh_until) = refresh {
-                    engine.spawn_refresh::<R, A, F>(target, policy, seen_fresh_until, body, copier);
+                    let tags = self.result_tags.clone();
+                    engine.spawn_refresh::<R, A, F, G>(target, policy, seen_fresh_until, body, copier, tags);
                 } else if engine.verify_due(&policy) {
                     engine.spawn_verify::<R, A, F>(target, &policy, self.spec.name(), &value, meta, body);
                 }
                 A::wrap(value)
             }
             Found::Compute(duty) => {
-                cache.engine().compute::<R, A, F>(target, &policy, duty, body, copier, errors).await
+                let tags = &self.result_tags;
+                cache.engine().compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
             }
             Found::Failed(error) => shared_error(errors, &error, body).await,
         }
+    }
+
+    /// The function's policy for this call.
+    fn policy<V>(&self, cache: &QueryCache, refreshable: bool) -> Policy
+    where
+        G: ResultTags<V>,
+    {
+        Policy { result_tagged: self.result_tags.tagged(), ..self.spec.policy(cache, refreshable) }
     }
 
     /// The cache and the key to use, if the call may use the cache at all (a cache, and one

@@ -49,6 +49,11 @@ pub(crate) fn parse_counter(bytes: &[u8]) -> Result<u64, CacheError> {
         .ok_or_else(|| CacheError::Decode("an invalidation counter is not a number".into()))
 }
 
+/// The values of counters as `MGET` returns them (0 for an absent one).
+pub(crate) fn parse_counters(values: &[Option<Vec<u8>>]) -> Result<Vec<u64>, CacheError> {
+    values.iter().map(|v| v.as_deref().map_or(Ok(0), parse_counter)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

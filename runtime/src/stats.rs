@@ -49,6 +49,9 @@ pub struct CacheStats {
     /// Verified hits (`verify`) whose value differed from the database's with no invalidation
     /// to explain it: a missing invalidation (each also logged and invalidated).
     pub stale_detected: u64,
+    /// Results of functions with `result_tags` not stored because one of their tags was
+    /// invalidated while their query ran (returned all the same).
+    pub skipped_stores: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +73,7 @@ pub(crate) struct Stats {
     pub reused_decodes: AtomicU64,
     pub bypassed: AtomicU64,
     pub stale_detected: AtomicU64,
+    pub skipped_stores: AtomicU64,
 }
 
 impl Stats {
@@ -97,6 +101,7 @@ impl Stats {
             reused_decodes: self.reused_decodes.load(Relaxed),
             bypassed: self.bypassed.load(Relaxed),
             stale_detected: self.stale_detected.load(Relaxed),
+            skipped_stores: self.skipped_stores.load(Relaxed),
         }
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::CacheError;
-use crate::codec::{self, Meta};
+use crate::codec::{self, Meta, ResultTags};
 use crate::decoded::Copier;
 use crate::engine::Engine;
+use crate::entry::Envelope;
 use crate::keyspace::Target;
 use crate::stats::Stats;
 
@@ -80,6 +81,12 @@ impl Engine {
         if codec::meta(&bytes).is_ok_and(|meta| meta.stamp != stamp) {
             return Read::Unusable { stamp: Some(stamp) }; // invalidated since it was computed: not decoded
         }
+        // Boxed, as the queue's delivery above: the lookups of other functions stay small.
+        if let Some(result) = codec::result_tags(&bytes)
+            && !Box::pin(self.result_valid(target.key(), &result, count)).await
+        {
+            return Read::Unusable { stamp: Some(stamp) };
+        }
         match self.decode(target.key(), &bytes, copier) {
             Ok((value, meta)) => Read::Valid { value, meta, bytes },
             Err(err) => {
@@ -89,6 +96,65 @@ impl Engine {
                 }
                 Read::Unusable { stamp: Some(stamp) }
             }
+        }
+    }
+
+    /// Whether the counters of an entry's result tags are those it was stored with (read after
+    /// the entry: see `Store::stamp_of`); `false` too when they could not be read.
+    async fn result_valid(&self, key: &str, result: &ResultTags<'_>, count: bool) -> bool {
+        let names: Vec<String> = result.tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        match self.bounded(self.store.stamp_of(&names)).await {
+            Ok(stamp) => stamp == result.stamp,
+            Err(err) => {
+                if count {
+                    self.failed("get", key, &err);
+                }
+                false
+            }
+        }
+    }
+
+    /// The tag epoch, read before the query of a function with `result_tags` runs (see
+    /// [`tag_result`](Self::tag_result)); `None` when it could not be read.
+    pub async fn tag_epoch(&self, key: &str) -> Option<u64> {
+        match self.bounded(self.store.tag_epoch(self.keyspace.tag_epoch())).await {
+            Ok(epoch) => Some(epoch),
+            Err(err) => {
+                self.failed("get", key, &err);
+                None
+            }
+        }
+    }
+
+    /// Gives `envelope` the tags computed from its value, with their counters' stamp, if none
+    /// of them was invalidated since `since` (the tag epoch read before the query ran): one
+    /// that was may have been invalidated after the query read the database, and its entry
+    /// would then be served although stale. Not stored otherwise (counted), nor when the
+    /// counters could not be read.
+    pub async fn tag_result(&self, key: &str, envelope: &mut Envelope, tags: &[String], since: Option<u64>) {
+        if !envelope.storable {
+            return;
+        }
+        envelope.storable = false;
+        let Some(since) = since else { return };
+        let counters: Vec<String> = tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
+        let marks = self.keyspace.tag_marks(&counters);
+        let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
+        let stamp = match self.bounded(self.store.marked(&counters, &marks)).await {
+            Ok((_, latest)) if latest > since => {
+                Stats::count(&self.stats.skipped_stores);
+                return;
+            }
+            Ok((stamp, _)) => stamp,
+            Err(err) => return self.failed("get", key, &err),
+        };
+        match codec::with_result_tags(&envelope.bytes, tags, stamp) {
+            Ok(bytes) => {
+                envelope.bytes = bytes.into();
+                envelope.storable = true;
+            }
+            Err(err) => self.failed("encode", key, &err),
         }
     }
 

@@ -84,6 +84,7 @@ pub async fn run(backend: &Backend, tables: &str) -> Vec<Duration> {
     tags_invalidate_exactly_their_entries(backend.cache("matrix_tags").await, &format!("{tables}_tags"))
         .await;
     invalidate_all_flushes_one_namespace(backend, &format!("{tables}_all")).await;
+    result_tags_invalidate_their_entries(backend, &format!("{tables}_result")).await;
     stale_while_revalidate(backend, &format!("{tables}_swr")).await;
     one_lease_across_instances(backend).await;
     let mut delays = local_tiers_stay_coherent(backend, &format!("{tables}_local")).await;
@@ -156,6 +157,52 @@ pub async fn tags_invalidate_exactly_their_entries(cache: QueryCache, table: &st
     assert_eq!(get(2).await.unwrap(), "robert", "the write invalidated user:2");
     assert_eq!(get(1).await.unwrap(), "alice");
     assert_eq!(calls.load(SeqCst), 6);
+}
+
+/// The ids of the users `names_of` read: their tags.
+fn user_tags(names: &[(i64, String)]) -> impl Iterator<Item = String> + '_ {
+    names.iter().map(|(id, _)| format!("user:{id}"))
+}
+
+/// The users with ids in `from..=to`, tagged by what they are (`result_tags`).
+#[cached_query(cache = cache, skip(cache, table, calls), result_tags = user_tags)]
+pub async fn names_of(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    let sql = format!("SELECT id, name FROM {table} WHERE id BETWEEN $1 AND $2 ORDER BY id");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).bind(to).fetch_all(pool).await
+}
+
+/// Tags computed from a result drop its entry, and only those that hold it; the mark of an
+/// invalidated tag is in Redis for as long as its counter.
+pub async fn result_tags_invalidate_their_entries(backend: &Backend, table: &str) {
+    let (pool, cache, calls) = (pg().await, backend.cache("matrix_result").await, AtomicUsize::new(0));
+    users_table(&pool, table).await;
+    let names = |from, to| names_of(&cache, &pool, table, &calls, from, to);
+    assert_eq!(names(1, 2).await.unwrap(), [(1, "alice".to_owned()), (2, "bob".to_owned())]);
+    names(3, 3).await.unwrap();
+    names(1, 2).await.unwrap();
+    assert_eq!(calls.load(SeqCst), 2, "a hit");
+
+    assert_eq!(rename(&cache, &pool, table, 2, "robert").await.unwrap(), 1);
+    assert_eq!(names(1, 2).await.unwrap()[1].1, "robert", "user:2 is in the result");
+    names(3, 3).await.unwrap();
+    assert_eq!(calls.load(SeqCst), 3, "only the entry holding user 2 ran again");
+    names(1, 2).await.unwrap();
+    assert_eq!(calls.load(SeqCst), 3, "stored again");
+
+    let mark = cache.key("user:2", 0, &()).unwrap(); // a name in the cache's keyspace
+    let mark = format!("{}:tagat:user:2", &mark[..mark.find(":user:2").unwrap()]);
+    let ttl: i64 = backend.query(redis::cmd("PTTL").arg(&mark)).await;
+    assert!(ttl > 7 * 24 * 3600 * 1000, "the mark is kept as long as a counter: {ttl} ms for {mark}");
+    let stats = cache.stats();
+    assert_eq!((stats.errors, stats.skipped_stores), (0, 0), "{stats:?}");
 }
 
 /// `invalidate_all` drops every entry of its prefix, none of another's.

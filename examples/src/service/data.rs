@@ -1,11 +1,10 @@
 //! The service's data access: cached reads, and writes that invalidate what they change.
 //!
-//! The tags: `user:{username}` (a profile), `article:{slug}` (an article, for every viewer),
-//! `author:{username}` (an author's list of articles), `viewer:{id}` (everything one viewer
-//! sees: what they follow and favorite shows in it). A read that differs per viewer has the
-//! viewer in its key and its tag; the anonymous viewer is `None` (`viewer:`). Where a write
-//! learns a key only by running (the author of the article it favorites), it invalidates that
-//! tag by hand, after it succeeded.
+//! The tags: `user:{username}` (a profile), `article:{slug}` (an article, for every viewer, and
+//! every list that holds it: `result_tags`), `author:{username}` (an author's list of articles,
+//! for a new article), `viewer:{id}` (everything one viewer sees: what they follow and favorite
+//! shows in it). A read that differs per viewer has the viewer in its key and its tag; the
+//! anonymous viewer is `None` (`viewer:`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -72,7 +71,19 @@ pub async fn article(
         .await
 }
 
-#[cached_query(ttl = 300, cache = cache, skip(cache, queries), tags = ["author:{author}", "viewer:{viewer}"])]
+/// The tags of a list of articles: each article's, so that a write to one of them (which knows
+/// its slug, not the lists it is in) invalidates the lists that hold it.
+fn article_tags(articles: &[Article]) -> impl Iterator<Item = String> + '_ {
+    articles.iter().map(|article| format!("article:{}", article.slug))
+}
+
+#[cached_query(
+    ttl = 300,
+    cache = cache,
+    skip(cache, queries),
+    tags = ["author:{author}", "viewer:{viewer}"],
+    result_tags = article_tags
+)]
 pub async fn articles_by(
     cache: &QueryCache,
     pool: &PgPool,
@@ -142,61 +153,48 @@ pub async fn create_article(cache: &QueryCache, pool: &PgPool, new: &NewArticle)
     .map(drop)
 }
 
-/// After a write that changed an article: the article, and its author's list (an author the
-/// write learned by running).
-async fn changed(cache: &QueryCache, slug: &str, author: Option<String>) {
-    if let Some(author) = author {
-        // A failure is counted and logged by the cache; the write's own result stands.
-        let _ = cache.invalidate_tags([format!("article:{slug}"), format!("author:{author}")]).await;
-    }
-}
-
+/// An article changed: its entries, and the lists that hold it (tagged by their result).
+#[cache_invalidate(cache = cache, tags = ["article:{slug}"])]
 pub async fn update_article(
     cache: &QueryCache,
     pool: &PgPool,
     slug: &str,
     update: &ArticleUpdate,
 ) -> Result<(), sqlx::Error> {
-    let author = sqlx::query_scalar(
-        "UPDATE svc_articles a SET title = $2, body = $3 FROM svc_users u
-         WHERE a.slug = $1 AND u.id = a.author_id RETURNING u.username",
-    )
-    .bind(slug)
-    .bind(&update.title)
-    .bind(&update.body)
-    .fetch_optional(pool)
-    .await?;
-    changed(cache, slug, author).await;
-    Ok(())
+    sqlx::query("UPDATE svc_articles SET title = $2, body = $3 WHERE slug = $1")
+        .bind(slug)
+        .bind(&update.title)
+        .bind(&update.body)
+        .execute(pool)
+        .await
+        .map(drop)
 }
 
+/// Its count changed for every viewer: the article's entries and the lists that hold it.
+#[cache_invalidate(cache = cache, tags = ["article:{slug}"])]
 pub async fn favorite(cache: &QueryCache, pool: &PgPool, user: i64, slug: &str) -> Result<(), sqlx::Error> {
-    let author = sqlx::query_scalar(
-        "WITH added AS (
-             INSERT INTO svc_favorites (user_id, article_id)
-             SELECT $1, id FROM svc_articles WHERE slug = $2 ON CONFLICT DO NOTHING RETURNING article_id)
-         SELECT u.username FROM added JOIN svc_articles a ON a.id = added.article_id JOIN svc_users u ON u.id = a.author_id",
+    sqlx::query(
+        "INSERT INTO svc_favorites (user_id, article_id)
+         SELECT $1, id FROM svc_articles WHERE slug = $2 ON CONFLICT DO NOTHING",
     )
     .bind(user)
     .bind(slug)
-    .fetch_optional(pool)
-    .await?;
-    changed(cache, slug, author).await;
-    Ok(())
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
+#[cache_invalidate(cache = cache, tags = ["article:{slug}"])]
 pub async fn unfavorite(cache: &QueryCache, pool: &PgPool, user: i64, slug: &str) -> Result<(), sqlx::Error> {
-    let author = sqlx::query_scalar(
-        "DELETE FROM svc_favorites fv USING svc_articles a, svc_users u
-         WHERE fv.user_id = $1 AND fv.article_id = a.id AND a.slug = $2 AND u.id = a.author_id
-         RETURNING u.username",
+    sqlx::query(
+        "DELETE FROM svc_favorites fv USING svc_articles a
+         WHERE fv.user_id = $1 AND fv.article_id = a.id AND a.slug = $2",
     )
     .bind(user)
     .bind(slug)
-    .fetch_optional(pool)
-    .await?;
-    changed(cache, slug, author).await;
-    Ok(())
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// What `follower` sees changes: every entry of that viewer.

@@ -1,10 +1,13 @@
 //! The in-process backend, on moka: same TTL semantics as Redis, no network.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
+use super::Marks;
+use crate::clock::now_ms;
 use crate::stamp::{COUNTER_KEEP, counter_start, stamp};
 // The synchronous cache: its operations take no time worth yielding for, and a lookup's
 // future stays small (every call moves it a few times; `moka`'s futures are large).
@@ -39,6 +42,9 @@ pub(crate) struct MemoryStore {
     entries: Cache<String, Entry>,
     /// Invalidation counters, each kept `COUNTER_KEEP` after its last increment.
     counters: Cache<String, u64>,
+    /// The tag epoch, and the tags' marks (see `Keyspace::tag_epoch`).
+    epoch: AtomicU64,
+    marks: Cache<String, u64>,
     max_entries: u64,
 }
 
@@ -46,7 +52,8 @@ impl MemoryStore {
     pub fn new(max_entries: u64) -> Self {
         let entries = Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build();
         let counters = Cache::builder().time_to_live(COUNTER_KEEP).build();
-        MemoryStore { entries, counters, max_entries }
+        let marks = Cache::builder().time_to_live(COUNTER_KEEP).build();
+        MemoryStore { entries, counters, epoch: AtomicU64::new(0), marks, max_entries }
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
@@ -54,17 +61,37 @@ impl MemoryStore {
     }
 
     pub fn fetch(&self, key: &str, counters: &[&str]) -> (Option<Vec<u8>>, u64) {
-        let values: Vec<u64> =
-            counters.iter().map(|counter| self.counters.get(*counter).unwrap_or_default()).collect();
-        (self.get(key), stamp(&values))
+        (self.get(key), self.marked(counters, &[]).0)
     }
 
-    pub fn increment(&self, counters: &[String]) {
+    pub fn increment(&self, counters: &[String], marks: Marks<'_>) {
+        if !marks.names.is_empty() {
+            // As on Redis: the wall clock in microseconds, or one more if it went back.
+            let (floor, mut epoch) = (now_ms() * 1000, 0);
+            let _ = self.epoch.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+                epoch = (e + 1).max(floor);
+                Some(epoch)
+            });
+            for mark in marks.names {
+                self.marks.insert(mark.clone(), epoch);
+            }
+        }
         for key in counters {
             self.counters
                 .entry_by_ref(key.as_str())
                 .and_upsert_with(|old| old.map_or_else(counter_start, |e| e.into_value()) + 1);
         }
+    }
+
+    pub fn tag_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn marked(&self, counters: &[&str], marks: &[String]) -> (u64, u64) {
+        let values: Vec<u64> =
+            counters.iter().map(|counter| self.counters.get(*counter).unwrap_or_default()).collect();
+        let latest = marks.iter().filter_map(|mark| self.marks.get(mark)).max().unwrap_or(0);
+        (stamp(&values), latest)
     }
 
     pub fn set(&self, key: &str, value: &[u8], ttl: Duration) {

@@ -17,6 +17,18 @@ use scripted::Op;
 /// How long the check of Redis's eviction policy may take (connecting included).
 const EVICTION_CHECK_WITHIN: Duration = Duration::from_secs(5);
 
+/// The tag epoch and the marks an increment moves on (see `Keyspace::tag_epoch`).
+#[derive(Clone, Copy)]
+pub(crate) struct Marks<'a> {
+    pub epoch: &'a str,
+    pub names: &'a [String],
+}
+
+impl Marks<'_> {
+    /// For an increment of counters that are not tags'.
+    pub const NONE: Marks<'static> = Marks { epoch: "", names: &[] };
+}
+
 /// The backend behind a [`QueryCache`](crate::QueryCache).
 pub(crate) enum Store {
     Redis(redis::RedisStore),
@@ -51,23 +63,58 @@ impl Store {
     }
 
     /// Increments the counters under `counters`, each kept for `keep` from now, and publishes
-    /// `announce` (a channel and a message) with them.
+    /// `announce` (a channel and a message) with them. Before them, moves the tag epoch on and
+    /// sets `marks` to it (see `Keyspace::tag_epoch`): a query that read the epoch before one of
+    /// these increments sees the mark once it sees the increment.
     pub async fn increment(
         &self,
         counters: &[String],
+        marks: Marks<'_>,
         keep: Duration,
         announce: Option<(&str, &[u8])>,
     ) -> Result<(), CacheError> {
         match self {
-            Store::Redis(s) => s.increment(counters, keep, announce).await,
+            Store::Redis(s) => s.increment(counters, marks, keep, announce).await,
             Store::Memory(s) => {
-                s.increment(counters);
+                s.increment(counters, marks);
                 Ok(())
             }
             #[cfg(test)]
             Store::Scripted(s) => {
-                s.ask(Op::Increment(counters.to_vec())).await.map(|()| s.memory().increment(counters))
+                s.ask(Op::Increment(counters.to_vec())).await.map(|()| s.memory().increment(counters, marks))
             }
+        }
+    }
+
+    /// The tag epoch under `epoch` (0 when absent; see `Keyspace::tag_epoch`).
+    pub async fn tag_epoch(&self, epoch: &str) -> Result<u64, CacheError> {
+        match self {
+            Store::Redis(s) => s.tag_epoch(epoch).await,
+            Store::Memory(s) => Ok(s.tag_epoch()),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::TagEpoch).await.map(|()| s.memory().tag_epoch()),
+        }
+    }
+
+    /// The stamp of `counters` and the latest of `marks` (0 when none is set), read together:
+    /// the counters first, so that a mark set before an increment seen is seen too.
+    pub async fn marked(&self, counters: &[&str], marks: &[String]) -> Result<(u64, u64), CacheError> {
+        match self {
+            Store::Redis(s) => s.marked(counters, marks).await,
+            Store::Memory(s) => Ok(s.marked(counters, marks)),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Marked).await.map(|()| s.memory().marked(counters, marks)),
+        }
+    }
+
+    /// The stamp of `counters` (kept in this process by client tracking when it can be), read
+    /// after a `fetch`: as recent as that fetch's entry, at least.
+    pub async fn stamp_of(&self, counters: &[&str]) -> Result<u64, CacheError> {
+        match self {
+            Store::Redis(s) => s.stamp_of(counters).await,
+            Store::Memory(s) => Ok(s.marked(counters, &[]).0),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::StampOf).await.map(|()| s.memory().marked(counters, &[]).0),
         }
     }
 
@@ -86,12 +133,12 @@ impl Store {
             Store::Redis(s) => s.follow(counter, seen, shard, version, keep).await,
             // One process: every change it hears is new to it.
             Store::Memory(s) => {
-                s.increment(&[counter.to_owned()]);
+                s.increment(&[counter.to_owned()], Marks::NONE);
                 Ok(true)
             }
             #[cfg(test)]
             Store::Scripted(s) => s.ask(Op::Increment(vec![counter.to_owned()])).await.map(|()| {
-                s.memory().increment(&[counter.to_owned()]);
+                s.memory().increment(&[counter.to_owned()], Marks::NONE);
                 true
             }),
         }

@@ -14,9 +14,10 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use super::Marks;
 use super::tracking::Tracking;
 use crate::CacheError;
-use crate::stamp::{counter_start, parse_counter, stamp};
+use crate::stamp::{counter_start, parse_counter, parse_counters, stamp};
 
 pub(crate) struct RedisStore {
     /// Clients of the nodes the backplane may subscribe through (one per URL given).
@@ -162,8 +163,7 @@ impl RedisStore {
             redis::cmd("MGET").arg(key).arg(counters).query_async(&mut conn).await?;
         let mut values = values.into_iter();
         let entry = values.next().flatten();
-        let values: Vec<u64> =
-            values.map(|v| v.as_deref().map_or(Ok(0), parse_counter)).collect::<Result<_, _>>()?;
+        let values = parse_counters(values.as_slice())?;
         Ok((entry, stamp(&values)))
     }
 
@@ -172,10 +172,26 @@ impl RedisStore {
     pub async fn increment(
         &self,
         counters: &[String],
+        marks: Marks<'_>,
         keep: Duration,
         announce: Option<(&str, &[u8])>,
     ) -> Result<(), CacheError> {
+        // The tag epoch moves on: Redis's clock in microseconds, or one more if it is not ahead
+        // (so that it never goes back, even if the clock does or the epoch expired); the marks
+        // take it. First, so that a read that sees an increment sees its mark (see `marked`).
+        const MARK: &str = "local t = redis.call('TIME') \
+             local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) \
+             local epoch = tonumber(redis.call('GET', KEYS[1]) or '0') \
+             if epoch < now then epoch = now else epoch = epoch + 1 end \
+             epoch = string.format('%.0f', epoch) \
+             for i = 1, #KEYS do redis.call('SET', KEYS[i], epoch, 'PX', ARGV[1]) end \
+             return epoch";
         let mut pipe = redis::pipe();
+        if !marks.names.is_empty() {
+            let keys = 1 + marks.names.len();
+            pipe.cmd("EVAL").arg(MARK).arg(keys).arg(marks.epoch).arg(marks.names);
+            pipe.arg(keep.as_millis() as u64).ignore();
+        }
         for key in counters {
             // A counter that does not exist (never incremented, expired, evicted) starts at
             // a random value (see `counter_start`).
@@ -188,6 +204,29 @@ impl RedisStore {
         let mut conn = self.conn();
         pipe.exec_async(&mut conn).await?;
         Ok(())
+    }
+
+    pub async fn tag_epoch(&self, epoch: &str) -> Result<u64, CacheError> {
+        let mut conn = self.conn();
+        let value: Option<Vec<u8>> = redis::cmd("GET").arg(epoch).query_async(&mut conn).await?;
+        value.as_deref().map_or(Ok(0), parse_counter)
+    }
+
+    /// One `MGET` of the counters and the marks.
+    pub async fn marked(&self, counters: &[&str], marks: &[String]) -> Result<(u64, u64), CacheError> {
+        let mut conn = self.conn();
+        let values: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(counters).arg(marks).query_async(&mut conn).await?;
+        let values = parse_counters(&values)?;
+        let (counters, marks) = values.split_at(counters.len());
+        Ok((stamp(counters), marks.iter().copied().max().unwrap_or(0)))
+    }
+
+    pub async fn stamp_of(&self, counters: &[&str]) -> Result<u64, CacheError> {
+        if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
+            return session.stamp_of(counters).await;
+        }
+        Ok(self.marked(counters, &[]).await?.0)
     }
 
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

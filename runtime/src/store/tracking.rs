@@ -33,7 +33,7 @@ use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisErr
 use crate::CacheError;
 use crate::clock::now_ms;
 use crate::seeded::Seeded;
-use crate::stamp::{INLINE_COUNTERS, parse_counter, stamp};
+use crate::stamp::{INLINE_COUNTERS, parse_counters, stamp};
 use crate::streak::Streak;
 
 /// The most counters kept; past that they are dropped and read again as needed.
@@ -183,6 +183,22 @@ impl Session {
         Box::pin(self.read_counters(key, counters)).await
     }
 
+    /// The stamp of `counters`, read after a [`fetch`](Self::fetch) on this session: known
+    /// ones are as recent as that fetch's reply; the others are read and kept.
+    pub async fn stamp_of(&self, counters: &[&str]) -> Result<u64, CacheError> {
+        if let Some(stamp) = self.counters.get(counters) {
+            return Ok(stamp);
+        }
+        let mut conn = self.conn.clone();
+        let seen = self.counters.invalidations.load(SeqCst);
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(counters);
+        let (values,): (Vec<Option<Vec<u8>>>,) = self.ask(pipe.query_async(&mut conn)).await?;
+        let gens = parse_counters(&values)?;
+        self.counters.keep(seen, counters, &gens);
+        Ok(stamp(&gens))
+    }
+
     /// The answer to `request`, made on this session's connection (see [`Answer`]).
     async fn ask<T>(&self, request: impl Future<Output = Result<T, RedisError>>) -> Result<T, CacheError> {
         let mut answer = Answer { counters: &self.counters, came: false };
@@ -212,10 +228,7 @@ impl Session {
         pipe.cmd("GET").arg(key).cmd("CLIENT").arg("CACHING").arg("YES").ignore().cmd("MGET").arg(counters);
         let (entry, values): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) =
             self.ask(pipe.query_async(&mut conn)).await?;
-        let gens = values
-            .iter()
-            .map(|v| v.as_deref().map_or(Ok(0), parse_counter))
-            .collect::<Result<Vec<_>, _>>()?;
+        let gens = parse_counters(&values)?;
         self.counters.keep(seen, counters, &gens);
         Ok((entry, stamp(&gens)))
     }
