@@ -12,6 +12,7 @@ use crate::CacheError;
 use crate::clock::now_ms;
 use crate::codec::{self, Meta};
 use crate::engine::Engine;
+use crate::function_stats::{FunctionStats, metrics};
 use crate::key;
 use crate::keyspace;
 use crate::settings::Settings;
@@ -181,6 +182,7 @@ impl QueryCache {
         }
         // The key's own counter, `{key}:gen`.
         self.engine.invalidate("invalidate", vec![keyspace::key_counter(key)]).await?;
+        metrics::invalidation("key");
         // The entry is invalid already; deleting it only frees the memory.
         let _ = self.engine.bounded(self.engine.store.delete(key, None)).await;
         Ok(())
@@ -231,20 +233,36 @@ impl QueryCache {
         U::Item: AsRef<str>,
     {
         let keyspace = &self.engine.keyspace;
-        let tags = tags.into_iter().map(|tag| keyspace.tag_counter(tag.as_ref()));
-        let tables = tables.into_iter().map(|table| keyspace.table_counter(table.as_ref()));
-        let counters: Vec<String> = tags.chain(tables).collect();
+        let mut counters: Vec<String> =
+            tags.into_iter().map(|tag| keyspace.tag_counter(tag.as_ref())).collect();
+        let tagged = counters.len();
+        counters.extend(tables.into_iter().map(|table| keyspace.table_counter(table.as_ref())));
         if counters.is_empty() {
             return Ok(());
         }
-        self.engine.invalidate(op, counters).await
+        let (tabled, tagged) = (counters.len() > tagged, tagged > 0);
+        self.engine.invalidate(op, counters).await?;
+        for (kind, given) in [("tag", tagged), ("table", tabled)] {
+            if given {
+                metrics::invalidation(kind);
+            }
+        }
+        Ok(())
     }
 
     /// Invalidates every entry of this cache's prefix at once (a namespace generation: no
     /// `KEYS`, no `FLUSHDB`; the old entries expire on their own).
     pub async fn invalidate_all(&self) -> Result<(), CacheError> {
-        self.engine
-            .invalidate("invalidate_all", vec![self.engine.keyspace.namespace_counter().to_owned()])
-            .await
+        let namespace = self.engine.keyspace.namespace_counter().to_owned();
+        self.engine.invalidate("invalidate_all", vec![namespace]).await?;
+        metrics::invalidation("all");
+        Ok(())
+    }
+
+    /// The counts of each cached function called through this cache since it was built
+    /// (sorted by name): hits, stale hits, misses, bypasses, errors, local-tier hits. The
+    /// same counts as the metrics of the feature `metrics`, without a recorder.
+    pub fn function_stats(&self) -> Vec<FunctionStats> {
+        self.engine.functions.snapshot()
     }
 }

@@ -10,6 +10,7 @@ use crate::bounded::Bounded;
 use crate::decoded::Decoded;
 use crate::feed::Feed;
 use crate::flight::Flights;
+use crate::function_stats::Functions;
 use crate::health::Health;
 use crate::keyspace::Keyspace;
 use crate::local::Local;
@@ -22,6 +23,8 @@ pub(crate) struct Engine {
     pub store: Arc<Store>,
     pub settings: Settings,
     pub stats: Stats,
+    /// The counts per function (`QueryCache::function_stats`).
+    pub functions: Functions,
     pub flights: Flights,
     pub health: Health,
     /// The database's change feed, if one is watched.
@@ -63,6 +66,7 @@ impl Engine {
             store,
             settings,
             stats: Stats::default(),
+            functions: Functions::default(),
             flights: Flights::default(),
             health: Health::default(),
             feed: Feed::default(),
@@ -92,6 +96,7 @@ impl Engine {
     /// Counts a cache failure that the caller answers without the cache, and logs it.
     pub fn failed(&self, op: &str, key: &str, err: &CacheError) {
         Stats::count(&self.stats.errors);
+        self.functions.error(self.keyspace.start(), key, err);
         self.warnings.warn(|suppressed| {
             tracing::warn!(
                 backend = %self.store.describe(),

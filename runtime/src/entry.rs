@@ -48,6 +48,8 @@ pub(crate) struct Policy {
     pub verify: f64,
     /// Whether its entries carry tags computed from their values (`result_tags`).
     pub result_tagged: bool,
+    /// The function's key name (metrics' `function` label).
+    pub function: &'static str,
 }
 
 /// An envelope ready to be stored and shared: the entry's bytes, how long to keep it, and
@@ -173,6 +175,7 @@ mod tests {
             refreshable: false,
             verify: 0.0,
             result_tagged: false,
+            function: "f",
         };
         for _ in 0..20 {
             let envelope =

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::function_stats::metrics;
 use crate::streak::Streak;
 
 /// Consecutive failures that open the breaker.
@@ -72,12 +73,19 @@ impl Health {
     /// Counts a failure to reach the store; `true` if this one opened the breaker (the caller
     /// then starts the probe).
     pub fn failure_opens(&self) -> bool {
-        self.failures.fail() >= TRIP_AFTER && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok()
+        let opens = self.failures.fail() >= TRIP_AFTER
+            && self.open.compare_exchange(false, true, SeqCst, SeqCst).is_ok();
+        if opens {
+            metrics::breaker(true);
+        }
+        opens
     }
 
     pub fn close(&self) {
         self.failures.reset();
-        self.open.store(false, SeqCst);
+        if self.open.swap(false, SeqCst) {
+            metrics::breaker(false);
+        }
     }
 
     /// Queues invalidation counters that could not be incremented. `ns_key` replaces them

@@ -45,6 +45,7 @@ mod entry;
 mod error;
 mod feed;
 mod flight;
+mod function_stats;
 mod health;
 mod invalidation;
 mod key;
@@ -93,6 +94,7 @@ use arc_swap::ArcSwapOption;
 pub use builder::QueryCacheBuilder;
 pub use cache::QueryCache;
 pub use error::CacheError;
+pub use function_stats::FunctionStats;
 pub use stats::CacheStats;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

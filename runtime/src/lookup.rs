@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::clock::now_ms;
 use crate::codec::{self, Meta};
@@ -32,6 +33,7 @@ use crate::decoded::Copier;
 use crate::engine::Engine;
 use crate::entry::{Envelope, Policy, early_refresh_due};
 use crate::flight::{self, Leader, Role, Shared};
+use crate::function_stats;
 use crate::keyspace::Target;
 use crate::lease::{LeaseWait, Leasing};
 use crate::local::{Local, LocalEntry};
@@ -43,8 +45,9 @@ use crate::stored::{Read, Stamp};
 /// What `find` found.
 pub(crate) enum Found<V> {
     /// A value to return, with its entry's metadata; `refresh` asks for a background refresh
-    /// of it, with the freshness it had (a refresh that finds another one landed will skip).
-    Value { value: V, meta: Meta, refresh: Option<u64> },
+    /// of it, with the freshness it had (a refresh that finds another one landed will skip);
+    /// `local` if the local tier answered; `size`, the entry's bytes.
+    Value { value: V, meta: Meta, refresh: Option<u64>, local: bool, size: usize },
     /// Nothing usable: the caller runs the query.
     Compute(Duty),
     /// The query this caller waited for failed with this error (see `outcome::ErrorShare`).
@@ -82,14 +85,15 @@ impl Engine {
             Stats::count(&stats.hits);
             Stats::count(&stats.local_hits);
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
-            return Found::Value { value, meta, refresh };
+            return Found::Value { value, meta, refresh, local: true, size: entry.bytes.len() };
         }
         let stamp = match self.read(target, copier).await {
             Read::Valid { value, meta, bytes } => {
+                let size = bytes.len();
                 if let (Some(local), Some(epoch)) = (local, epoch) {
                     local.put(epoch, target.key(), self.local_entry(target, bytes.into(), meta)).await;
                 }
-                match self.serve(value, meta, policy) {
+                match self.serve(value, meta, policy, size) {
                     Ok(found) => return found,
                     Err(()) => Some(meta.stamp), // stale, and nobody can refresh it: a miss
                 }
@@ -144,7 +148,7 @@ impl Engine {
                     {
                         Stats::count(&stats.hits);
                         Stats::count(&stats.coalesced);
-                        return Found::Value { value, meta, refresh: None };
+                        return Found::Value { value, meta, refresh: None, local: false, size: bytes.len() };
                     }
                 }
                 Role::Leader(leader) => {
@@ -152,9 +156,10 @@ impl Engine {
                     // (Quietly: a bad entry was counted by the first read.)
                     return match self.read_counted(target, copier, false).await {
                         Read::Valid { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
+                            let size = bytes.len();
                             leader.finish(Some(bytes.into()));
                             Stats::count(&stats.hits);
-                            Found::Value { value, meta, refresh: None }
+                            Found::Value { value, meta, refresh: None, local: false, size }
                         }
                         Read::Valid { meta, .. } => {
                             Stats::count(&stats.misses);
@@ -171,7 +176,7 @@ impl Engine {
     }
 
     /// A valid entry: fresh, or stale and refreshable (`Err` otherwise).
-    fn serve<V>(&self, value: V, meta: Meta, policy: &Policy) -> Result<Found<V>, ()> {
+    fn serve<V>(&self, value: V, meta: Meta, policy: &Policy, size: usize) -> Result<Found<V>, ()> {
         let stats = &self.stats;
         let now = now_ms();
         let stale = now >= meta.fresh_until_ms;
@@ -184,7 +189,7 @@ impl Engine {
         }
         let refresh =
             (stale || (policy.early && early_refresh_due(now, meta))).then_some(meta.fresh_until_ms);
-        Ok(Found::Value { value, meta, refresh })
+        Ok(Found::Value { value, meta, refresh, local: false, size })
     }
 
     /// Step 3: runs the query for a missing entry, stores and shares its result.
@@ -219,8 +224,10 @@ impl Engine {
         }
         let since = self.since(target, policy).await;
         let started = Instant::now();
-        let result = body.await;
-        let mut envelope = self.prepare::<R, A>(target, &result, policy, stamp, started.elapsed(), copier);
+        let result = body.instrument(tracing::debug_span!("cache.query", function = policy.function)).await;
+        let took = started.elapsed();
+        function_stats::metrics::query(policy.function, took);
+        let mut envelope = self.prepare::<R, A>(target, &result, policy, stamp, took, copier);
         let tags = A::value(&result).and_then(|value| result_tags.of(value));
         self.tag(target, &mut envelope, tags, since).await;
         if let Some(envelope) = &envelope

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 pub use crate::CacheError;
 use crate::QueryCache;
 pub use crate::decoded::{Copier, Probe, copy, probe};
 use crate::entry::Policy;
+use crate::function_stats::{self, Answer};
 use crate::key::KeyHasher;
 use crate::keyspace::Target;
 use crate::lookup::Found;
@@ -56,6 +58,8 @@ pub struct Spec {
     tables: &'static [&'static str],
     /// `{name}:v{version}:`, computed on first use.
     head: OnceLock<String>,
+    /// The name, kept for the life of the program (a label of every call's metrics).
+    function: OnceLock<&'static str>,
 }
 
 impl Spec {
@@ -74,6 +78,7 @@ impl Spec {
             verify: None,
             tables: &[],
             head: OnceLock::new(),
+            function: OnceLock::new(),
         }
     }
 
@@ -140,7 +145,13 @@ impl Spec {
                 false => 0.0,
             },
             result_tagged: false,
+            function: self.function(),
         }
+    }
+
+    /// The function's key name, made once per function (a program has a bounded number).
+    fn function(&self) -> &'static str {
+        self.function.get_or_init(|| Box::leak(self.name().into_boxed_str()))
     }
 
     pub const fn version(mut self, version: u32) -> Self {
@@ -196,6 +207,15 @@ impl Handle {
 
     pub fn installed() -> Self {
         Handle::Installed(crate::installed())
+    }
+
+    /// The cache configured for the call, passthrough or not.
+    fn configured(&self) -> Option<&QueryCache> {
+        match self {
+            Handle::Given(cache) => Some(cache),
+            Handle::Installed(cache) => cache.as_ref(),
+            Handle::Bypass => None,
+        }
     }
 
     fn get(&self) -> Option<&QueryCache> {
@@ -326,16 +346,29 @@ impl<G> Call<G> {
         F: Future<Output = R>,
         G: ResultTags<A::Value>,
     {
-        let Some((cache, target)) = self.usable() else { return body.await };
+        let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.policy(cache, false);
-        match cache.engine().find::<A::Value>(target, &policy, copier).await {
-            Found::Value { value, .. } => A::wrap(value),
-            Found::Compute(duty) => {
-                let tags = &self.result_tags;
-                cache.engine().compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
+        let span = call_span(&policy, target);
+        let engine = cache.engine();
+        let mut counted = Counted::new(engine, &policy, &span);
+        let call = async {
+            match engine.find::<A::Value>(target, &policy, copier).await {
+                Found::Value { value, meta, local, size, .. } => {
+                    counted.value(meta, local, size);
+                    A::wrap(value)
+                }
+                Found::Compute(duty) => {
+                    counted.miss();
+                    let tags = &self.result_tags;
+                    engine.compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
+                }
+                Found::Failed(error) => {
+                    counted.miss();
+                    shared_error(errors, &error, body).await
+                }
             }
-            Found::Failed(error) => shared_error(errors, &error, body).await,
-        }
+        };
+        call.instrument(span).await
     }
 
     /// As [`run`](Call::run), for functions with `stale`, `early` or `verify`: their body owns
@@ -354,11 +387,16 @@ impl<G> Call<G> {
         R: Send + 'static,
         G: ResultTags<A::Value> + 'static,
     {
-        let Some((cache, target)) = self.usable() else { return body.await };
+        let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.policy(cache, true);
-        match cache.engine().find::<A::Value>(target, &policy, copier).await {
-            Found::Value { value, meta, refresh } => {
-                let engine = cache.engine();
+        let span = call_span(&policy, target);
+        let engine = cache.engine();
+        let mut counted = Counted::new(engine, &policy, &span);
+        let found = engine.find::<A::Value>(target, &policy, copier).instrument(span.clone()).await;
+        match found {
+            Found::Value { value, meta, refresh, local, size } => {
+                counted.value(meta, local, size);
+                drop(counted);
                 if let Some(seen_fresh_until) = refresh {
                     let tags = self.result_tags.clone();
                     engine.spawn_refresh::<R, A, F, G>(target, policy, seen_fresh_until, body, copier, tags);
@@ -368,11 +406,26 @@ impl<G> Call<G> {
                 A::wrap(value)
             }
             Found::Compute(duty) => {
+                counted.miss();
                 let tags = &self.result_tags;
-                cache.engine().compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
+                let compute = engine.compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags);
+                compute.instrument(span).await
             }
-            Found::Failed(error) => shared_error(errors, &error, body).await,
+            Found::Failed(error) => {
+                counted.miss();
+                shared_error(errors, &error, body).instrument(span).await
+            }
         }
+    }
+
+    /// Runs the body without the cache: counted as a bypass where a cache was configured.
+    async fn bypass<R, F: Future<Output = R>>(&self, body: F) -> R {
+        let function = self.spec.function();
+        match self.handle.configured() {
+            Some(cache) => cache.engine().functions.call(function, Answer::Bypass, false, None),
+            None => function_stats::metrics::call(function, Answer::Bypass, false, None),
+        }
+        body.await
     }
 
     /// The function's policy for this call.
@@ -406,6 +459,59 @@ impl<G> Call<G> {
         match (self.handle.get(), &self.target) {
             (Some(cache), Some(target)) => cache.invalidate(target.key()).await,
             _ => Ok(()),
+        }
+    }
+}
+
+/// The span of one cached call (`debug`: nothing unless enabled), named as tracing backends
+/// name cache operations; its miss's query and store nest in it.
+fn call_span(policy: &Policy, target: &Target) -> tracing::Span {
+    tracing::debug_span!(
+        "cache.get",
+        function = policy.function,
+        cache.key = target.key(),
+        cache.hit = tracing::field::Empty,
+        cache.item_size = tracing::field::Empty,
+    )
+}
+
+/// Counts one call of a function by how it was answered (`function_stats`), once, when it is
+/// dropped: a miss or a value, or a bypass when the breaker was open as it began.
+struct Counted<'a> {
+    engine: &'a crate::engine::Engine,
+    span: tracing::Span,
+    function: &'static str,
+    began: Option<std::time::Instant>,
+    breaker_open: bool,
+    outcome: Option<(Answer, bool)>,
+}
+
+impl<'a> Counted<'a> {
+    fn new(engine: &'a crate::engine::Engine, policy: &Policy, span: &tracing::Span) -> Self {
+        let began = function_stats::metrics::TIMED.then(std::time::Instant::now);
+        let breaker_open = engine.health.is_open();
+        let span = span.clone();
+        Counted { engine, span, function: policy.function, began, breaker_open, outcome: None }
+    }
+
+    fn value(&mut self, meta: crate::codec::Meta, local: bool, size: usize) {
+        self.span.record("cache.hit", true);
+        self.span.record("cache.item_size", size);
+        let stale = crate::clock::now_ms() >= meta.fresh_until_ms;
+        self.outcome = Some((if stale { Answer::Stale } else { Answer::Hit }, local));
+    }
+
+    fn miss(&mut self) {
+        self.span.record("cache.hit", false);
+        self.outcome = Some((if self.breaker_open { Answer::Bypass } else { Answer::Miss }, false));
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some((outcome, local)) = self.outcome {
+            let elapsed = self.began.map(|began| began.elapsed());
+            self.engine.functions.call(self.function, outcome, local, elapsed);
         }
     }
 }

@@ -1,0 +1,127 @@
+//! Counts per function (`function_stats()`) and the metrics of the feature `metrics`, against
+//! real Redis and Postgres: names, labels and values as docs/observability.md promises them.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use cached_query::{FunctionStats, QueryCache, cached_query};
+use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, users_table};
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use sqlx::PgPool;
+
+#[cached_query(name = "obs_name", ttl = 60, cache = cache, skip(cache, calls), tags = ["user:{id}"])]
+async fn name_of(
+    cache: &QueryCache,
+    pool: &PgPool,
+    calls: &AtomicUsize,
+    id: i64,
+) -> Result<String, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    sqlx::query_scalar("SELECT name FROM t_obs WHERE id = $1").bind(id).fetch_one(pool).await
+}
+
+#[cached_query(ttl = 60, cache = cache, skip(cache))]
+async fn doubled(cache: &QueryCache, x: i64) -> i64 {
+    x * 2
+}
+
+fn of<'a>(all: &'a [FunctionStats], name: &str) -> &'a FunctionStats {
+    all.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no stats of {name}: {all:?}"))
+}
+
+/// Hits, misses, errors and bypasses per function, with the global `stats()` agreeing.
+async fn counted(cache: &QueryCache, pool: &PgPool) {
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        name_of(cache, pool, &calls, 1).await.unwrap();
+    }
+    name_of(cache, pool, &calls, 2).await.unwrap();
+    cache.invalidate_tags(["user:1"]).await.unwrap();
+    name_of(cache, pool, &calls, 1).await.unwrap();
+    assert_eq!(doubled(cache, 4).await, 8);
+    // Bytes that are not an entry: a decode error of that function, answered by its query.
+    let key = cache.key("obs_name", 0, &(2i64,)).unwrap();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("garbage")
+        .query_async(&mut redis_conn(&redis_url()).await)
+        .await
+        .unwrap();
+    name_of(cache, pool, &calls, 2).await.unwrap();
+
+    let all = cache.function_stats();
+    let name = of(&all, "obs_name");
+    assert_eq!((name.hits, name.misses, name.stale, name.bypasses, name.errors), (2, 4, 0, 0, 1), "{name:?}");
+    let doubled = of(&all, "observability::doubled");
+    assert_eq!((doubled.hits, doubled.misses), (0, 1), "{doubled:?}");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.errors), (2, 5, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn function_stats_count_each_function() {
+    let pool = pg().await;
+    users_table(&pool, "t_obs").await;
+    counted(&redis_cache("obs_stats").await, &pool).await;
+    // A passthrough cache consults nothing: every call is a bypass.
+    let passthrough = QueryCache::passthrough();
+    doubled(&passthrough, 1).await;
+    doubled(&passthrough, 1).await;
+    let all = passthrough.function_stats();
+    assert_eq!(of(&all, "observability::doubled").bypasses, 2, "{all:?}");
+}
+
+/// The metrics, on a recorder of this thread's own: their names and labels are a contract.
+#[test]
+fn metrics_have_the_documented_names_and_labels() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let cache = redis_cache("obs_metrics").await;
+            doubled(&cache, 1).await;
+            doubled(&cache, 1).await;
+            cache.invalidate_tags(["user:9"]).await.unwrap();
+            cache.invalidate_all().await.unwrap();
+        })
+    });
+    let metrics: Vec<_> = snapshotter.snapshot().into_vec();
+    let find = |kind: MetricKind, name: &str, labels: &[(&str, &str)]| {
+        metrics
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.kind() == kind
+                    && key.key().name() == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+            })
+            .map(|(_, _, _, value)| value)
+    };
+    let calls = |outcome| {
+        find(
+            MetricKind::Counter,
+            "cached_query_calls_total",
+            &[("function", "observability::doubled"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("miss"), Some(&DebugValue::Counter(1)), "{metrics:?}");
+    assert_eq!(calls("hit"), Some(&DebugValue::Counter(1)));
+    let duration = find(
+        MetricKind::Histogram,
+        "cached_query_call_duration_seconds",
+        &[("function", "observability::doubled"), ("outcome", "hit")],
+    );
+    assert!(matches!(duration, Some(DebugValue::Histogram(values)) if values.len() == 1), "{metrics:?}");
+    let query = find(
+        MetricKind::Histogram,
+        "cached_query_query_duration_seconds",
+        &[("function", "observability::doubled")],
+    );
+    assert!(matches!(query, Some(DebugValue::Histogram(values)) if values.len() == 1), "{metrics:?}");
+    for kind in ["tag", "all"] {
+        let invalidations = find(MetricKind::Counter, "cached_query_invalidations_total", &[("kind", kind)]);
+        assert_eq!(invalidations, Some(&DebugValue::Counter(1)), "{kind}: {metrics:?}");
+    }
+}
