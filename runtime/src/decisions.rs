@@ -441,3 +441,25 @@ async fn a_result_whose_tags_cannot_be_checked_is_not_stored() {
     assert_eq!(count(&cache, |op| matches!(op, Op::Set(_))), 0);
     assert_eq!(cache.stats().errors, 1);
 }
+
+fn no_tags(_: &i64) -> Vec<String> {
+    Vec::new()
+}
+
+#[cached_query(name = "read_no_tags", ttl = 60, cache = cache, skip(cache, db), result_tags = no_tags)]
+async fn read_no_tags(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
+/// A result with no tags (an empty list) is stored and served like any other: no store
+/// operation is made for tags it does not have.
+#[tokio::test(start_paused = true)]
+async fn a_result_without_tags_is_cached() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(read_no_tags(&cache, &db, 1).await, Ok(1001));
+    assert_eq!(read_no_tags(&cache, &db, 1).await, Ok(1001));
+    assert_eq!(db.runs(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.errors, stats.hits), (0, 1), "{stats:?}");
+    assert_eq!(count(&cache, |op| matches!(op, Op::Marked | Op::StampOf)), 0);
+}

@@ -12,6 +12,7 @@ use crate::decoded::Copier;
 use crate::engine::Engine;
 use crate::entry::Envelope;
 use crate::keyspace::Target;
+use crate::stamp::stamp;
 use crate::stats::Stats;
 
 /// The stamp of the counters read for a call (see `stamp`); `None` when they could not be
@@ -104,6 +105,9 @@ impl Engine {
     async fn result_valid(&self, key: &str, result: &ResultTags<'_>, count: bool) -> bool {
         let names: Vec<String> = result.tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if names.is_empty() {
+            return result.stamp == stamp(&[]); // a result without tags (an empty list)
+        }
         match self.bounded(self.store.stamp_of(&names)).await {
             Ok(stamp) => stamp == result.stamp,
             Err(err) => {
@@ -141,7 +145,11 @@ impl Engine {
         let counters: Vec<String> = tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
         let marks = self.keyspace.tag_marks(&counters);
         let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
-        let stamp = match self.bounded(self.store.marked(&counters, &marks)).await {
+        let read = match counters.is_empty() {
+            true => Ok((stamp(&[]), 0)), // a result without tags (an empty list): nothing to read
+            false => self.bounded(self.store.marked(&counters, &marks)).await,
+        };
+        let stamp = match read {
             Ok((_, latest)) if latest > since => {
                 Stats::count(&self.stats.skipped_stores);
                 return;
