@@ -318,9 +318,11 @@ impl Gen<'_> {
             .map(|(ident, ty)| probe(ident.span(), ty.to_token_stream(), "__cq_executor"));
         let receiver = sig.receiver().map(|r| probe(r.self_token.span, quote!(Self), "__cq_receiver"));
         let checks = executors.chain(receiver);
-        // Spanned at the user's path: a function of the wrong type is reported there.
+        // Located at the user's path, so that a function of the wrong type is reported there,
+        // with the call site's hygiene (a path from a `macro_rules!` keeps its own).
         let result_tags = self.args.result_tags.as_ref().map(|path| {
-            quote_spanned! {path.span()=>
+            let span = proc_macro2::Span::call_site().located_at(path.span());
+            quote_spanned! {span=>
                 let __cq_call = __cq_call.result_tags(#p::result_tags_of(&__cq_adapter, |__cq_value| {
                     #p::render_result_tags(#path(__cq_value))
                 }));

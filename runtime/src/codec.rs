@@ -216,9 +216,18 @@ pub(crate) fn with_result_tags(envelope: &[u8], tags: &[String], stamp: u64) -> 
     Ok(buf)
 }
 
-/// The result tags an envelope carries: `None` when it carries none, or is not an envelope.
-pub(crate) fn result_tags(bytes: &[u8]) -> Option<ResultTags<'_>> {
-    let mut rest = bytes.get(HEADER..).filter(|_| bytes[CODEC_AT] & RESULT_TAGS != 0)?;
+/// The result tags an envelope carries (`None` when it carries none); an error when it is not
+/// an envelope, or its section does not parse.
+pub(crate) fn result_tags(bytes: &[u8]) -> Result<Option<ResultTags<'_>>, DecodeError> {
+    meta(bytes)?;
+    if bytes[CODEC_AT] & RESULT_TAGS == 0 {
+        return Ok(None);
+    }
+    section(&bytes[HEADER..]).map(Some).ok_or(DecodeError::Envelope)
+}
+
+/// The result-tags section at the start of `rest`.
+fn section(mut rest: &[u8]) -> Option<ResultTags<'_>> {
     let mut take = |n: usize| {
         let (taken, after) = rest.split_at_checked(n)?;
         rest = after;
@@ -309,17 +318,22 @@ mod tests {
     fn result_tags_ride_between_header_and_payload() {
         let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
         let plain = encode(&rows, META).unwrap();
-        assert_eq!(result_tags(&plain), None, "an entry without result tags");
+        assert_eq!(result_tags(&plain).unwrap(), None, "an entry without result tags");
         let tags = vec!["author:7".to_owned(), String::new(), "é".to_owned()];
         let tagged = with_result_tags(&plain, &tags, 42).unwrap();
-        let read = result_tags(&tagged).unwrap();
+        let read = result_tags(&tagged).unwrap().unwrap();
         assert_eq!(read, ResultTags { stamp: 42, tags: vec!["author:7", "", "é"] });
         assert_eq!(decode::<Vec<Row>>(&tagged).unwrap(), (rows, META), "the value and meta unchanged");
         assert_eq!(meta(&tagged).unwrap(), META);
         let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
         assert_eq!(id(&tagged), id(&plain), "the value's id, whatever tags it carries");
         let none = with_result_tags(&plain, &[], 9).unwrap();
-        assert_eq!(result_tags(&none), Some(ResultTags { stamp: 9, tags: vec![] }));
+        assert_eq!(result_tags(&none).unwrap(), Some(ResultTags { stamp: 9, tags: vec![] }));
+        // A section that does not parse (a tag that is not UTF-8) is an error, not "no tags".
+        let mut bad = with_result_tags(&plain, &["ab".to_owned()], 9).unwrap();
+        bad[HEADER + 12] = 0xff;
+        assert!(result_tags(&bad).is_err());
+        assert!(result_tags(b"not an envelope at all, long enough for a header").is_err());
         // A truncated section is not an envelope, and never a panic.
         for cut in HEADER..HEADER + 20 {
             assert!(decode::<Vec<Row>>(&tagged[..cut]).is_err(), "cut at {cut}");

@@ -463,3 +463,47 @@ async fn a_result_without_tags_is_cached() {
     assert_eq!((stats.errors, stats.hits), (0, 1), "{stats:?}");
     assert_eq!(count(&cache, |op| matches!(op, Op::Marked | Op::StampOf)), 0);
 }
+
+/// `read_tagged` as it was before it had `result_tags` (the same name: the same keys).
+#[cached_query(name = "read_tagged", ttl = 60, cache = cache, skip(cache, db))]
+async fn read_tagged_before(cache: &QueryCache, db: &Db, id: i64) -> Result<i64, String> {
+    db.query(id).await.map(|_| db.value.load(SeqCst) * 1000 + id)
+}
+
+/// An entry without result tags (written before the function had them, or by another
+/// release) is not taken by a function with `result_tags`: its tags were never checked.
+#[tokio::test(start_paused = true)]
+async fn an_entry_without_its_result_tags_is_a_miss() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(read_tagged_before(&cache, &db, 1).await, Ok(1001));
+    db.value.store(2, SeqCst);
+    cache.invalidate_tags(["n:1"]).await.unwrap();
+    assert_eq!(read_tagged(&cache, &db, 1).await, Ok(2001), "not the untagged entry");
+    assert_eq!(db.runs(), 2);
+    assert_eq!(read_tagged(&cache, &db, 1).await, Ok(2001));
+    assert_eq!(db.runs(), 2, "its own entry, tagged, is a hit");
+    assert_eq!(cache.stats().errors, 0);
+}
+
+/// A refresh whose result's tags cannot be checked leaves the stale value (fail-safe), as a
+/// failed refresh does.
+#[cached_query(name = "swr_tagged", ttl = 1, stale = 60, cache = cache, skip(cache, db), result_tags = thousands)]
+async fn swr_tagged(cache: &QueryCache, db: Arc<Db>, id: i64) -> Result<i64, String> {
+    db.query(id).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_tags_cannot_be_checked_keeps_the_stale_value() {
+    let (cache, db) = (scripted_cache(), Db::new(1, 10));
+    assert_eq!(swr_tagged(&cache, db.clone(), 1).await, Ok(1001));
+    ahead::advance(1500); // past the TTL (1 s ± 10 %), within `stale`
+    store(&cache).script(|op| match op {
+        Op::TagEpoch => Reply::Fail,
+        _ => Reply::Answer,
+    });
+    assert_eq!(swr_tagged(&cache, db.clone(), 1).await, Ok(1001), "stale, refreshing");
+    until(|| db.runs() == 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count(&cache, |op| matches!(op, Op::Delete(_))), 0, "the stale value stays");
+    assert_eq!(swr_tagged(&cache, db.clone(), 1).await, Ok(1001), "still served");
+}

@@ -46,8 +46,6 @@ pub(crate) struct Policy {
     pub refreshable: bool,
     /// The share of hits verified in the background (see `verify`); 0 unless refreshable.
     pub verify: f64,
-    /// Whether its entries carry tags computed from their values (`result_tags`).
-    pub result_tagged: bool,
     /// The function's key name (metrics' `function` label).
     pub function: &'static str,
 }
@@ -174,7 +172,6 @@ mod tests {
             cache_none: true,
             refreshable: false,
             verify: 0.0,
-            result_tagged: false,
             function: "f",
         };
         for _ in 0..20 {

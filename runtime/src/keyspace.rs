@@ -125,6 +125,7 @@ impl Keyspace {
         Target {
             key_counter,
             tags: tags.chain(tables.iter().map(|table| self.normalised_table_counter(table))).collect(),
+            result_tagged: false,
         }
     }
 
@@ -194,6 +195,9 @@ pub(crate) struct Target {
     key_counter: String,
     /// The tags' and tables' counters.
     tags: Vec<String>,
+    /// Whether its entries carry tags computed from their values (`result_tags`), checked
+    /// with the counters above.
+    pub result_tagged: bool,
 }
 
 impl Target {

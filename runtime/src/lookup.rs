@@ -143,7 +143,7 @@ impl Engine {
                     // leader did not store, or that were invalidated since, are not among them.
                     // Such a waiter goes round and reads the stored entry, checked in full.)
                     if let Ok((value, meta)) = self.decode(target.key(), &bytes, copier)
-                        && ((stamp == Some(meta.stamp) && !policy.result_tagged)
+                        && ((stamp == Some(meta.stamp) && !target.result_tagged)
                             || leader_ticket > first_ticket)
                     {
                         Stats::count(&stats.hits);
@@ -222,7 +222,7 @@ impl Engine {
                 LeaseWait::GaveUp => {}
             }
         }
-        let since = self.since(target, policy).await;
+        let since = self.since(target, stamp).await;
         let started = Instant::now();
         let result = body.instrument(tracing::debug_span!("cache.query", function = policy.function)).await;
         let took = started.elapsed();
@@ -315,15 +315,19 @@ impl Engine {
         } else {
             None
         };
-        let since = self.since(target, policy).await;
+        let since = self.since(target, Some(stamp)).await;
         let started = Instant::now();
         let result = body.await;
+        let took = started.elapsed();
+        function_stats::metrics::query(policy.function, took);
         let stats = &self.stats;
-        let mut envelope =
-            self.prepare::<R, A>(target, &result, policy, Some(stamp), started.elapsed(), copier);
+        let mut envelope = self.prepare::<R, A>(target, &result, policy, Some(stamp), took, copier);
         let tags = A::value(&result).and_then(|value| result_tags.of(value));
-        self.tag(target, &mut envelope, tags, since).await;
+        let trusted = self.tag(target, &mut envelope, tags, since).await;
         match envelope {
+            // Its tags could not be checked (or one was invalidated meanwhile): the stale value
+            // stays, as after a failed refresh (fail-safe); the next refresh tries again.
+            Some(_) if !trusted => {}
             Some(envelope) if !envelope.storable => {
                 // Now empty, with `cache_none = false`: the old value must not stay.
                 self.remove(target.key()).await;
@@ -349,25 +353,29 @@ impl Engine {
         }
     }
 
-    /// The tag epoch before a query of a function with `result_tags` (see `tag_result`).
-    async fn since(&self, target: &Target, policy: &Policy) -> Option<u64> {
-        match policy.result_tagged {
+    /// The tag epoch before a query of a function with `result_tags` (see `tag_result`); not
+    /// read when the counters could not be (`stamp`): its result will not be stored anyway.
+    async fn since(&self, target: &Target, stamp: Option<u64>) -> Option<u64> {
+        match target.result_tagged && stamp.is_some() {
             true => self.tag_epoch(target.key()).await,
             false => None,
         }
     }
 
-    /// Gives a result's envelope the tags computed from its value (`result_tags`), or makes it
-    /// unstorable when they cannot be trusted (see `tag_result`).
+    /// Gives a result's envelope the tags computed from its value (`result_tags`); `false`
+    /// when they cannot be trusted (see `tag_result`): the envelope is then not storable.
     async fn tag(
         &self,
         target: &Target,
         envelope: &mut Option<Envelope>,
         tags: Option<Vec<String>>,
         since: Option<u64>,
-    ) {
-        if let (Some(envelope), Some(tags)) = (envelope, tags) {
-            self.tag_result(target.key(), envelope, &tags, since).await;
+    ) -> bool {
+        match (envelope, tags) {
+            (Some(envelope), Some(tags)) if envelope.storable => {
+                self.tag_result(target.key(), envelope, &tags, since).await
+            }
+            _ => true,
         }
     }
 
@@ -376,7 +384,7 @@ impl Engine {
     fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
         let mut counters: Vec<String> =
             target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
-        if let Some(result) = codec::result_tags(&bytes) {
+        if let Ok(Some(result)) = codec::result_tags(&bytes) {
             counters.extend(result.tags.into_iter().map(|tag| self.keyspace.tag_counter(tag)));
         }
         LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into() }

@@ -144,7 +144,6 @@ impl Spec {
                 true => self.verify.unwrap_or(settings.verify),
                 false => 0.0,
             },
-            result_tagged: false,
             function: self.function(),
         }
     }
@@ -289,7 +288,10 @@ impl Call {
 
     /// Tags this call's entry with those computed from its value (`result_tags`).
     pub fn result_tags<G>(self, result_tags: G) -> Call<G> {
-        let Call { spec, handle, hasher, tags, target, result_tags: NoResultTags } = self;
+        let Call { spec, handle, hasher, tags, mut target, result_tags: NoResultTags } = self;
+        if let Some(target) = &mut target {
+            target.result_tagged = true;
+        }
         Call { spec, handle, hasher, tags, target, result_tags }
     }
 
@@ -347,7 +349,7 @@ impl<G> Call<G> {
         G: ResultTags<A::Value>,
     {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
-        let policy = self.policy(cache, false);
+        let policy = self.spec.policy(cache, false);
         let span = call_span(&policy, target);
         let engine = cache.engine();
         let mut counted = Counted::new(engine, &policy, &span);
@@ -388,7 +390,7 @@ impl<G> Call<G> {
         G: ResultTags<A::Value> + 'static,
     {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
-        let policy = self.policy(cache, true);
+        let policy = self.spec.policy(cache, true);
         let span = call_span(&policy, target);
         let engine = cache.engine();
         let mut counted = Counted::new(engine, &policy, &span);
@@ -426,14 +428,6 @@ impl<G> Call<G> {
             None => function_stats::metrics::call(function, Answer::Bypass, false, None),
         }
         body.await
-    }
-
-    /// The function's policy for this call.
-    fn policy<V>(&self, cache: &QueryCache, refreshable: bool) -> Policy
-    where
-        G: ResultTags<V>,
-    {
-        Policy { result_tagged: self.result_tags.tagged(), ..self.spec.policy(cache, refreshable) }
     }
 
     /// The cache and the key to use, if the call may use the cache at all (a cache, and one

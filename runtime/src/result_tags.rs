@@ -9,8 +9,6 @@ use crate::outcome::Stores;
 /// The tags of a function's values: `None` when the function has no `result_tags`.
 pub trait ResultTags<V>: Clone + Send + Sync {
     fn of(&self, value: &V) -> Option<Vec<String>>;
-    /// Whether the function has `result_tags`.
-    fn tagged(&self) -> bool;
 }
 
 /// A function without `result_tags`.
@@ -21,10 +19,6 @@ impl<V> ResultTags<V> for NoResultTags {
     fn of(&self, _: &V) -> Option<Vec<String>> {
         None
     }
-
-    fn tagged(&self) -> bool {
-        false
-    }
 }
 
 /// The function of `result_tags`, its items rendered (see [`render`]).
@@ -34,10 +28,6 @@ pub struct ByResult<F>(pub F);
 impl<V, F: Fn(&V) -> Vec<String> + Clone + Send + Sync> ResultTags<V> for ByResult<F> {
     fn of(&self, value: &V) -> Option<Vec<String>> {
         Some((self.0)(value))
-    }
-
-    fn tagged(&self) -> bool {
-        true
     }
 }
 

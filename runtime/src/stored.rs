@@ -79,14 +79,25 @@ impl Engine {
             }
         };
         let Some(bytes) = bytes else { return Read::Unusable { stamp: Some(stamp) } };
-        if codec::meta(&bytes).is_ok_and(|meta| meta.stamp != stamp) {
-            return Read::Unusable { stamp: Some(stamp) }; // invalidated since it was computed: not decoded
-        }
-        // Boxed, as the queue's delivery above: the lookups of other functions stay small.
-        if let Some(result) = codec::result_tags(&bytes)
-            && !Box::pin(self.result_valid(target.key(), &result, count)).await
-        {
-            return Read::Unusable { stamp: Some(stamp) };
+        match codec::meta(&bytes) {
+            // Invalidated since it was computed: not decoded.
+            Ok(meta) if meta.stamp != stamp => return Read::Unusable { stamp: Some(stamp) },
+            // Not an envelope: the decode below says so, and counts it.
+            Err(_) => {}
+            // Result tags are checked where an entry has them (boxed, as the queue's delivery
+            // above: the lookups of other functions stay small). A function with `result_tags`
+            // takes no entry without them (written before it had them, or by another release),
+            // nor one whose section does not parse.
+            Ok(_) => {
+                let usable = match codec::result_tags(&bytes) {
+                    Ok(Some(result)) => Box::pin(self.result_valid(target.key(), &result, count)).await,
+                    Ok(None) => !target.result_tagged,
+                    Err(_) => false,
+                };
+                if !usable {
+                    return Read::Unusable { stamp: Some(stamp) };
+                }
+            }
         }
         match self.decode(target.key(), &bytes, copier) {
             Ok((value, meta)) => Read::Valid { value, meta, bytes },
@@ -135,13 +146,16 @@ impl Engine {
     /// of them was invalidated since `since` (the tag epoch read before the query ran): one
     /// that was may have been invalidated after the query read the database, and its entry
     /// would then be served although stale. Not stored otherwise (counted), nor when the
-    /// counters could not be read.
-    pub async fn tag_result(&self, key: &str, envelope: &mut Envelope, tags: &[String], since: Option<u64>) {
-        if !envelope.storable {
-            return;
-        }
+    /// counters could not be read: `false` then.
+    pub async fn tag_result(
+        &self,
+        key: &str,
+        envelope: &mut Envelope,
+        tags: &[String],
+        since: Option<u64>,
+    ) -> bool {
         envelope.storable = false;
-        let Some(since) = since else { return };
+        let Some(since) = since else { return false };
         let counters: Vec<String> = tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
         let marks = self.keyspace.tag_marks(&counters);
         let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
@@ -152,10 +166,13 @@ impl Engine {
         let stamp = match read {
             Ok((_, latest)) if latest > since => {
                 Stats::count(&self.stats.skipped_stores);
-                return;
+                return false;
             }
             Ok((stamp, _)) => stamp,
-            Err(err) => return self.failed("get", key, &err),
+            Err(err) => {
+                self.failed("get", key, &err);
+                return false;
+            }
         };
         match codec::with_result_tags(&envelope.bytes, tags, stamp) {
             Ok(bytes) => {
@@ -164,6 +181,7 @@ impl Engine {
             }
             Err(err) => self.failed("encode", key, &err),
         }
+        envelope.storable
     }
 
     /// Stores an envelope, telling the other instances to drop their copies (in the same round

@@ -66,7 +66,6 @@ impl Engine {
         };
         let (Some(engine), target) = (self.myself().upgrade(), target.clone()) else { return };
         let ttl_ms = policy.ttl.as_millis() as u64;
-        let result_tagged = policy.result_tagged;
         tokio::spawn(async move {
             let _verifying = verifying; // leaves the flight however the task ends
             let result = body.await;
@@ -78,9 +77,9 @@ impl Engine {
             // With `result_tags`, only the entry served, still valid, says that none of its
             // tags was invalidated (their counters are not among those a miss reads).
             match engine.read_counted::<A::Value>(&target, None, false).await {
-                Read::Valid { meta: now, .. } if now.stamp == meta.stamp && !result_tagged => {}
+                Read::Valid { meta: now, .. } if now.stamp == meta.stamp && !target.result_tagged => {}
                 Read::Valid { meta: now, .. } if now == meta => {}
-                Read::Unusable { stamp: Some(stamp) } if stamp == meta.stamp && !result_tagged => {}
+                Read::Unusable { stamp: Some(stamp) } if stamp == meta.stamp && !target.result_tagged => {}
                 _ => return, // invalidated meanwhile, or the counters could not be read
             }
             Stats::count(&engine.stats.stale_detected);

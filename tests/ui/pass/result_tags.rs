@@ -52,6 +52,19 @@ impl Repo {
     }
 }
 
+// From a `macro_rules!`: the path keeps its hygiene, the generated names theirs.
+macro_rules! cached_list {
+    ($name:ident, $tags:path) => {
+        #[cached_query(ttl = 60, result_tags = $tags)]
+        async fn $name(limit: i64) -> Result<Vec<Article>, String> {
+            Ok((0..limit).map(|id| Article { id, author: 1 }).collect())
+        }
+    };
+}
+
+cached_list!(listed, tags::authors);
+
 fn main() {
+    let _ = listed(1);
     let _ = (latest(1), refreshed(1), one(1), Repo.by_author(1));
 }
