@@ -235,17 +235,18 @@ impl QueryCache {
         let keyspace = &self.engine.keyspace;
         let mut counters: Vec<String> =
             tags.into_iter().map(|tag| keyspace.tag_counter(tag.as_ref())).collect();
-        let tagged = counters.len();
+        let tag_count = counters.len();
         counters.extend(tables.into_iter().map(|table| keyspace.table_counter(table.as_ref())));
         if counters.is_empty() {
             return Ok(());
         }
-        let (tabled, tagged) = (counters.len() > tagged, tagged > 0);
+        let table_count = counters.len() - tag_count;
         self.engine.invalidate(op, counters).await?;
-        for (kind, given) in [("tag", tagged), ("table", tabled)] {
-            if given {
-                metrics::invalidation(kind);
-            }
+        if tag_count > 0 {
+            metrics::invalidation("tag");
+        }
+        if table_count > 0 {
+            metrics::invalidation("table");
         }
         Ok(())
     }

@@ -227,7 +227,20 @@ pub(crate) fn result_tags(bytes: &[u8]) -> Result<Option<ResultTags<'_>>, Decode
 }
 
 /// The result-tags section at the start of `rest`.
-fn section(mut rest: &[u8]) -> Option<ResultTags<'_>> {
+fn section(rest: &[u8]) -> Option<ResultTags<'_>> {
+    let mut tags = Vec::new();
+    let mut utf8 = true;
+    let (stamp, _) = walk(rest, |tag| match std::str::from_utf8(tag) {
+        Ok(tag) => tags.push(tag),
+        Err(_) => utf8 = false,
+    })?;
+    utf8.then_some(ResultTags { stamp, tags })
+}
+
+/// Walks the result-tags section at the start of `rest`, handing each tag's bytes to `tag`:
+/// its stamp and its length.
+fn walk<'a>(mut rest: &'a [u8], mut tag: impl FnMut(&'a [u8])) -> Option<(u64, usize)> {
+    let whole = rest.len();
     let mut take = |n: usize| {
         let (taken, after) = rest.split_at_checked(n)?;
         rest = after;
@@ -235,28 +248,20 @@ fn section(mut rest: &[u8]) -> Option<ResultTags<'_>> {
     };
     let stamp = u64::from_le_bytes(take(8)?.try_into().ok()?);
     let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
-    let tags = (0..count)
-        .map(|_| {
-            let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
-            std::str::from_utf8(take(len.into())?).ok()
-        })
-        .collect::<Option<_>>()?;
-    Some(ResultTags { stamp, tags })
+    for _ in 0..count {
+        let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
+        tag(take(len.into())?);
+    }
+    Some((stamp, whole - rest.len()))
 }
 
 /// Where an envelope's payload begins (after the result tags, if it carries them).
 fn payload_at(bytes: &[u8]) -> Option<usize> {
-    if bytes.get(CODEC_AT)? & RESULT_TAGS == 0 {
-        return bytes.len().checked_sub(HEADER).map(|_| HEADER);
+    let rest = bytes.get(HEADER..)?;
+    match bytes[CODEC_AT] & RESULT_TAGS {
+        0 => Some(HEADER),
+        _ => walk(rest, |_| {}).map(|(_, len)| HEADER + len),
     }
-    let mut at = HEADER + 8;
-    let count = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
-    at += 2;
-    for _ in 0..count {
-        let len = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
-        at += 2 + usize::from(len);
-    }
-    (at <= bytes.len()).then_some(at)
 }
 
 #[cfg(test)]

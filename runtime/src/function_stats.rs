@@ -152,7 +152,7 @@ fn function_of<'a>(start: &str, key: &'a str) -> Option<&'a str> {
 }
 
 /// The `kind` label of a cache failure.
-pub(crate) fn kind(err: &CacheError) -> &'static str {
+fn kind(err: &CacheError) -> &'static str {
     match err {
         CacheError::Timeout(_) => "timeout",
         CacheError::Unavailable => "unavailable",

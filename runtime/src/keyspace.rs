@@ -66,6 +66,11 @@ impl Keyspace {
         [&self.tag_start, tag].concat()
     }
 
+    /// The counters of `tags`.
+    pub fn tag_counters<T: AsRef<str>>(&self, tags: &[T]) -> Vec<String> {
+        tags.iter().map(|tag| self.tag_counter(tag.as_ref())).collect()
+    }
+
     /// The tag epoch: a number that every tag invalidation moves on, and records as the
     /// invalidated tags' marks. A query of a function with `result_tags` reads it before it
     /// runs: a mark after it says that tag was invalidated while the query ran.

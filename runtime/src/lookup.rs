@@ -385,7 +385,7 @@ impl Engine {
         let mut counters: Vec<String> =
             target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
         if let Ok(Some(result)) = codec::result_tags(&bytes) {
-            counters.extend(result.tags.into_iter().map(|tag| self.keyspace.tag_counter(tag)));
+            counters.extend(self.keyspace.tag_counters(&result.tags));
         }
         LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into() }
     }

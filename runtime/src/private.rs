@@ -217,13 +217,9 @@ impl Handle {
         }
     }
 
+    /// The cache the call uses, if any (not a passthrough one).
     fn get(&self) -> Option<&QueryCache> {
-        let cache = match self {
-            Handle::Given(cache) => Some(cache),
-            Handle::Installed(cache) => cache.as_ref(),
-            Handle::Bypass => None,
-        };
-        cache.filter(|cache| !cache.engine().settings.passthrough)
+        self.configured().filter(|cache| !cache.engine().settings.passthrough)
     }
 }
 
@@ -350,25 +346,12 @@ impl<G> Call<G> {
     {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.spec.policy(cache, false);
-        let span = call_span(&policy, target);
-        let engine = cache.engine();
+        let (engine, span) = (cache.engine(), call_span(&policy, target));
         let mut counted = Counted::new(engine, &policy, &span);
         let call = async {
-            match engine.find::<A::Value>(target, &policy, copier).await {
-                Found::Value { value, meta, local, size, .. } => {
-                    counted.value(meta, local, size);
-                    A::wrap(value)
-                }
-                Found::Compute(duty) => {
-                    counted.miss();
-                    let tags = &self.result_tags;
-                    engine.compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags).await
-                }
-                Found::Failed(error) => {
-                    counted.miss();
-                    shared_error(errors, &error, body).await
-                }
-            }
+            let found = engine.find::<A::Value>(target, &policy, copier).await;
+            counted.found(&found);
+            self.answer::<R, A, F>(engine, target, &policy, found, body, copier, errors).await
         };
         call.instrument(span).await
     }
@@ -391,32 +374,59 @@ impl<G> Call<G> {
     {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.spec.policy(cache, true);
-        let span = call_span(&policy, target);
-        let engine = cache.engine();
+        let (engine, span) = (cache.engine(), call_span(&policy, target));
         let mut counted = Counted::new(engine, &policy, &span);
-        let found = engine.find::<A::Value>(target, &policy, copier).instrument(span.clone()).await;
-        match found {
-            Found::Value { value, meta, refresh, local, size } => {
-                counted.value(meta, local, size);
-                drop(counted);
-                if let Some(seen_fresh_until) = refresh {
-                    let tags = self.result_tags.clone();
-                    engine.spawn_refresh::<R, A, F, G>(target, policy, seen_fresh_until, body, copier, tags);
-                } else if engine.verify_due(&policy) {
-                    engine.spawn_verify::<R, A, F>(target, &policy, self.spec.name(), &value, meta, body);
+        let call = async {
+            let found = engine.find::<A::Value>(target, &policy, copier).await;
+            counted.found(&found);
+            match found {
+                Found::Value { value, meta, refresh, .. } => {
+                    if let Some(seen_fresh_until) = refresh {
+                        let tags = self.result_tags.clone();
+                        engine.spawn_refresh::<R, A, F, G>(
+                            target,
+                            policy,
+                            seen_fresh_until,
+                            body,
+                            copier,
+                            tags,
+                        );
+                    } else if engine.verify_due(&policy) {
+                        engine.spawn_verify::<R, A, F>(target, &policy, &value, meta, body);
+                    }
+                    A::wrap(value)
                 }
-                A::wrap(value)
+                found => self.answer::<R, A, F>(engine, target, &policy, found, body, copier, errors).await,
             }
+        };
+        call.instrument(span).await
+    }
+
+    /// The answer to a call from what the lookup found: its value; or the query, run and
+    /// stored; or the error of the query it waited for.
+    #[allow(clippy::too_many_arguments)] // the call's parts, passed on as they are
+    async fn answer<R, A, F>(
+        &self,
+        engine: &crate::engine::Engine,
+        target: &Target,
+        policy: &Policy,
+        found: Found<A::Value>,
+        body: F,
+        copier: Option<Copier<A::Value>>,
+        errors: Option<ErrorShare<R>>,
+    ) -> R
+    where
+        A: Adapter<R>,
+        F: Future<Output = R>,
+        G: ResultTags<A::Value>,
+    {
+        match found {
+            Found::Value { value, .. } => A::wrap(value),
             Found::Compute(duty) => {
-                counted.miss();
                 let tags = &self.result_tags;
-                let compute = engine.compute::<R, A, F, G>(target, &policy, duty, body, copier, errors, tags);
-                compute.instrument(span).await
+                engine.compute::<R, A, F, G>(target, policy, duty, body, copier, errors, tags).await
             }
-            Found::Failed(error) => {
-                counted.miss();
-                shared_error(errors, &error, body).instrument(span).await
-            }
+            Found::Failed(error) => shared_error(errors, &error, body).await,
         }
     }
 
@@ -488,16 +498,21 @@ impl<'a> Counted<'a> {
         Counted { engine, span, function: policy.function, began, breaker_open, outcome: None }
     }
 
-    fn value(&mut self, meta: crate::codec::Meta, local: bool, size: usize) {
-        self.span.record("cache.hit", true);
-        self.span.record("cache.item_size", size);
-        let stale = crate::clock::now_ms() >= meta.fresh_until_ms;
-        self.outcome = Some((if stale { Answer::Stale } else { Answer::Hit }, local));
-    }
-
-    fn miss(&mut self) {
-        self.span.record("cache.hit", false);
-        self.outcome = Some((if self.breaker_open { Answer::Bypass } else { Answer::Miss }, false));
+    /// Notes how the lookup answered the call.
+    fn found<V>(&mut self, found: &Found<V>) {
+        let answer = match found {
+            Found::Value { meta, local, size, .. } => {
+                self.span.record("cache.hit", true);
+                self.span.record("cache.item_size", size);
+                let stale = crate::clock::now_ms() >= meta.fresh_until_ms;
+                (if stale { Answer::Stale } else { Answer::Hit }, *local)
+            }
+            Found::Compute(_) | Found::Failed(_) => {
+                self.span.record("cache.hit", false);
+                (if self.breaker_open { Answer::Bypass } else { Answer::Miss }, false)
+            }
+        };
+        self.outcome = Some(answer);
     }
 }
 

@@ -12,7 +12,6 @@ use crate::decoded::Copier;
 use crate::engine::Engine;
 use crate::entry::Envelope;
 use crate::keyspace::Target;
-use crate::stamp::stamp;
 use crate::stats::Stats;
 
 /// The stamp of the counters read for a call (see `stamp`); `None` when they could not be
@@ -114,11 +113,8 @@ impl Engine {
     /// Whether the counters of an entry's result tags are those it was stored with (read after
     /// the entry: see `Store::stamp_of`); `false` too when they could not be read.
     async fn result_valid(&self, key: &str, result: &ResultTags<'_>, count: bool) -> bool {
-        let names: Vec<String> = result.tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
+        let names = self.keyspace.tag_counters(&result.tags);
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        if names.is_empty() {
-            return result.stamp == stamp(&[]); // a result without tags (an empty list)
-        }
         match self.bounded(self.store.stamp_of(&names)).await {
             Ok(stamp) => stamp == result.stamp,
             Err(err) => {
@@ -156,14 +152,10 @@ impl Engine {
     ) -> bool {
         envelope.storable = false;
         let Some(since) = since else { return false };
-        let counters: Vec<String> = tags.iter().map(|tag| self.keyspace.tag_counter(tag)).collect();
+        let counters = self.keyspace.tag_counters(tags);
         let marks = self.keyspace.tag_marks(&counters);
         let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
-        let read = match counters.is_empty() {
-            true => Ok((stamp(&[]), 0)), // a result without tags (an empty list): nothing to read
-            false => self.bounded(self.store.marked(&counters, &marks)).await,
-        };
-        let stamp = match read {
+        let stamp = match self.bounded(self.store.marked(&counters, &marks)).await {
             Ok((_, latest)) if latest > since => {
                 Stats::count(&self.stats.skipped_stores);
                 return false;

@@ -42,7 +42,6 @@ impl Engine {
         &self,
         target: &Target,
         policy: &Policy,
-        function: String,
         served: &A::Value,
         meta: Meta,
         body: F,
@@ -65,7 +64,7 @@ impl Engine {
             return;
         };
         let (Some(engine), target) = (self.myself().upgrade(), target.clone()) else { return };
-        let ttl_ms = policy.ttl.as_millis() as u64;
+        let (ttl_ms, function) = (policy.ttl.as_millis() as u64, policy.function);
         tokio::spawn(async move {
             let _verifying = verifying; // leaves the flight however the task ends
             let result = body.await;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::CacheError;
+use crate::stamp::stamp;
 #[cfg(test)]
 use scripted::Op;
 
@@ -99,6 +100,9 @@ impl Store {
     /// The stamp of `counters` and the latest of `marks` (0 when none is set), read together:
     /// the counters first, so that a mark set before an increment seen is seen too.
     pub async fn marked(&self, counters: &[&str], marks: &[String]) -> Result<(u64, u64), CacheError> {
+        if counters.is_empty() && marks.is_empty() {
+            return Ok((stamp(&[]), 0)); // nothing to read (Redis refuses an `MGET` of no key)
+        }
         match self {
             Store::Redis(s) => s.marked(counters, marks).await,
             Store::Memory(s) => Ok(s.marked(counters, marks)),
@@ -110,6 +114,9 @@ impl Store {
     /// The stamp of `counters` (kept in this process by client tracking when it can be), read
     /// after a `fetch`: as recent as that fetch's entry, at least.
     pub async fn stamp_of(&self, counters: &[&str]) -> Result<u64, CacheError> {
+        if counters.is_empty() {
+            return Ok(stamp(&[]));
+        }
         match self {
             Store::Redis(s) => s.stamp_of(counters).await,
             Store::Memory(s) => Ok(s.marked(counters, &[]).0),
