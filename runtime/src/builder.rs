@@ -260,6 +260,15 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Publishes this instance's [`function_stats`](QueryCache::function_stats) to Redis every
+    /// `interval` (a hash per instance, `{prefix}:stats:{instance}`, kept three intervals), so
+    /// that `cached-query stats` shows every instance of the prefix together. Off by default;
+    /// Redis only.
+    pub fn publish_stats(mut self, interval: Duration) -> Self {
+        self.settings.publish_stats = Some(interval);
+        self
+    }
+
     /// How long a lease lasts if its holder never releases it (a crashed process; default 5 s).
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.settings.lock_lease = lease;
@@ -281,6 +290,8 @@ impl QueryCacheBuilder {
             Some("the jitter must be a fraction in [0, 1)")
         } else if !(0.0..=1.0).contains(&s.verify) {
             Some("`verify` must be a probability in [0, 1]")
+        } else if s.publish_stats.is_some_and(|every| every.is_zero()) {
+            Some("the stats' publishing interval must be greater than zero")
         } else if s.lock_lease.is_zero() {
             Some("the lock lease must be greater than zero")
         } else if matches!(self.backend, Some(Backend::Cluster(_))) && s.prefix.contains(['{', '}']) {
@@ -307,7 +318,11 @@ impl QueryCacheBuilder {
             Some(Ok(watch)) => (Some(watch), self.poll),
             None => (None, None),
         };
+        let publish_stats = self.settings.publish_stats;
         let cache = QueryCache::new(store, self.settings);
+        if let Some(every) = publish_stats {
+            cache.engine_arc().spawn_stats_publisher(every);
+        }
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         match (watch, poll) {
             #[cfg(feature = "postgres")]

@@ -69,6 +69,10 @@ impl QueryCache {
         &self.engine
     }
 
+    pub(crate) fn engine_arc(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The counters since this cache was built.
     pub fn stats(&self) -> CacheStats {
         self.engine.stats.snapshot()

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | fresh until (8, LE)
-//!       | query time (4, LE) | generations (8, LE) | [result tags] | payload
+//!       | query time (4, LE) | generations (8, LE) | [dependencies] | [result tags] | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
@@ -11,10 +11,14 @@
 //! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
 //! entry is valid only while they are unchanged (see `lookup`).
 //!
-//! An entry of a function with `result_tags` may carry the tags computed from its value; the
-//! codec byte's high bit says so, and the section sits between the header and the payload:
-//! the stamp of those tags' counters (8, LE), their number (2, LE), then each tag's length
-//! (2, LE) and UTF-8 bytes. Other entries keep the plain layout.
+//! Two optional sections sit between the header and the payload, each flagged by a bit of the
+//! codec byte (entries without them keep the plain layout):
+//! - dependencies (`0x40`): the counters the stamp covers besides the namespace's and the
+//!   key's, named without the keyspace (`tag:user:7`, `table:users`), so that a tool can tell
+//!   whether an entry is still valid: their number (2, LE), then each name's length (2, LE)
+//!   and UTF-8 bytes;
+//! - result tags (`0x80`), for a function with `result_tags`: the stamp of those tags'
+//!   counters (8, LE), then the tags as the names above.
 //!
 //! The payload is in one of two codecs, chosen per entry when it is written:
 //! - **postcard**, compact and the fastest to decode, but without field names or types: a
@@ -47,6 +51,10 @@ const MSGPACK: u8 = 0;
 const POSTCARD: u8 = 1;
 /// The codec byte's flag of an envelope with a result-tags section.
 const RESULT_TAGS: u8 = 0x80;
+/// The codec byte's flag of an envelope with a dependencies section.
+const DEPENDS: u8 = 0x40;
+/// The codec byte's bits that name the codec.
+const CODEC: u8 = !(RESULT_TAGS | DEPENDS);
 /// Where the codec byte is.
 const CODEC_AT: usize = MAGIC.len() + 1;
 
@@ -87,30 +95,45 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     value: &T,
     meta: Meta,
 ) -> Result<Vec<u8>, CacheError> {
+    encode_with(value, meta, &[])
+}
+
+/// Encodes `value` of type `T` into an envelope that names the counters it `depends` on (see
+/// the module docs).
+pub(crate) fn encode_with<T: Serialize + DeserializeOwned + 'static>(
+    value: &T,
+    meta: Meta,
+    depends: &[&str],
+) -> Result<Vec<u8>, CacheError> {
     let shape = shape::<T>();
+    let flags = if depends.is_empty() { 0 } else { DEPENDS };
     let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&[FORMAT, POSTCARD]);
+    buf.extend_from_slice(&[FORMAT, POSTCARD | flags]);
     debug_assert_eq!(buf.len(), CODEC_AT + 1);
     buf.extend_from_slice(&shape.fingerprint.to_le_bytes());
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
     buf.extend_from_slice(&meta.stamp.to_le_bytes());
+    if !depends.is_empty() {
+        write_names(&mut buf, depends)?;
+    }
+    let payload_at = buf.len();
     if shape.complete {
         let mut named = None;
         // A value postcard refuses (a sequence of unknown length) goes as MessagePack too.
         if let Ok(postcard) = postcard::to_extend(value, buf.clone())
-            && survives(value, &postcard[HEADER..], &mut named)
+            && survives(value, &postcard[payload_at..], &mut named)
         {
             return Ok(postcard);
         }
         if let Some(Ok(named)) = named {
-            buf[CODEC_AT] = MSGPACK;
+            buf[CODEC_AT] = MSGPACK | flags;
             buf.extend_from_slice(&named);
             return Ok(buf);
         }
     }
-    buf[CODEC_AT] = MSGPACK;
+    buf[CODEC_AT] = MSGPACK | flags;
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
     Ok(buf)
 }
@@ -143,7 +166,7 @@ impl ValueId {
     /// keys are; seeded, so that no one can craft two payloads of the same hash).
     pub fn of(bytes: &[u8], seed: u64, min_payload: usize) -> Option<Self> {
         let mut head: [u8; VALUE_HEAD] = bytes.get(..VALUE_HEAD)?.try_into().ok()?;
-        head[CODEC_AT] &= !RESULT_TAGS; // the value's id, whatever tags it carries
+        head[CODEC_AT] &= CODEC; // the value's id, whatever sections it carries
         let payload = bytes.get(payload_at(bytes)?..).filter(|payload| payload.len() >= min_payload)?;
         Some(ValueId { head, len: payload.len(), payload: xxh3_128_with_seed(payload, seed) })
     }
@@ -178,7 +201,7 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
     // the value are not looked at: the header already rejects bytes that are not an entry of
     // this type.
     let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
-    let value = match bytes[CODEC_AT] & !RESULT_TAGS {
+    let value = match bytes[CODEC_AT] & CODEC {
         POSTCARD if shape.complete => {
             postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))
         }
@@ -198,70 +221,130 @@ pub(crate) struct ResultTags<'a> {
 
 /// `envelope` (from [`encode`]) carrying `tags`, whose counters' stamp is `stamp`.
 pub(crate) fn with_result_tags(envelope: &[u8], tags: &[String], stamp: u64) -> Result<Vec<u8>, CacheError> {
-    let too_many =
-        || CacheError::Encode("result tags: more than 65535, or one longer than 65535 bytes".into());
-    let count = u16::try_from(tags.len()).map_err(|_| too_many())?;
+    let at = layout(envelope).ok_or_else(|| CacheError::Encode("not an envelope".into()))?.result_at;
     let section = 8 + 2 + tags.iter().map(|tag| 2 + tag.len()).sum::<usize>();
     let mut buf = Vec::with_capacity(envelope.len() + section);
-    buf.extend_from_slice(&envelope[..HEADER]);
+    buf.extend_from_slice(&envelope[..at]);
     buf[CODEC_AT] |= RESULT_TAGS;
     buf.extend_from_slice(&stamp.to_le_bytes());
-    buf.extend_from_slice(&count.to_le_bytes());
-    for tag in tags {
-        let len = u16::try_from(tag.len()).map_err(|_| too_many())?;
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(tag.as_bytes());
-    }
-    buf.extend_from_slice(&envelope[HEADER..]);
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    write_names(&mut buf, &tags)?;
+    buf.extend_from_slice(&envelope[at..]);
     Ok(buf)
 }
 
+/// Writes a list of names: their number, then each one's length and bytes.
+fn write_names(buf: &mut Vec<u8>, names: &[&str]) -> Result<(), CacheError> {
+    let too_many = || CacheError::Encode("more than 65535 tags, or one longer than 65535 bytes".into());
+    buf.extend_from_slice(&u16::try_from(names.len()).map_err(|_| too_many())?.to_le_bytes());
+    for name in names {
+        buf.extend_from_slice(&u16::try_from(name.len()).map_err(|_| too_many())?.to_le_bytes());
+        buf.extend_from_slice(name.as_bytes());
+    }
+    Ok(())
+}
+
 /// The result tags an envelope carries (`None` when it carries none); an error when it is not
-/// an envelope, or its section does not parse.
+/// an envelope, or its sections do not parse.
 pub(crate) fn result_tags(bytes: &[u8]) -> Result<Option<ResultTags<'_>>, DecodeError> {
     meta(bytes)?;
     if bytes[CODEC_AT] & RESULT_TAGS == 0 {
         return Ok(None);
     }
-    section(&bytes[HEADER..]).map(Some).ok_or(DecodeError::Envelope)
+    let at = layout(bytes).ok_or(DecodeError::Envelope)?.result_at;
+    let stamp = bytes.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    let tags = names(&bytes[(at + 8).min(bytes.len())..]);
+    match (stamp, tags) {
+        (Some(stamp), Some(tags)) => Ok(Some(ResultTags { stamp, tags })),
+        _ => Err(DecodeError::Envelope),
+    }
 }
 
-/// The result-tags section at the start of `rest`.
-fn section(rest: &[u8]) -> Option<ResultTags<'_>> {
-    let mut tags = Vec::new();
+/// An envelope taken apart, for tools (see `QueryCache::inspect`).
+pub(crate) struct Parts<'a> {
+    pub meta: Meta,
+    /// `postcard` or `msgpack`.
+    pub codec: &'static str,
+    pub shape: u64,
+    pub depends: Vec<&'a str>,
+    pub result: Option<ResultTags<'a>>,
+    pub payload: &'a [u8],
+}
+
+pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, DecodeError> {
+    let meta = meta(bytes)?;
+    let codec = match bytes[CODEC_AT] & CODEC {
+        POSTCARD => "postcard",
+        MSGPACK => "msgpack",
+        _ => return Err(DecodeError::Envelope),
+    };
+    let shape = u64::from_le_bytes(bytes[4..VALUE_HEAD].try_into().expect("8 bytes"));
+    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
+    Ok(Parts { meta, codec, shape, depends: depends(bytes)?, result: result_tags(bytes)?, payload })
+}
+
+/// The counters an envelope names as its dependencies (see the module docs), without the
+/// keyspace; empty when it names none.
+fn depends(bytes: &[u8]) -> Result<Vec<&str>, DecodeError> {
+    meta(bytes)?;
+    if bytes[CODEC_AT] & DEPENDS == 0 {
+        return Ok(Vec::new());
+    }
+    names(&bytes[HEADER..]).ok_or(DecodeError::Envelope)
+}
+
+/// The names of a list (see [`write_names`]) at the start of `rest`, if it parses.
+fn names(rest: &[u8]) -> Option<Vec<&str>> {
+    let mut names = Vec::new();
     let mut utf8 = true;
-    let (stamp, _) = walk(rest, |tag| match std::str::from_utf8(tag) {
-        Ok(tag) => tags.push(tag),
+    walk(rest, |name| match std::str::from_utf8(name) {
+        Ok(name) => names.push(name),
         Err(_) => utf8 = false,
     })?;
-    utf8.then_some(ResultTags { stamp, tags })
+    utf8.then_some(names)
 }
 
-/// Walks the result-tags section at the start of `rest`, handing each tag's bytes to `tag`:
-/// its stamp and its length.
-fn walk<'a>(mut rest: &'a [u8], mut tag: impl FnMut(&'a [u8])) -> Option<(u64, usize)> {
+/// Walks a list of names at the start of `rest`, handing each one's bytes to `name`: the
+/// list's length in bytes.
+fn walk<'a>(mut rest: &'a [u8], mut name: impl FnMut(&'a [u8])) -> Option<usize> {
     let whole = rest.len();
     let mut take = |n: usize| {
         let (taken, after) = rest.split_at_checked(n)?;
         rest = after;
         Some(taken)
     };
-    let stamp = u64::from_le_bytes(take(8)?.try_into().ok()?);
     let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
     for _ in 0..count {
         let len = u16::from_le_bytes(take(2)?.try_into().ok()?);
-        tag(take(len.into())?);
+        name(take(len.into())?);
     }
-    Some((stamp, whole - rest.len()))
+    Some(whole - rest.len())
 }
 
-/// Where an envelope's payload begins (after the result tags, if it carries them).
-fn payload_at(bytes: &[u8]) -> Option<usize> {
-    let rest = bytes.get(HEADER..)?;
-    match bytes[CODEC_AT] & RESULT_TAGS {
-        0 => Some(HEADER),
-        _ => walk(rest, |_| {}).map(|(_, len)| HEADER + len),
+/// Where an envelope's sections end.
+struct Layout {
+    /// Where its result tags are, or would be.
+    result_at: usize,
+    payload_at: usize,
+}
+
+fn layout(bytes: &[u8]) -> Option<Layout> {
+    let mut at = HEADER;
+    let flags = *bytes.get(CODEC_AT)?;
+    bytes.get(HEADER..)?;
+    if flags & DEPENDS != 0 {
+        at += walk(&bytes[at..], |_| {})?;
     }
+    let result_at = at;
+    if flags & RESULT_TAGS != 0 {
+        at += 8 + walk(bytes.get(at + 8..)?, |_| {})?;
+    }
+    Some(Layout { result_at, payload_at: at })
+}
+
+/// Where an envelope's payload begins (after its sections).
+fn payload_at(bytes: &[u8]) -> Option<usize> {
+    layout(bytes).map(|layout| layout.payload_at)
 }
 
 #[cfg(test)]
@@ -346,6 +429,27 @@ mod tests {
             let _ = ValueId::of(&tagged[..cut], 7, 0);
         }
         assert!(with_result_tags(&plain, &["x".repeat(70_000)], 1).is_err(), "a tag too long");
+    }
+
+    #[test]
+    fn dependencies_ride_before_the_result_tags() {
+        let rows = vec![Row { id: 1, name: "a".into() }];
+        let plain = encode(&rows, META).unwrap();
+        assert!(depends(&plain).unwrap().is_empty());
+        let named = encode_with(&rows, META, &["tag:user:7", "table:users"]).unwrap();
+        assert_eq!(depends(&named).unwrap(), ["tag:user:7", "table:users"]);
+        assert_eq!(decode::<Vec<Row>>(&named).unwrap().0, rows);
+        let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
+        assert_eq!(id(&named), id(&plain), "the value's id, whatever it depends on");
+        let both = with_result_tags(&named, &["author:1".to_owned()], 5).unwrap();
+        assert_eq!(depends(&both).unwrap(), ["tag:user:7", "table:users"]);
+        assert_eq!(result_tags(&both).unwrap().unwrap(), ResultTags { stamp: 5, tags: vec!["author:1"] });
+        assert_eq!(decode::<Vec<Row>>(&both).unwrap(), (rows, META));
+        // Truncated anywhere: never a panic, never a value.
+        for cut in HEADER..both.len() {
+            let _ = (depends(&both[..cut]), result_tags(&both[..cut]), ValueId::of(&both[..cut], 7, 0));
+            assert!(decode::<Vec<Row>>(&both[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     /// A timestamp-like type: parses its string, refusing `""`.

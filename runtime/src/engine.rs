@@ -96,7 +96,7 @@ impl Engine {
     /// Counts a cache failure that the caller answers without the cache, and logs it.
     pub fn failed(&self, op: &str, key: &str, err: &CacheError) {
         Stats::count(&self.stats.errors);
-        self.functions.error(self.keyspace.start(), key, err);
+        self.functions.error(&self.keyspace, key, err);
         self.warnings.warn(|suppressed| {
             tracing::warn!(
                 backend = %self.store.describe(),

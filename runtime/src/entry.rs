@@ -12,7 +12,7 @@ use crate::clock::now_ms;
 use crate::codec::{self, Meta};
 use crate::decoded::Copier;
 use crate::engine::Engine;
-use crate::keyspace::Target;
+use crate::keyspace::{CounterNames, Target};
 use crate::outcome::Adapter;
 use crate::stats::Stats;
 
@@ -71,7 +71,7 @@ impl Engine {
         copier: Option<Copier<A::Value>>,
     ) -> Option<Envelope> {
         let value = A::value(result)?;
-        let envelope = self.envelope(target.key(), value, A::is_empty(value), policy, stamp, query_time)?;
+        let envelope = self.envelope(target, value, A::is_empty(value), policy, stamp, query_time)?;
         if let (true, Some(decoded), Some(copier)) = (envelope.storable, &self.decoded, copier) {
             decoded.computed(target.key(), &envelope.bytes, value, copier);
         }
@@ -83,7 +83,7 @@ impl Engine {
     /// lives across an `await`.
     fn envelope<V: Serialize + DeserializeOwned + 'static>(
         &self,
-        key: &str,
+        target: &Target,
         value: &V,
         empty: bool,
         policy: &Policy,
@@ -97,7 +97,11 @@ impl Engine {
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
             stamp: stamp.unwrap_or_default(),
         };
-        match codec::encode(value, meta) {
+        let key = target.key();
+        // Named in the entry, for tools that tell whether it is still valid.
+        let depends: CounterNames =
+            target.depends().iter().map(|name| self.keyspace.relative(name)).collect();
+        match codec::encode_with(value, meta, &depends) {
             Ok(bytes) => {
                 let max = self.settings.max_value_bytes;
                 let oversized = bytes.len() > max;
@@ -174,9 +178,10 @@ mod tests {
             verify: 0.0,
             function: "f",
         };
+        let target = cache.engine().keyspace.target("f:v0:", 1, &[], &[]);
         for _ in 0..20 {
             let envelope =
-                cache.engine().envelope("k", &1u8, false, &policy, Some(0), Duration::ZERO).unwrap();
+                cache.engine().envelope(&target, &1u8, false, &policy, Some(0), Duration::ZERO).unwrap();
             assert_eq!(envelope.keep, MAX_KEEP);
             let meta = codec::meta(&envelope.bytes).unwrap();
             assert!(meta.fresh_until_ms <= now_ms() + 2 * MAX_KEEP.as_millis() as u64);

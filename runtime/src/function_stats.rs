@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::CacheError;
+use crate::keyspace::Keyspace;
 
 /// The counts of one cached function in one cache, since the cache was built.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -114,8 +115,8 @@ impl Functions {
     }
 
     /// Counts a cache failure of the entry `key` (of the function it names, if called here).
-    pub fn error(&self, start: &str, key: &str, err: &CacheError) {
-        let Some(name) = function_of(start, key) else { return };
+    pub fn error(&self, keyspace: &Keyspace, key: &str, err: &CacheError) {
+        let Some((name, _)) = keyspace.function_of(key) else { return };
         let map = self.by_name.load();
         let Some((function, counts)) = map.get_key_value(name) else { return };
         counts.errors.fetch_add(1, Relaxed);
@@ -140,15 +141,6 @@ impl Functions {
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
-}
-
-/// The function an entry's key names: `{start}:{name}:v{version}:{hash}`.
-fn function_of<'a>(start: &str, key: &'a str) -> Option<&'a str> {
-    let rest = key.strip_prefix(start)?.strip_prefix(':')?;
-    let mut parts = rest.rsplitn(3, ':');
-    let (_hash, version, name) = (parts.next()?, parts.next()?, parts.next()?);
-    version.strip_prefix('v')?.parse::<u32>().ok()?;
-    Some(name)
 }
 
 /// The `kind` label of a cache failure.
@@ -227,22 +219,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_keys_name_their_function() {
-        assert_eq!(function_of("app", "app:users::by_id:v2:00ab"), Some("users::by_id"));
-        assert_eq!(function_of("{app}", "{app}:by_id:v0:ff"), Some("by_id"));
-        assert_eq!(function_of("app", "app:users::by_id:v2:00ab:gen counters"), None);
-        assert_eq!(function_of("app", "other:f:v0:00"), None);
-        assert_eq!(function_of("app", "app:f:vx:00"), None);
-    }
-
-    #[test]
     fn calls_are_counted_per_function() {
         let functions = Functions::default();
         functions.call("a", Answer::Hit, true, None);
         functions.call("a", Answer::Miss, false, None);
         functions.call("b", Answer::Bypass, false, None);
-        functions.error("p", "p:a:v0:ff", &CacheError::Unavailable);
-        functions.error("p", "p:unknown:v0:ff", &CacheError::Unavailable);
+        let keyspace = Keyspace::new("p", false, "public");
+        let hash = "0".repeat(32);
+        functions.error(&keyspace, &format!("p:a:v0:{hash}"), &CacheError::Unavailable);
+        functions.error(&keyspace, &format!("p:unknown:v0:{hash}"), &CacheError::Unavailable);
+        functions.error(&keyspace, &format!("p:a:v0:{hash}:gen"), &CacheError::Unavailable);
         let all = functions.snapshot();
         assert_eq!(all.len(), 2);
         let a = &all[0];

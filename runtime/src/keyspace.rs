@@ -15,6 +15,7 @@
 //! | `{ks}:ns` | the namespace's invalidation counter, on which every entry depends |
 //! | `{ks}:bus` | the backplane's channel (see `backplane`) |
 //! | `{ks}:bus:hb:{instance}` | an instance's heartbeat channel (see `local`) |
+//! | `{ks}:stats:{instance}` | an instance's `function_stats()` (`.publish_stats(interval)`) |
 
 use crate::key;
 
@@ -64,6 +65,41 @@ impl Keyspace {
 
     pub fn tag_counter(&self, tag: &str) -> String {
         [&self.tag_start, tag].concat()
+    }
+
+    /// The function and version of the entry `key` (`{ks}:{fn}:v{version}:{hash}`), if it is
+    /// one of this keyspace's entries.
+    pub fn function_of<'a>(&self, key: &'a str) -> Option<(&'a str, u32)> {
+        let rest = key.strip_prefix(self.start.as_str())?.strip_prefix(':')?;
+        let mut parts = rest.rsplitn(3, ':');
+        let (hash, version, name) = (parts.next()?, parts.next()?, parts.next()?);
+        let hex = hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let version = version.strip_prefix('v')?.parse().ok()?;
+        hex.then_some((name, version))
+    }
+
+    /// The `SCAN` pattern of every name of this keyspace (glob characters of the prefix
+    /// escaped).
+    pub fn pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.start.len() + 3);
+        for c in self.start.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":*");
+        pattern
+    }
+
+    /// Where an instance publishes its `function_stats()`.
+    pub fn stats(&self, instance: u64) -> String {
+        format!("{}:stats:{instance:016x}", self.start)
+    }
+
+    /// `name` (one of these names) without the keyspace and its `:`.
+    pub fn relative<'a>(&self, name: &'a str) -> &'a str {
+        name.strip_prefix(self.start.as_str()).and_then(|rest| rest.strip_prefix(':')).unwrap_or(name)
     }
 
     /// The counters of `tags`.
@@ -211,6 +247,12 @@ impl Target {
         &self.key_counter[..self.key_counter.len() - COUNTER_SUFFIX.len()]
     }
 
+    /// The tags' and tables' counters of the entry (those besides the namespace's and the
+    /// key's).
+    pub fn depends(&self) -> &[String] {
+        &self.tags
+    }
+
     /// The names of the counters the entry depends on: the namespace's first, the key's, then
     /// its tags'.
     pub fn counters<'a>(&'a self, keyspace: &'a Keyspace) -> CounterNames<'a> {
@@ -258,7 +300,13 @@ mod tests {
             assert_eq!(keyspace.table_counter("Users"), keyspace.table_counter("\"users\""));
             assert_eq!(table_parts("App.\"My.Orders\""), ["app", "My.Orders"]);
             assert!(keyspace.owns(&entry) && !keyspace.owns("other:key"));
+            assert_eq!(Keyspace::new("a*[b]", false, "public").pattern(), "a\\*\\[b\\]:*");
             assert_eq!(keyspace.tag_epoch(), format!("{ks}:tagat"));
+            assert_eq!(keyspace.function_of(&entry), Some(("users::by_id", 2)));
+            assert_eq!(keyspace.function_of(&format!("{entry}:gen")), None, "a counter");
+            assert_eq!(keyspace.function_of(&format!("{ks}:tag:v0:x")), None);
+            assert_eq!(keyspace.relative(&format!("{ks}:tag:user:7")), "tag:user:7");
+            assert_eq!(keyspace.stats(0xff), format!("{ks}:stats:00000000000000ff"));
             let counters = target.counters(&keyspace).iter().map(|c| c.to_string()).collect::<Vec<_>>();
             assert_eq!(keyspace.tag_marks(&counters), [format!("{ks}:tagat:user:7")], "tags only");
         }

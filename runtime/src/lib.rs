@@ -47,6 +47,7 @@ mod feed;
 mod flight;
 mod function_stats;
 mod health;
+mod inspect;
 mod invalidation;
 mod key;
 mod keyspace;
@@ -60,6 +61,7 @@ pub mod mysql;
 mod outcome;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod publish;
 mod result_tags;
 mod seeded;
 mod settings;
@@ -95,6 +97,7 @@ pub use builder::QueryCacheBuilder;
 pub use cache::QueryCache;
 pub use error::CacheError;
 pub use function_stats::FunctionStats;
+pub use inspect::{EntryState, Inspection};
 pub use stats::CacheStats;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

@@ -24,6 +24,8 @@ pub(crate) struct Settings {
     pub verify: f64,
     /// Caches nothing: every call runs its query (`QueryCache::passthrough`).
     pub passthrough: bool,
+    /// How often `function_stats()` is published to Redis, if at all.
+    pub publish_stats: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             default_schema: "public".to_owned(),
             verify: 0.0,
             passthrough: false,
+            publish_stats: None,
         }
     }
 }

@@ -87,9 +87,12 @@ impl MemoryStore {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    pub fn counter_values(&self, counters: &[&str]) -> Vec<u64> {
+        counters.iter().map(|counter| self.counters.get(*counter).unwrap_or_default()).collect()
+    }
+
     pub fn marked(&self, counters: &[&str], marks: &[String]) -> (u64, u64) {
-        let values: Vec<u64> =
-            counters.iter().map(|counter| self.counters.get(*counter).unwrap_or_default()).collect();
+        let values = self.counter_values(counters);
         let latest = marks.iter().filter_map(|mark| self.marks.get(mark)).max().unwrap_or(0);
         (stamp(&values), latest)
     }

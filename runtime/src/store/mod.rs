@@ -26,6 +26,7 @@ pub(crate) struct Marks<'a> {
 }
 
 impl Marks<'_> {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// For an increment of counters that are not tags'.
     pub const NONE: Marks<'static> = Marks { epoch: "", names: &[] };
 }
@@ -122,6 +123,37 @@ impl Store {
             Store::Memory(s) => Ok(s.marked(counters, &[]).0),
             #[cfg(test)]
             Store::Scripted(s) => s.ask(Op::StampOf).await.map(|()| s.memory().marked(counters, &[]).0),
+        }
+    }
+
+    /// The values of `counters` (0 when absent), for tools (see `QueryCache::inspect`).
+    pub async fn counter_values(&self, counters: &[&str]) -> Result<Vec<u64>, CacheError> {
+        match self {
+            Store::Redis(s) => s.counter_values(counters).await,
+            Store::Memory(s) => Ok(s.counter_values(counters)),
+            #[cfg(test)]
+            Store::Scripted(s) => s.ask(Op::Marked).await.map(|()| s.memory().counter_values(counters)),
+        }
+    }
+
+    /// How long `key` is kept still, if the store says (Redis: `PTTL`; memory: unknown).
+    pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, CacheError> {
+        match self {
+            Store::Redis(s) => s.remaining(key).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Replaces the hash `key` with `fields`, kept `keep` (Redis only: see `publish`).
+    pub async fn replace_hash(
+        &self,
+        key: &str,
+        fields: &[(String, String)],
+        keep: Duration,
+    ) -> Result<(), CacheError> {
+        match self {
+            Store::Redis(s) => s.replace_hash(key, fields, keep).await,
+            _ => Ok(()),
         }
     }
 

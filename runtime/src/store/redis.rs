@@ -212,6 +212,35 @@ impl RedisStore {
         value.as_deref().map_or(Ok(0), parse_counter)
     }
 
+    pub async fn counter_values(&self, counters: &[&str]) -> Result<Vec<u64>, CacheError> {
+        let mut conn = self.conn();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(counters).query_async(&mut conn).await?;
+        parse_counters(&values)
+    }
+
+    pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, CacheError> {
+        let mut conn = self.conn();
+        let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
+        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    /// One round trip: the hash's old fields go, the new ones come, with their expiry.
+    pub async fn replace_hash(
+        &self,
+        key: &str,
+        fields: &[(String, String)],
+        keep: Duration,
+    ) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(key).ignore();
+        if !fields.is_empty() {
+            pipe.hset_multiple(key, fields).ignore().pexpire(key, keep.as_millis() as i64).ignore();
+        }
+        let mut conn = self.conn();
+        pipe.exec_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// One `MGET` of the counters and the marks.
     pub async fn marked(&self, counters: &[&str], marks: &[String]) -> Result<(u64, u64), CacheError> {
         let mut conn = self.conn();

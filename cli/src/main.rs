@@ -1,0 +1,365 @@
+//! `cached-query`: look at and flush the entries that a service's caches keep in Redis, without
+//! writing code (docs/observability.md, "The command-line tool").
+
+mod nodes;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cached_query::{CacheError, QueryCache};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use nodes::Nodes;
+
+#[derive(Parser)]
+#[command(
+    name = "cached-query",
+    version,
+    about = "List, inspect and invalidate cached-query entries in Redis"
+)]
+struct Cli {
+    /// The Redis server the caches use.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    redis_url: String,
+    /// The nodes of a Redis Cluster the caches use (instead of `--redis-url`).
+    #[arg(long, num_args = 1.., global = true)]
+    cluster: Vec<String>,
+    /// The caches' prefix (`.prefix(..)` on their builder).
+    #[arg(long, default_value = "cq", global = true)]
+    prefix: String,
+    /// Print JSON (one object per line) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The entries of the prefix (SCAN, throttled; every master of a cluster), with their size
+    /// and remaining TTL.
+    Keys {
+        /// Only the entries of this function (its key name: `name = ".."`, or its path).
+        #[arg(long)]
+        function: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One entry taken apart: function, codec, shape, size, age, state, the counters it
+    /// depends on and whether it is still valid; its value as JSON where the codec allows.
+    Inspect { key: String },
+    /// The same O(1) invalidations the library makes (counters, never a sweep of keys).
+    Invalidate(Invalidate),
+    /// Hits, misses and hit ratio per function over every instance that publishes its counts
+    /// (`.publish_stats(interval)`), and the memory the prefix's entries use (sampled).
+    Stats,
+}
+
+#[derive(Args)]
+struct Invalidate {
+    #[command(flatten)]
+    what: What,
+    /// Say what would be invalidated, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct What {
+    /// One entry, by its key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Every entry with this tag.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Every entry that depends on this table.
+    #[arg(long)]
+    table: Option<String>,
+    /// Every entry of the prefix.
+    #[arg(long)]
+    all: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cached-query: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let builder = match cli.cluster.as_slice() {
+        [] => QueryCache::builder().redis_url(&cli.redis_url),
+        urls => QueryCache::builder().redis_cluster(urls.to_vec()),
+    };
+    let cache = builder
+        .prefix(&cli.prefix)
+        .timeout(Duration::from_secs(5))
+        .client_tracking(false)
+        .build()
+        .await
+        .map_err(|err| err.to_string())?;
+    let nodes = Nodes::connect(&cli.redis_url, &cli.cluster).await?;
+    match &cli.command {
+        Command::Keys { function, limit } => keys(cli, &cache, &nodes, function.as_deref(), *limit).await,
+        Command::Inspect { key } => inspect(cli, &cache, key).await,
+        Command::Invalidate(what) => invalidate(cli, &cache, what).await,
+        Command::Stats => stats(cli, &cache, &nodes).await,
+    }
+}
+
+/// One entry, as `keys` lists it.
+#[derive(Serialize)]
+struct Listed {
+    key: String,
+    function: String,
+    size: u64,
+    /// Remaining, in milliseconds (-1: none).
+    ttl_ms: i64,
+}
+
+async fn keys(
+    cli: &Cli,
+    cache: &QueryCache,
+    nodes: &Nodes,
+    function: Option<&str>,
+    limit: usize,
+) -> Result<(), String> {
+    let mut listed = Vec::new();
+    nodes
+        .scan(
+            &cache.key_pattern(),
+            |key| {
+                let entry = cache.entry_function(key).filter(|(name, _)| function.is_none_or(|f| f == *name));
+                entry.is_some() && listed.len() < limit && {
+                    listed.push(key.to_owned());
+                    true
+                }
+            },
+            limit,
+        )
+        .await?;
+    let sizes = nodes.sizes(&listed).await?;
+    let rows: Vec<Listed> = listed
+        .into_iter()
+        .zip(sizes)
+        .map(|(key, (size, ttl_ms))| {
+            let function = cache.entry_function(&key).map(|(name, _)| name.to_owned()).unwrap_or_default();
+            Listed { key, function, size, ttl_ms }
+        })
+        .collect();
+    if cli.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row).map_err(|e| e.to_string())?);
+        }
+    } else {
+        println!("{:<10} {:>10}  {:<40} KEY", "SIZE", "TTL_MS", "FUNCTION");
+        for row in &rows {
+            println!("{:<10} {:>10}  {:<40} {}", row.size, row.ttl_ms, row.function, row.key);
+        }
+        println!("{} entries", rows.len());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Inspected {
+    key: String,
+    function: String,
+    version: u32,
+    codec: &'static str,
+    shape: String,
+    size: usize,
+    /// Remaining, in milliseconds (`null`: the store does not say).
+    ttl_ms: Option<u64>,
+    fresh_until_ms: u64,
+    query_ms: u32,
+    state: &'static str,
+    valid: bool,
+    counters: Vec<Counter>,
+    result_tags: Vec<String>,
+    /// The value, where the codec carries field names (MessagePack).
+    value: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Counter {
+    name: String,
+    value: u64,
+}
+
+async fn inspect(cli: &Cli, cache: &QueryCache, key: &str) -> Result<(), String> {
+    if cache.entry_function(key).is_none() {
+        return Err(format!("`{key}` is not an entry of the prefix `{}`", cli.prefix));
+    }
+    let entry = cache.inspect(key).await.map_err(|err| err.to_string())?;
+    let entry = entry.ok_or_else(|| format!("no entry under `{key}`"))?;
+    let value = entry.msgpack().and_then(|bytes| rmp_serde::from_slice::<serde_json::Value>(bytes).ok());
+    let shown = Inspected {
+        key: entry.key.clone(),
+        function: entry.function.clone(),
+        version: entry.version,
+        codec: entry.codec,
+        shape: format!("{:016x}", entry.shape),
+        size: entry.size,
+        ttl_ms: entry.ttl.map(|ttl| ttl.as_millis() as u64),
+        fresh_until_ms: entry.fresh_until_ms,
+        query_ms: entry.query_ms,
+        state: entry.state.as_str(),
+        valid: entry.valid,
+        counters: entry
+            .counters
+            .iter()
+            .map(|(name, value)| Counter { name: name.clone(), value: *value })
+            .collect(),
+        result_tags: entry.result_tags.clone(),
+        value,
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string(&shown).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("key          {}", shown.key);
+    println!("function     {} (version {})", shown.function, shown.version);
+    println!("codec        {} (shape {})", shown.codec, shown.shape);
+    println!("size         {} bytes", shown.size);
+    println!(
+        "state        {} (fresh until {} ms, ttl {:?} ms)",
+        shown.state, shown.fresh_until_ms, shown.ttl_ms
+    );
+    println!("query time   {} ms", shown.query_ms);
+    println!("valid        {}", shown.valid);
+    for counter in &shown.counters {
+        println!("counter      {} = {}", counter.name, counter.value);
+    }
+    for tag in &shown.result_tags {
+        println!("result tag   {tag}");
+    }
+    match &shown.value {
+        Some(value) => {
+            println!("value        {}", serde_json::to_string_pretty(value).map_err(|e| e.to_string())?)
+        }
+        None => println!("value        (postcard: shown by its type only)"),
+    }
+    Ok(())
+}
+
+async fn invalidate(cli: &Cli, cache: &QueryCache, invalidate: &Invalidate) -> Result<(), String> {
+    let what = &invalidate.what;
+    let (kind, name) = match (&what.key, &what.tag, &what.table) {
+        (Some(key), _, _) => ("key", key.as_str()),
+        (_, Some(tag), _) => ("tag", tag.as_str()),
+        (_, _, Some(table)) => ("table", table.as_str()),
+        _ => ("all", cli.prefix.as_str()),
+    };
+    if kind == "key" && cache.entry_function(name).is_none() {
+        return Err(format!("`{name}` is not an entry of the prefix `{}`", cli.prefix));
+    }
+    if !invalidate.dry_run {
+        let done: Result<(), CacheError> = match kind {
+            "key" => cache.invalidate(name).await,
+            "tag" => cache.invalidate_tags([name]).await,
+            "table" => cache.invalidate_tables([name]).await,
+            _ => cache.invalidate_all().await,
+        };
+        done.map_err(|err| err.to_string())?;
+    }
+    let verb = if invalidate.dry_run { "would invalidate" } else { "invalidated" };
+    if cli.json {
+        let shown = serde_json::json!({ "kind": kind, "name": name, "dry_run": invalidate.dry_run });
+        println!("{shown}");
+    } else {
+        println!("{verb} {kind} {name}");
+    }
+    Ok(())
+}
+
+/// One function's counts over every publishing instance.
+#[derive(Serialize, Default)]
+struct Totals {
+    function: String,
+    instances: usize,
+    hits: u64,
+    stale: u64,
+    misses: u64,
+    bypasses: u64,
+    errors: u64,
+    local_hits: u64,
+    hit_ratio: f64,
+}
+
+async fn stats(cli: &Cli, cache: &QueryCache, nodes: &Nodes) -> Result<(), String> {
+    let published =
+        nodes.published_stats(&format!("{}:stats:*", pattern_start(&cache.key_pattern()))).await?;
+    let mut totals: Vec<Totals> = Vec::new();
+    for (function, counts) in published {
+        let n: Vec<u64> = counts.split(' ').map(|n| n.parse().unwrap_or(0)).collect();
+        let at = match totals.iter().position(|t| t.function == function) {
+            Some(at) => at,
+            None => {
+                totals.push(Totals { function, ..Totals::default() });
+                totals.len() - 1
+            }
+        };
+        let t = &mut totals[at];
+        t.instances += 1;
+        for (total, n) in
+            [&mut t.hits, &mut t.stale, &mut t.misses, &mut t.bypasses, &mut t.errors, &mut t.local_hits]
+                .into_iter()
+                .zip(n.into_iter().chain(std::iter::repeat(0)))
+        {
+            *total += n;
+        }
+    }
+    for t in &mut totals {
+        let served = t.hits + t.stale;
+        t.hit_ratio = match served + t.misses {
+            0 => 0.0,
+            calls => served as f64 / calls as f64,
+        };
+    }
+    totals.sort_by(|a, b| a.function.cmp(&b.function));
+    let memory =
+        nodes.sampled_memory(&cache.key_pattern(), |key| cache.entry_function(key).is_some()).await?;
+    if cli.json {
+        for t in &totals {
+            println!("{}", serde_json::to_string(t).map_err(|e| e.to_string())?);
+        }
+        let memory = serde_json::json!({ "entries": memory.entries, "memory_bytes": memory.bytes, "sampled": memory.sampled });
+        println!("{memory}");
+    } else {
+        println!(
+            "{:<40} {:>9} {:>10} {:>10} {:>8} {:>9}",
+            "FUNCTION", "INSTANCES", "HITS", "MISSES", "ERRORS", "HIT_RATIO"
+        );
+        for t in &totals {
+            println!(
+                "{:<40} {:>9} {:>10} {:>10} {:>8} {:>8.1}%",
+                t.function,
+                t.instances,
+                t.hits + t.stale,
+                t.misses,
+                t.errors,
+                100.0 * t.hit_ratio
+            );
+        }
+        println!(
+            "{} entries, about {} bytes in Redis (MEMORY USAGE of {} sampled)",
+            memory.entries, memory.bytes, memory.sampled
+        );
+    }
+    Ok(())
+}
+
+/// The pattern's keyspace, without its trailing `:*`.
+fn pattern_start(pattern: &str) -> &str {
+    pattern.strip_suffix(":*").unwrap_or(pattern)
+}
