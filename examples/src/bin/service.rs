@@ -110,8 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prefix = format!("cq-example-service:{}", std::process::id());
     let cache = QueryCache::builder().redis_url(&redis_url).prefix(prefix).build().await?;
     if std::env::args().nth(1).as_deref() != Some("load") {
+        #[cfg(feature = "metrics")]
+        cached_query_examples::service::install_metrics();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-        println!("serving on http://127.0.0.1:3000 (try /articles/post-1?viewer=2)");
+        println!("serving on http://127.0.0.1:3000 (try /articles/post-1?viewer=2, and /metrics)");
         axum::serve(listener, router(AppState::new(pool, cache))).await?;
         return Ok(());
     }

@@ -62,9 +62,13 @@ pub async fn reset_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The service's routes.
+/// The service's routes; `/metrics`, the cache's metrics once [`install_metrics`] ran.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    #[cfg(feature = "metrics")]
+    let routes = Router::new().route("/metrics", get(metrics));
+    #[cfg(not(feature = "metrics"))]
+    let routes = Router::new();
+    routes
         .route("/users", post(create_user))
         .route("/users/{username}", put(update_user))
         .route("/profiles/{username}", get(profile))
@@ -73,6 +77,29 @@ pub fn router(state: AppState) -> Router {
         .route("/articles/{slug}", get(article).put(update_article))
         .route("/articles/{slug}/favorite", post(favorite).delete(unfavorite))
         .with_state(state)
+}
+
+/// The process's metrics recorder (Prometheus), installed once: what `/metrics` renders.
+#[cfg(feature = "metrics")]
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) that `/metrics` renders.
+#[cfg(feature = "metrics")]
+pub fn install_metrics() {
+    METRICS.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    });
+}
+
+#[cfg(feature = "metrics")]
+async fn metrics() -> Response {
+    match METRICS.get() {
+        Some(handle) => handle.render().into_response(),
+        None => (StatusCode::NOT_FOUND, "no metrics recorder installed").into_response(),
+    }
 }
 
 /// `?viewer=ID`: who is asking (none: anonymous).
