@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 
 use crate::CacheError;
 use crate::keyspace::Keyspace;
+use crate::seeded::Seeded;
 
 /// The counts of one cached function in one cache, since the cache was built.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,17 +61,26 @@ impl Answer {
     }
 }
 
-#[derive(Default)]
+/// One function's counts, and its metrics' keys.
 struct Counts {
+    name: &'static str,
     hits: AtomicU64,
     stale: AtomicU64,
     misses: AtomicU64,
     bypasses: AtomicU64,
     errors: AtomicU64,
     local_hits: AtomicU64,
+    keys: &'static metrics::Keys,
 }
 
 impl Counts {
+    fn new(name: &'static str) -> Self {
+        let zero = || AtomicU64::new(0);
+        let (hits, stale, misses, bypasses, errors, local_hits) =
+            (zero(), zero(), zero(), zero(), zero(), zero());
+        Counts { name, hits, stale, misses, bypasses, errors, local_hits, keys: metrics::Keys::of(name) }
+    }
+
     fn count(&self, outcome: Answer, local: bool) {
         let counter = match outcome {
             Answer::Hit => &self.hits,
@@ -85,59 +95,71 @@ impl Counts {
     }
 }
 
-/// The counts of every function called through one cache, by name. Copied on write: a new
-/// function is rare, a call is not.
+/// The counts of every function called through one cache. Keyed by the address of the
+/// function's name, made once per function (`Spec`), so that a call hashes a number, not a
+/// path; functions that share a `name` are added up in [`snapshot`](Self::snapshot). Copied on
+/// write: a new function is rare, a call is not.
 #[derive(Default)]
 pub(crate) struct Functions {
-    by_name: ArcSwap<HashMap<&'static str, Arc<Counts>>>,
+    by_name: ArcSwap<HashMap<usize, Arc<Counts>, Seeded>>,
 }
 
 impl Functions {
     /// Counts a call of `function`, answered as `outcome` (by the local tier if `local`) in
     /// `elapsed`.
     pub fn call(&self, function: &'static str, outcome: Answer, local: bool, elapsed: Option<Duration>) {
-        let map = self.by_name.load();
-        match map.get(function) {
-            Some(counts) => counts.count(outcome, local),
-            None => {
-                drop(map);
-                self.by_name.rcu(|map| {
-                    let mut map = HashMap::clone(map);
-                    map.entry(function).or_default();
-                    map
-                });
-                if let Some(counts) = self.by_name.load().get(function) {
-                    counts.count(outcome, local);
-                }
-            }
+        self.with(function, |counts| {
+            counts.count(outcome, local);
+            metrics::call(counts.keys, outcome, local, elapsed);
+        });
+    }
+
+    /// Records how long a query of `function` took (its metric only).
+    pub fn query(&self, function: &'static str, took: Duration) {
+        self.with(function, |counts| metrics::query(counts.keys, took));
+    }
+
+    /// `f` of `function`'s counts, made on its first call.
+    fn with(&self, function: &'static str, f: impl Fn(&Counts)) {
+        let id = function.as_ptr() as usize;
+        if let Some(counts) = self.by_name.load().get(&id) {
+            return f(counts);
         }
-        metrics::call(function, outcome, local, elapsed);
+        self.by_name.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.entry(id).or_insert_with(|| Arc::new(Counts::new(function)));
+            map
+        });
+        self.with(function, f)
     }
 
     /// Counts a cache failure of the entry `key` (of the function it names, if called here).
     pub fn error(&self, keyspace: &Keyspace, key: &str, err: &CacheError) {
         let Some((name, _)) = keyspace.function_of(key) else { return };
         let map = self.by_name.load();
-        let Some((function, counts)) = map.get_key_value(name) else { return };
+        let Some(counts) = map.values().find(|counts| counts.name == name) else { return };
         counts.errors.fetch_add(1, Relaxed);
-        metrics::error(function, kind(err));
+        metrics::error(counts.name, kind(err));
     }
 
     pub fn snapshot(&self) -> Vec<FunctionStats> {
-        let mut all: Vec<FunctionStats> = self
-            .by_name
-            .load()
-            .iter()
-            .map(|(name, c)| FunctionStats {
-                name: (*name).to_owned(),
-                hits: c.hits.load(Relaxed),
-                stale: c.stale.load(Relaxed),
-                misses: c.misses.load(Relaxed),
-                bypasses: c.bypasses.load(Relaxed),
-                errors: c.errors.load(Relaxed),
-                local_hits: c.local_hits.load(Relaxed),
-            })
-            .collect();
+        let mut all: Vec<FunctionStats> = Vec::new();
+        for c in self.by_name.load().values() {
+            let at = match all.iter().position(|f| f.name == c.name) {
+                Some(at) => at,
+                None => {
+                    all.push(FunctionStats { name: c.name.to_owned(), ..FunctionStats::default() });
+                    all.len() - 1
+                }
+            };
+            let f = &mut all[at];
+            f.hits += c.hits.load(Relaxed);
+            f.stale += c.stale.load(Relaxed);
+            f.misses += c.misses.load(Relaxed);
+            f.bypasses += c.bypasses.load(Relaxed);
+            f.errors += c.errors.load(Relaxed);
+            f.local_hits += c.local_hits.load(Relaxed);
+        }
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -164,28 +186,84 @@ fn kind(err: &CacheError) -> &'static str {
 pub(crate) mod metrics {
     use std::time::Duration;
 
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use ::metrics::{Key, Label, Level, Metadata};
+
     use super::Answer;
 
-    pub fn call(function: &'static str, outcome: Answer, local: bool, elapsed: Option<Duration>) {
-        let outcome = outcome.label();
-        ::metrics::counter!("cached_query_calls_total", "function" => function, "outcome" => outcome)
+    const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+    const OUTCOMES: [Answer; 4] = [Answer::Hit, Answer::Stale, Answer::Miss, Answer::Bypass];
+
+    /// A function's metric keys, made once per function for the program's life (as its name
+    /// is, see `Spec`): a call builds none and allocates nothing, recorder or not.
+    pub struct Keys {
+        calls: [Key; 4],
+        durations: [Key; 4],
+        local_hits: Key,
+        query: Key,
+    }
+
+    impl Keys {
+        /// The keys of `function` (a name made once per function), made on first use.
+        pub fn of(function: &'static str) -> &'static Keys {
+            static ALL: Mutex<BTreeMap<usize, &'static Keys>> = Mutex::new(BTreeMap::new());
+            let mut all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
+            all.entry(function.as_ptr() as usize).or_insert_with(|| Box::leak(Box::new(Keys::new(function))))
+        }
+
+        fn new(function: &'static str) -> Keys {
+            let labels = |outcome: Answer| -> &'static [Label] {
+                Box::leak(Box::new([
+                    Label::from_static_parts("function", function),
+                    Label::from_static_parts("outcome", outcome.label()),
+                ]))
+            };
+            let function_only: &'static [Label] =
+                Box::leak(Box::new([Label::from_static_parts("function", function)]));
+            Keys {
+                calls: OUTCOMES.map(|o| Key::from_static_parts("cached_query_calls_total", labels(o))),
+                durations: OUTCOMES
+                    .map(|o| Key::from_static_parts("cached_query_call_duration_seconds", labels(o))),
+                local_hits: Key::from_static_parts("cached_query_local_hits_total", function_only),
+                query: Key::from_static_parts("cached_query_query_duration_seconds", function_only),
+            }
+        }
+    }
+
+    fn at(outcome: Answer) -> usize {
+        OUTCOMES.iter().position(|o| *o == outcome).expect("every outcome")
+    }
+
+    pub fn call(keys: &Keys, outcome: Answer, local: bool, elapsed: Option<Duration>) {
+        ::metrics::with_recorder(|recorder| {
+            recorder.register_counter(&keys.calls[at(outcome)], &METADATA).increment(1);
+            if local {
+                recorder.register_counter(&keys.local_hits, &METADATA).increment(1);
+            }
+            if let Some(elapsed) = elapsed {
+                recorder
+                    .register_histogram(&keys.durations[at(outcome)], &METADATA)
+                    .record(elapsed.as_secs_f64());
+            }
+        });
+    }
+
+    /// A call of a function without a cache (no keys made for it: a rare path).
+    pub fn uncached_call(function: &'static str, outcome: Answer) {
+        ::metrics::counter!("cached_query_calls_total", "function" => function, "outcome" => outcome.label())
             .increment(1);
-        if local {
-            ::metrics::counter!("cached_query_local_hits_total", "function" => function).increment(1);
-        }
-        if let Some(elapsed) = elapsed {
-            ::metrics::histogram!("cached_query_call_duration_seconds", "function" => function, "outcome" => outcome)
-                .record(elapsed.as_secs_f64());
-        }
     }
 
     pub fn error(function: &'static str, kind: &'static str) {
         ::metrics::counter!("cached_query_errors_total", "function" => function, "kind" => kind).increment(1);
     }
 
-    pub fn query(function: &'static str, took: Duration) {
-        ::metrics::histogram!("cached_query_query_duration_seconds", "function" => function)
-            .record(took.as_secs_f64());
+    pub fn query(keys: &Keys, took: Duration) {
+        ::metrics::with_recorder(|recorder| {
+            recorder.register_histogram(&keys.query, &METADATA).record(took.as_secs_f64());
+        });
     }
 
     pub fn invalidation(kind: &'static str) {
@@ -206,9 +284,18 @@ pub(crate) mod metrics {
 
     use super::Answer;
 
-    pub fn call(_: &'static str, _: Answer, _: bool, _: Option<Duration>) {}
+    pub struct Keys;
+
+    impl Keys {
+        pub fn of(_: &'static str) -> &'static Keys {
+            &Keys
+        }
+    }
+
+    pub fn call(_: &Keys, _: Answer, _: bool, _: Option<Duration>) {}
+    pub fn uncached_call(_: &'static str, _: Answer) {}
     pub fn error(_: &'static str, _: &'static str) {}
-    pub fn query(_: &'static str, _: Duration) {}
+    pub fn query(_: &Keys, _: Duration) {}
     pub fn invalidation(_: &'static str) {}
     pub fn breaker(_: bool) {}
     pub const TIMED: bool = false;

@@ -33,7 +33,6 @@ use crate::decoded::Copier;
 use crate::engine::Engine;
 use crate::entry::{Envelope, Policy, early_refresh_due};
 use crate::flight::{self, Leader, Role, Shared};
-use crate::function_stats;
 use crate::keyspace::Target;
 use crate::lease::{LeaseWait, Leasing};
 use crate::local::{Local, LocalEntry};
@@ -46,8 +45,8 @@ use crate::stored::{Read, Stamp};
 pub(crate) enum Found<V> {
     /// A value to return, with its entry's metadata; `refresh` asks for a background refresh
     /// of it, with the freshness it had (a refresh that finds another one landed will skip);
-    /// `local` if the local tier answered; `size`, the entry's bytes.
-    Value { value: V, meta: Meta, refresh: Option<u64>, local: bool, size: usize },
+    /// `stale` if past its TTL; `local` if the local tier answered; `size`, the entry's bytes.
+    Value { value: V, meta: Meta, refresh: Option<u64>, stale: bool, local: bool, size: usize },
     /// Nothing usable: the caller runs the query.
     Compute(Duty),
     /// The query this caller waited for failed with this error (see `outcome::ErrorShare`).
@@ -85,7 +84,7 @@ impl Engine {
             Stats::count(&stats.hits);
             Stats::count(&stats.local_hits);
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
-            return Found::Value { value, meta, refresh, local: true, size: entry.bytes.len() };
+            return Found::Value { value, meta, refresh, stale: false, local: true, size: entry.bytes.len() };
         }
         let stamp = match self.read(target, copier).await {
             Read::Valid { value, meta, bytes } => {
@@ -148,7 +147,14 @@ impl Engine {
                     {
                         Stats::count(&stats.hits);
                         Stats::count(&stats.coalesced);
-                        return Found::Value { value, meta, refresh: None, local: false, size: bytes.len() };
+                        return Found::Value {
+                            value,
+                            meta,
+                            refresh: None,
+                            stale: false,
+                            local: false,
+                            size: bytes.len(),
+                        };
                     }
                 }
                 Role::Leader(leader) => {
@@ -159,7 +165,7 @@ impl Engine {
                             let size = bytes.len();
                             leader.finish(Some(bytes.into()));
                             Stats::count(&stats.hits);
-                            Found::Value { value, meta, refresh: None, local: false, size }
+                            Found::Value { value, meta, refresh: None, stale: false, local: false, size }
                         }
                         Read::Valid { meta, .. } => {
                             Stats::count(&stats.misses);
@@ -189,7 +195,7 @@ impl Engine {
         }
         let refresh =
             (stale || (policy.early && early_refresh_due(now, meta))).then_some(meta.fresh_until_ms);
-        Ok(Found::Value { value, meta, refresh, local: false, size })
+        Ok(Found::Value { value, meta, refresh, stale, local: false, size })
     }
 
     /// Step 3: runs the query for a missing entry, stores and shares its result.
@@ -226,7 +232,7 @@ impl Engine {
         let started = Instant::now();
         let result = body.instrument(tracing::debug_span!("cache.query", function = policy.function)).await;
         let took = started.elapsed();
-        function_stats::metrics::query(policy.function, took);
+        self.functions.query(policy.function, took);
         let mut envelope = self.prepare::<R, A>(target, &result, policy, stamp, took, copier);
         let tags = A::value(&result).and_then(|value| result_tags.of(value));
         self.tag(target, &mut envelope, tags, since).await;
@@ -319,7 +325,7 @@ impl Engine {
         let started = Instant::now();
         let result = body.await;
         let took = started.elapsed();
-        function_stats::metrics::query(policy.function, took);
+        self.functions.query(policy.function, took);
         let stats = &self.stats;
         let mut envelope = self.prepare::<R, A>(target, &result, policy, Some(stamp), took, copier);
         let tags = A::value(&result).and_then(|value| result_tags.of(value));

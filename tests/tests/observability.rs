@@ -125,3 +125,45 @@ fn metrics_have_the_documented_names_and_labels() {
         assert_eq!(invalidations, Some(&DebugValue::Counter(1)), "{kind}: {metrics:?}");
     }
 }
+
+/// Each call is a `debug` span `cache.get` with the key, `cache.hit` and the size; a miss's
+/// query is a `cache.query` span inside it (a subscriber of this thread's own, at `debug`).
+#[test]
+fn calls_are_spans_that_tracing_backends_recognise() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let logs = cached_query_tests::logs::Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(FmtSpan::CLOSE)
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let cache = QueryCache::in_memory(10);
+            doubled(&cache, 21).await;
+            doubled(&cache, 21).await;
+        })
+    });
+    let text = logs.text();
+    let closed: Vec<&str> = text.lines().filter(|line| line.contains("close")).collect();
+    let get = |hit: &str| {
+        closed.iter().any(|line| {
+            line.contains("cache.get")
+                && line.contains("function=\"observability::doubled\"")
+                && line.contains(&format!("cache.hit={hit}"))
+                && line.contains("cache.key=")
+        })
+    };
+    assert!(get("false") && get("true"), "{text}");
+    assert!(
+        closed.iter().any(|line| line.contains("cache.get") && line.contains("cache.item_size=")),
+        "{text}"
+    );
+    assert!(
+        closed.iter().any(|line| line.contains("cache.get") && line.contains("cache.query")),
+        "the query nests: {text}"
+    );
+}
