@@ -157,3 +157,32 @@ async fn errors_are_said_with_a_non_zero_exit() {
     failed(cli(&prefix, &["invalidate", "--key", "x"]), "is not an entry");
     failed(cli(&prefix, &["invalidate", "--tag", "a", "--all"]), "cannot be used with");
 }
+
+/// On a Redis Cluster the tool reads every master (a cluster of the test's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_read_on_every_master() {
+    let cluster = cached_query_tests::cluster::RedisCluster::start(3, 0);
+    let urls = cluster.urls();
+    let (prefix, calls) = (prefix("cluster"), AtomicUsize::new(0));
+    let cache = QueryCache::builder()
+        .redis_cluster(urls.clone())
+        .prefix(&prefix)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    cached_query_tests::matrix::until_reachable(&cache).await;
+    for id in 1..=3 {
+        row(&cache, &calls, id).await;
+    }
+    let on_cluster = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cached-query"));
+        command.args(["--prefix", &prefix, "--cluster"]).args(&urls).args(args);
+        command.output().expect("run cached-query")
+    };
+    assert_eq!(json_lines(&on_cluster(&["--json", "keys"])).len(), 3);
+    let key = cache.key("cli_row", 0, &(1i64,)).unwrap();
+    assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], true);
+    json_lines(&on_cluster(&["--json", "invalidate", "--tag", "row:1"]));
+    assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], false);
+}

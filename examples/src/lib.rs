@@ -1,6 +1,7 @@
 //! What the example programs share: the rows of the benchmark workload (`shared/workload.md`),
 //! and the example service (`service`).
 
+pub mod charts;
 pub mod service;
 
 use chrono::{DateTime, Utc};

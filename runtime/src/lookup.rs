@@ -238,9 +238,12 @@ impl Engine {
         self.tag(target, &mut envelope, tags, since).await;
         if let Some(envelope) = &envelope
             && envelope.storable
-            && self.write(target.key(), &envelope.bytes, envelope.keep).await
         {
-            self.written(target, envelope, epoch).await;
+            let size = envelope.bytes.len();
+            let set = tracing::debug_span!("cache.set", cache.key = target.key(), cache.item_size = size);
+            if self.write(target.key(), &envelope.bytes, envelope.keep).instrument(set).await {
+                self.written(target, envelope, epoch).await;
+            }
         }
         if let Some(leader) = leader {
             // The waiters get the value even if it was not stored; or else the error.

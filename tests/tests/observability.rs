@@ -166,4 +166,8 @@ fn calls_are_spans_that_tracing_backends_recognise() {
         closed.iter().any(|line| line.contains("cache.get") && line.contains("cache.query")),
         "the query nests: {text}"
     );
+    assert!(
+        closed.iter().any(|line| line.contains("cache.get") && line.contains("cache.set")),
+        "the store nests: {text}"
+    );
 }

@@ -4,7 +4,7 @@
 //! tracking reads), by a `#[cached_query]` hit (one `GET`: client tracking keeps the counters),
 //! by the same hit with tracking off, by a hit in the local tier, and by the `cached` crate's Redis
 //! store, one after another in one run. Prints Markdown tables and, with `--write`, replaces
-//! the results section of `docs/benchmarks.md`.
+//! the results section of `docs/benchmarks.md` and draws its charts (`docs/charts/`).
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin bench -- --write
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use cached::macros::concurrent_cached;
 use cached_query::{QueryCache, cached_query};
-use cached_query_examples::User;
+use cached_query_examples::{User, charts};
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -389,7 +389,42 @@ fn median(mut rates: Vec<f64>) -> f64 {
 /// What one path measured: sequential median, throughput at each of `TASKS`.
 struct Row {
     p50: Duration,
+    p99: Duration,
     ops: Vec<f64>,
+}
+
+/// The query's charts, into docs/ at the paths `chart` gives (a message, no charts, if they
+/// cannot be drawn).
+fn draw(rows: &[Row], chart: &dyn Fn(&str) -> String, title: &str) {
+    let docs = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs"));
+    let latencies: Vec<charts::Latency> = PATHS
+        .iter()
+        .zip(rows)
+        .map(|(path, row)| charts::Latency {
+            path: path.label(),
+            p50_us: row.p50.as_secs_f64() * 1e6,
+            p99_us: row.p99.as_secs_f64() * 1e6,
+        })
+        .collect();
+    let throughputs: Vec<charts::Throughput> = PATHS
+        .iter()
+        .zip(rows)
+        .map(|(path, row)| charts::Throughput {
+            path: path.label(),
+            points: TASKS.iter().map(|t| *t as f64).zip(row.ops.iter().copied()).collect(),
+        })
+        .collect();
+    let drawn = std::fs::create_dir_all(docs.join("charts")).map_err(Into::into).and_then(|()| {
+        charts::latency(&docs.join(chart("latency")), &format!("{title}: latency by path"), &latencies)?;
+        charts::throughput(
+            &docs.join(chart("throughput")),
+            &format!("{title}: throughput by tasks"),
+            &throughputs,
+        )
+    });
+    if let Err(err) = drawn {
+        eprintln!("no charts: {err}");
+    }
 }
 
 /// CPU seconds used so far by this process and by the Redis server.
@@ -613,6 +648,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Query::Q3, "Q3", "aggregate over a sequential scan, 10 rows"),
     ] {
         writeln!(out, "### {name}: {what}\n")?;
+        let chart = |kind: &str| format!("charts/{}-{}-{kind}.svg", ALLOCATOR.2, name.to_lowercase());
+        if write {
+            writeln!(
+                out,
+                "![{name} latency by path]({})\n![{name} throughput by tasks]({})\n",
+                chart("latency"),
+                chart("throughput")
+            )?;
+        }
         writeln!(
             out,
             "| path | p50 | p99 | ops/s @1 | @8 | @32 | @128 | CPU µs per call @32: client + Redis |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -641,9 +685,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 micros(p99),
                 cells
             );
-            rows.push(Row { p50, ops });
+            rows.push(Row { p50, p99, ops });
         }
         writeln!(out)?;
+        if write {
+            draw(&rows, &chart, &format!("{name} ({what})"));
+        }
         let row = |p: Path| &rows[PATHS.iter().position(|x| *x == p).unwrap()];
         let p50 = |p: Path| row(p).p50.as_secs_f64();
         let at32 = |p: Path| row(p).ops[2];
