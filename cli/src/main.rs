@@ -6,7 +6,7 @@ mod nodes;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cached_query::{CacheError, QueryCache};
+use cached_query::{CacheError, FunctionStats, QueryCache};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -138,11 +138,12 @@ async fn keys(
         .scan(
             &cache.key_pattern(),
             |key| {
-                let entry = cache.entry_function(key).filter(|(name, _)| function.is_none_or(|f| f == *name));
-                entry.is_some() && listed.len() < limit && {
+                let wanted =
+                    cache.entry_function(key).is_some_and(|(name, _)| function.is_none_or(|f| f == name));
+                if wanted {
                     listed.push(key.to_owned());
-                    true
                 }
+                wanted
             },
             limit,
         )
@@ -283,7 +284,7 @@ async fn invalidate(cli: &Cli, cache: &QueryCache, invalidate: &Invalidate) -> R
 }
 
 /// One function's counts over every publishing instance.
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 struct Totals {
     function: String,
     instances: usize,
@@ -297,36 +298,28 @@ struct Totals {
 }
 
 async fn stats(cli: &Cli, cache: &QueryCache, nodes: &Nodes) -> Result<(), String> {
-    let published =
-        nodes.published_stats(&format!("{}:stats:*", pattern_start(&cache.key_pattern()))).await?;
-    let mut totals: Vec<Totals> = Vec::new();
-    for (function, counts) in published {
-        let n: Vec<u64> = counts.split(' ').map(|n| n.parse().unwrap_or(0)).collect();
-        let at = match totals.iter().position(|t| t.function == function) {
-            Some(at) => at,
-            None => {
-                totals.push(Totals { function, ..Totals::default() });
-                totals.len() - 1
-            }
-        };
-        let t = &mut totals[at];
-        t.instances += 1;
-        for (total, n) in
-            [&mut t.hits, &mut t.stale, &mut t.misses, &mut t.bypasses, &mut t.errors, &mut t.local_hits]
-                .into_iter()
-                .zip(n.into_iter().chain(std::iter::repeat(0)))
-        {
-            *total += n;
-        }
-    }
-    for t in &mut totals {
-        let served = t.hits + t.stale;
-        t.hit_ratio = match served + t.misses {
-            0 => 0.0,
-            calls => served as f64 / calls as f64,
-        };
-    }
-    totals.sort_by(|a, b| a.function.cmp(&b.function));
+    let pattern = format!("{}:stats:*", pattern_start(&cache.key_pattern()));
+    let published: Vec<FunctionStats> = nodes
+        .published_stats(&pattern)
+        .await?
+        .into_iter()
+        .filter_map(|(function, counts)| FunctionStats::from_published(&function, &counts))
+        .collect();
+    let instances = |name: &str| published.iter().filter(|f| f.name == name).count();
+    let totals: Vec<Totals> = FunctionStats::add_up(published.iter().cloned())
+        .into_iter()
+        .map(|f| Totals {
+            instances: instances(&f.name),
+            hit_ratio: f.hit_ratio(),
+            hits: f.hits,
+            stale: f.stale,
+            misses: f.misses,
+            bypasses: f.bypasses,
+            errors: f.errors,
+            local_hits: f.local_hits,
+            function: f.name,
+        })
+        .collect();
     let memory =
         nodes.sampled_memory(&cache.key_pattern(), |key| cache.entry_function(key).is_some()).await?;
     if cli.json {

@@ -26,15 +26,22 @@ async fn send(app: &Router, method: Method, uri: &str, json: Option<String>) -> 
 
 const USERS: i64 = 6;
 
+/// Postgres's and Redis's URLs (`DATABASE_URL`, `REDIS_URL`, or the local defaults).
+fn urls() -> (String, String) {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    (
+        var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        var("REDIS_URL", "redis://127.0.0.1:6379"),
+    )
+}
+
 fn username(n: i64) -> String {
     format!("user{n}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_responses_equal_uncached_ones_through_a_session_of_writes() {
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let (database_url, redis_url) = urls();
     let pool = PgPool::connect(&database_url).await.unwrap();
     reset_schema(&pool).await.unwrap();
     let prefix = format!("cq-example-service:{}:{}", std::process::id(), fastrand::u64(..));
@@ -144,9 +151,7 @@ async fn cached_responses_equal_uncached_ones_through_a_session_of_writes() {
 #[cfg(feature = "metrics")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served() {
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let (database_url, redis_url) = urls();
     let pool = PgPool::connect(&database_url).await.unwrap();
     let prefix = format!("cq-example-metrics:{}:{}", std::process::id(), fastrand::u64(..));
     let cache = QueryCache::builder().redis_url(&redis_url).prefix(prefix).build().await.unwrap();

@@ -40,6 +40,65 @@ pub struct FunctionStats {
     pub local_hits: u64,
 }
 
+impl FunctionStats {
+    /// Adds `other`'s counts to these (the same function in another instance, say).
+    pub fn add(&mut self, other: &FunctionStats) {
+        self.hits += other.hits;
+        self.stale += other.stale;
+        self.misses += other.misses;
+        self.bypasses += other.bypasses;
+        self.errors += other.errors;
+        self.local_hits += other.local_hits;
+    }
+
+    /// The share of calls answered from the cache (fresh or stale) among those that consulted
+    /// it (hits, stale hits, misses); 0 without any.
+    pub fn hit_ratio(&self) -> f64 {
+        let served = self.hits + self.stale;
+        match served + self.misses {
+            0 => 0.0,
+            calls => served as f64 / calls as f64,
+        }
+    }
+
+    /// `counts` added up per function name (functions that share a `name`, or instances of a
+    /// service), sorted by name.
+    pub fn add_up(counts: impl IntoIterator<Item = FunctionStats>) -> Vec<FunctionStats> {
+        let mut all: Vec<FunctionStats> = Vec::new();
+        for f in counts {
+            match all.iter_mut().find(|a| a.name == f.name) {
+                Some(a) => a.add(&f),
+                None => all.push(f),
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The counts as `.publish_stats(interval)` writes them (a hash field's value per
+    /// function): `hits stale misses bypasses errors local_hits`.
+    pub fn published(&self) -> String {
+        let c = [self.hits, self.stale, self.misses, self.bypasses, self.errors, self.local_hits];
+        c.map(|n| n.to_string()).join(" ")
+    }
+
+    /// The counts of `name` from their [`published`](Self::published) form; `None` if it is
+    /// not that form.
+    pub fn from_published(name: &str, counts: &str) -> Option<FunctionStats> {
+        let mut n = counts.split(' ').map(|n| n.parse::<u64>().ok());
+        let mut next = || n.next().flatten();
+        Some(FunctionStats {
+            name: name.to_owned(),
+            hits: next()?,
+            stale: next()?,
+            misses: next()?,
+            bypasses: next()?,
+            errors: next()?,
+            local_hits: next()?,
+        })
+    }
+}
+
 /// How a call was answered (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
@@ -143,25 +202,17 @@ impl Functions {
     }
 
     pub fn snapshot(&self) -> Vec<FunctionStats> {
-        let mut all: Vec<FunctionStats> = Vec::new();
-        for c in self.by_name.load().values() {
-            let at = match all.iter().position(|f| f.name == c.name) {
-                Some(at) => at,
-                None => {
-                    all.push(FunctionStats { name: c.name.to_owned(), ..FunctionStats::default() });
-                    all.len() - 1
-                }
-            };
-            let f = &mut all[at];
-            f.hits += c.hits.load(Relaxed);
-            f.stale += c.stale.load(Relaxed);
-            f.misses += c.misses.load(Relaxed);
-            f.bypasses += c.bypasses.load(Relaxed);
-            f.errors += c.errors.load(Relaxed);
-            f.local_hits += c.local_hits.load(Relaxed);
-        }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        let map = self.by_name.load();
+        let counts = map.values().map(|c| FunctionStats {
+            name: c.name.to_owned(),
+            hits: c.hits.load(Relaxed),
+            stale: c.stale.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            bypasses: c.bypasses.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            local_hits: c.local_hits.load(Relaxed),
+        });
+        FunctionStats::add_up(counts)
     }
 }
 
@@ -304,6 +355,24 @@ pub(crate) mod metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_published_and_read_back() {
+        let f = FunctionStats {
+            name: "f".into(),
+            hits: 3,
+            stale: 1,
+            misses: 2,
+            bypasses: 4,
+            errors: 5,
+            local_hits: 6,
+        };
+        assert_eq!(f.published(), "3 1 2 4 5 6");
+        assert_eq!(FunctionStats::from_published("f", &f.published()), Some(f.clone()));
+        assert_eq!(FunctionStats::from_published("f", "1 2"), None);
+        assert_eq!(FunctionStats::add_up([f.clone(), f.clone()])[0].hits, 6);
+        assert!((f.hit_ratio() - 4.0 / 6.0).abs() < 1e-9);
+    }
 
     #[test]
     fn calls_are_counted_per_function() {

@@ -24,16 +24,11 @@ impl Engine {
             loop {
                 ticks.tick().await;
                 let Some(engine) = engine.upgrade() else { return };
-                let fields: Vec<(String, String)> = engine
-                    .functions
-                    .snapshot()
-                    .into_iter()
+                let counts = engine.functions.snapshot().into_iter();
+                let fields: Vec<(String, String)> = counts
                     .map(|f| {
-                        let counts = format!(
-                            "{} {} {} {} {} {}",
-                            f.hits, f.stale, f.misses, f.bypasses, f.errors, f.local_hits
-                        );
-                        (f.name, counts)
+                        let published = f.published();
+                        (f.name, published)
                     })
                     .collect();
                 let publish = engine.store.replace_hash(&key, &fields, every.saturating_mul(KEPT_FOR));

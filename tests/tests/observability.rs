@@ -1,24 +1,13 @@
 //! Counts per function (`function_stats()`) and the metrics of the feature `metrics`, against
 //! real Redis and Postgres: names, labels and values as docs/observability.md promises them.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::AtomicUsize;
 
 use cached_query::{FunctionStats, QueryCache, cached_query};
-use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, users_table};
+use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, user_name, users_table};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use sqlx::PgPool;
-
-#[cached_query(name = "obs_name", ttl = 60, cache = cache, skip(cache, calls), tags = ["user:{id}"])]
-async fn name_of(
-    cache: &QueryCache,
-    pool: &PgPool,
-    calls: &AtomicUsize,
-    id: i64,
-) -> Result<String, sqlx::Error> {
-    calls.fetch_add(1, SeqCst);
-    sqlx::query_scalar("SELECT name FROM t_obs WHERE id = $1").bind(id).fetch_one(pool).await
-}
 
 #[cached_query(ttl = 60, cache = cache, skip(cache))]
 async fn doubled(cache: &QueryCache, x: i64) -> i64 {
@@ -33,24 +22,24 @@ fn of<'a>(all: &'a [FunctionStats], name: &str) -> &'a FunctionStats {
 async fn counted(cache: &QueryCache, pool: &PgPool) {
     let calls = AtomicUsize::new(0);
     for _ in 0..3 {
-        name_of(cache, pool, &calls, 1).await.unwrap();
+        user_name(cache, pool, "t_obs", &calls, 1).await.unwrap();
     }
-    name_of(cache, pool, &calls, 2).await.unwrap();
+    user_name(cache, pool, "t_obs", &calls, 2).await.unwrap();
     cache.invalidate_tags(["user:1"]).await.unwrap();
-    name_of(cache, pool, &calls, 1).await.unwrap();
+    user_name(cache, pool, "t_obs", &calls, 1).await.unwrap();
     assert_eq!(doubled(cache, 4).await, 8);
     // Bytes that are not an entry: a decode error of that function, answered by its query.
-    let key = cache.key("obs_name", 0, &(2i64,)).unwrap();
+    let key = cache.key("cached_query_tests::user_name", 0, &(2i64,)).unwrap();
     let () = redis::cmd("SET")
         .arg(&key)
         .arg("garbage")
         .query_async(&mut redis_conn(&redis_url()).await)
         .await
         .unwrap();
-    name_of(cache, pool, &calls, 2).await.unwrap();
+    user_name(cache, pool, "t_obs", &calls, 2).await.unwrap();
 
     let all = cache.function_stats();
-    let name = of(&all, "obs_name");
+    let name = of(&all, "cached_query_tests::user_name");
     assert_eq!((name.hits, name.misses, name.stale, name.bypasses, name.errors), (2, 4, 0, 0, 1), "{name:?}");
     let doubled = of(&all, "observability::doubled");
     assert_eq!((doubled.hits, doubled.misses), (0, 1), "{doubled:?}");
