@@ -121,7 +121,10 @@ async fn run(cli: &Cli) -> Result<(), String> {
 struct Listed {
     key: String,
     function: String,
+    /// The value's bytes (`STRLEN`).
     size: u64,
+    /// What Redis uses for the key and its value (`MEMORY USAGE`).
+    memory_bytes: u64,
     /// Remaining, in milliseconds (-1: none).
     ttl_ms: i64,
 }
@@ -152,9 +155,9 @@ async fn keys(
     let rows: Vec<Listed> = listed
         .into_iter()
         .zip(sizes)
-        .map(|(key, (size, ttl_ms))| {
+        .map(|(key, (size, memory_bytes, ttl_ms))| {
             let function = cache.entry_function(&key).map(|(name, _)| name.to_owned()).unwrap_or_default();
-            Listed { key, function, size, ttl_ms }
+            Listed { key, function, size, memory_bytes, ttl_ms }
         })
         .collect();
     if cli.json {
@@ -162,9 +165,10 @@ async fn keys(
             println!("{}", serde_json::to_string(row).map_err(|e| e.to_string())?);
         }
     } else {
-        println!("{:<10} {:>10}  {:<40} KEY", "SIZE", "TTL_MS", "FUNCTION");
+        println!("{:<10} {:<10} {:>10}  {:<40} KEY", "SIZE", "MEMORY", "TTL_MS", "FUNCTION");
         for row in &rows {
-            println!("{:<10} {:>10}  {:<40} {}", row.size, row.ttl_ms, row.function, row.key);
+            let (size, memory, ttl) = (row.size, row.memory_bytes, row.ttl_ms);
+            println!("{size:<10} {memory:<10} {ttl:>10}  {:<40} {}", row.function, row.key);
         }
         println!("{} entries", rows.len());
     }
@@ -182,6 +186,9 @@ struct Inspected {
     /// Remaining, in milliseconds (`null`: the store does not say).
     ttl_ms: Option<u64>,
     fresh_until_ms: u64,
+    /// How long ago it was written.
+    age_ms: u64,
+    stored_ms: u64,
     query_ms: u32,
     state: &'static str,
     valid: bool,
@@ -213,6 +220,8 @@ async fn inspect(cli: &Cli, cache: &QueryCache, key: &str) -> Result<(), String>
         size: entry.size,
         ttl_ms: entry.ttl.map(|ttl| ttl.as_millis() as u64),
         fresh_until_ms: entry.fresh_until_ms,
+        age_ms: entry.age.as_millis() as u64,
+        stored_ms: entry.stored_ms,
         query_ms: entry.query_ms,
         state: entry.state.as_str(),
         valid: entry.valid,
@@ -232,6 +241,7 @@ async fn inspect(cli: &Cli, cache: &QueryCache, key: &str) -> Result<(), String>
     println!("function     {} (version {})", shown.function, shown.version);
     println!("codec        {} (shape {})", shown.codec, shown.shape);
     println!("size         {} bytes", shown.size);
+    println!("age          {} ms (stored at {} ms)", shown.age_ms, shown.stored_ms);
     println!(
         "state        {} (fresh until {} ms, ttl {:?} ms)",
         shown.state, shown.fresh_until_ms, shown.ttl_ms

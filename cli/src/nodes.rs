@@ -93,13 +93,15 @@ impl Nodes {
         Ok(())
     }
 
-    /// Each key's size in bytes and remaining TTL in milliseconds (-1: none, -2: gone).
-    pub async fn sizes(&self, keys: &[String]) -> Result<Vec<(u64, i64)>, String> {
+    /// Each key's value bytes, the memory Redis uses for it (`MEMORY USAGE`; 0: gone) and its
+    /// remaining TTL in milliseconds (-1: none, -2: gone).
+    pub async fn sizes(&self, keys: &[String]) -> Result<Vec<(u64, u64, i64)>, String> {
         let mut sizes = Vec::with_capacity(keys.len());
         for key in keys {
             let size: u64 = self.query(redis::cmd("STRLEN").arg(key)).await?;
+            let memory: Option<u64> = self.query(redis::cmd("MEMORY").arg("USAGE").arg(key)).await?;
             let ttl: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
-            sizes.push((size, ttl));
+            sizes.push((size, memory.unwrap_or(0), ttl));
         }
         Ok(sizes)
     }

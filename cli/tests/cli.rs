@@ -60,9 +60,11 @@ async fn cache(prefix: &str) -> QueryCache {
 async fn keys_inspect_invalidate() {
     let (prefix, calls) = (prefix("commands"), AtomicUsize::new(0));
     let cache = cache(&prefix).await;
+    let before = unix_ms();
     for id in 1..=3 {
         row(&cache, &calls, id).await;
     }
+    let after = unix_ms();
     let key = cache.key("cli_row", 0, &(2i64,)).unwrap();
 
     let listed = json_lines(&cli(&prefix, &["keys", "--json"]));
@@ -70,6 +72,7 @@ async fn keys_inspect_invalidate() {
     let two = listed.iter().find(|entry| entry["key"] == key.as_str()).expect("the entry of 2");
     assert_eq!(two["function"], "cli_row");
     assert!(two["size"].as_u64().unwrap() > 10 && two["ttl_ms"].as_i64().unwrap() > 200_000, "{two}");
+    assert!(two["memory_bytes"].as_u64().unwrap() > two["size"].as_u64().unwrap(), "Redis's own cost: {two}");
     assert_eq!(
         json_lines(&cli(&prefix, &["--json", "keys", "--limit", "2"])).len(),
         2,
@@ -87,6 +90,9 @@ async fn keys_inspect_invalidate() {
     assert_eq!(inspected["value"], serde_json::json!({ "id": 2 }));
     assert_eq!(inspected["codec"], "msgpack");
     assert!(inspected["ttl_ms"].as_u64().unwrap() > 200_000);
+    let stored = inspected["stored_ms"].as_u64().unwrap();
+    assert!((before..=after).contains(&stored), "{inspected}");
+    assert!(inspected["age_ms"].as_u64().unwrap() <= unix_ms() - before, "{inspected}");
     let counters: Vec<&str> =
         inspected["counters"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert!(counters.iter().any(|name| name.ends_with(":tag:row:2")), "the tag it depends on: {counters:?}");
@@ -185,4 +191,8 @@ async fn a_cluster_is_read_on_every_master() {
     assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], true);
     json_lines(&on_cluster(&["--json", "invalidate", "--tag", "row:1"]));
     assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], false);
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }

@@ -147,7 +147,7 @@ impl QueryCache {
         ttl: Duration,
     ) -> Result<Vec<u8>, CacheError> {
         let fresh_until_ms = now_ms().saturating_add(ttl.as_millis().min(u128::from(u64::MAX)) as u64);
-        codec::encode(value, Meta { fresh_until_ms, query_ms: 0, stamp: 0 })
+        codec::encode(value, Meta { fresh_until_ms, query_ms: 0, stamp: 0, stored_ms: now_ms() })
     }
 
     /// Decodes the bytes of an entry as they are stored (what a raw `GET` of its key returns)

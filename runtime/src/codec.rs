@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | fresh until (8, LE)
-//!       | query time (4, LE) | generations (8, LE) | [dependencies] | [result tags] | payload
+//!       | query time (4, LE) | generations (8, LE) | stored at (8, LE) | [dependencies]
+//!       | [result tags] | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
-//! be served (`stale = ...`) while one caller refreshes it. "Query time" is how long the query
+//! be served (`stale = ...`) while one caller refreshes it. "Stored at" is when it was written
+//! (Unix ms), for tools that show an entry's age. "Query time" is how long the query
 //! that produced it took (ms), which early refresh (`early = true`) weighs. "Generations" is a
 //! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
 //! entry is valid only while they are unchanged (see `lookup`).
@@ -42,9 +44,9 @@ use crate::CacheError;
 use crate::shape::shape;
 
 const MAGIC: &[u8; 2] = b"CQ";
-const FORMAT: u8 = 4;
+const FORMAT: u8 = 5;
 /// The envelope's length before the payload.
-const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8;
+const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8 + 8;
 /// Where the fields that decide the value (magic, format, codec, shape fingerprint) end.
 const VALUE_HEAD: usize = 12;
 const MSGPACK: u8 = 0;
@@ -67,6 +69,8 @@ pub(crate) struct Meta {
     pub query_ms: u32,
     /// Hash of the invalidation counters read before the query ran.
     pub stamp: u64,
+    /// Unix milliseconds at which it was written.
+    pub stored_ms: u64,
 }
 
 /// Why stored bytes were not turned into a value.
@@ -115,6 +119,7 @@ pub(crate) fn encode_with<T: Serialize + DeserializeOwned + 'static>(
     buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     buf.extend_from_slice(&meta.query_ms.to_le_bytes());
     buf.extend_from_slice(&meta.stamp.to_le_bytes());
+    buf.extend_from_slice(&meta.stored_ms.to_le_bytes());
     if !depends.is_empty() {
         write_names(&mut buf, depends)?;
     }
@@ -187,6 +192,7 @@ pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
         fresh_until_ms: u64_at(VALUE_HEAD),
         query_ms: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
         stamp: u64_at(24),
+        stored_ms: u64_at(32),
     })
 }
 
@@ -358,7 +364,8 @@ mod tests {
         name: String,
     }
 
-    const META: Meta = Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, stamp: 99 };
+    const META: Meta =
+        Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, stamp: 99, stored_ms: 1_763_999_000_000 };
 
     #[test]
     fn round_trip() {
@@ -388,7 +395,7 @@ mod tests {
         let rows = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }];
         let bytes = encode(&rows, META).unwrap();
         let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();
-        let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, stamp: 5 };
+        let later = Meta { fresh_until_ms: META.fresh_until_ms + 1000, query_ms: 3, stamp: 5, stored_ms: 7 };
         assert_eq!(id(&bytes), id(&encode(&rows, later).unwrap()), "expiry and counters aside");
         let other = vec![Row { id: 1, name: "a".into() }, Row { id: 2, name: "c".into() }];
         assert_ne!(id(&bytes), id(&encode(&other, META).unwrap()), "same length, other payload");

@@ -166,7 +166,7 @@ mod tests {
     }
 
     fn entry(value: &Vec<(i64, String)>, fresh_until_ms: u64) -> Vec<u8> {
-        codec::encode(value, Meta { fresh_until_ms, query_ms: 1, stamp: 7 }).unwrap()
+        codec::encode(value, Meta { fresh_until_ms, query_ms: 1, stamp: 7, stored_ms: 1 }).unwrap()
     }
 
     fn copier() -> Copier<Vec<(i64, String)>> {

@@ -92,10 +92,12 @@ impl Engine {
     ) -> Option<Envelope> {
         let ttl = if empty { policy.none_ttl.unwrap_or(policy.ttl) } else { policy.ttl };
         let fresh = jittered(ttl.min(MAX_KEEP), policy.jitter);
+        let now = now_ms();
         let meta = Meta {
-            fresh_until_ms: now_ms() + fresh.as_millis() as u64,
+            fresh_until_ms: now + fresh.as_millis() as u64,
             query_ms: query_time.as_millis().min(u32::MAX as u128) as u32,
             stamp: stamp.unwrap_or_default(),
+            stored_ms: now,
         };
         let key = target.key();
         // Named in the entry, for tools that tell whether it is still valid.
@@ -190,7 +192,7 @@ mod tests {
 
     #[test]
     fn early_refresh_grows_likelier_near_expiry() {
-        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, stamp: 0 };
+        let meta = Meta { fresh_until_ms: 10_000, query_ms: 100, stamp: 0, stored_ms: 0 };
         let due = |now| (0..2000).filter(|_| early_refresh_due(now, meta)).count();
         assert_eq!(due(0), 0, "10 s ahead of a 100 ms query: never");
         let (far, near) = (due(9_700), due(9_950));

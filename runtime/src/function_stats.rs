@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::CacheError;
-use crate::keyspace::Keyspace;
+use crate::keyspace::{self, Keyspace};
 use crate::seeded::Seeded;
 
 /// The counts of one cached function in one cache, since the cache was built.
@@ -192,13 +192,17 @@ impl Functions {
         self.with(function, f)
     }
 
-    /// Counts a cache failure of the entry `key` (of the function it names, if called here).
+    /// Counts a cache failure on `key`: for the function of the entry it is (or whose counter
+    /// or lease it is), if called here; in the metric with `function=""` otherwise (an
+    /// invalidation, a change feed's write: no one function's).
     pub fn error(&self, keyspace: &Keyspace, key: &str, err: &CacheError) {
-        let Some((name, _)) = keyspace.function_of(key) else { return };
         let map = self.by_name.load();
-        let Some(counts) = map.values().find(|counts| counts.name == name) else { return };
-        counts.errors.fetch_add(1, Relaxed);
-        metrics::error(counts.name, kind(err));
+        let function = keyspace.function_of(keyspace::entry_of(key)).map(|(name, _)| name);
+        let counts = function.and_then(|name| map.values().find(|counts| counts.name == name));
+        if let Some(counts) = counts {
+            counts.errors.fetch_add(1, Relaxed);
+        }
+        metrics::error(function.unwrap_or_default(), kind(err));
     }
 
     pub fn snapshot(&self) -> Vec<FunctionStats> {
@@ -307,7 +311,9 @@ pub(crate) mod metrics {
             .increment(1);
     }
 
-    pub fn error(function: &'static str, kind: &'static str) {
+    /// Failures are rare: their label is made when counted.
+    pub fn error(function: &str, kind: &'static str) {
+        let function = function.to_owned();
         ::metrics::counter!("cached_query_errors_total", "function" => function, "kind" => kind).increment(1);
     }
 
@@ -345,7 +351,7 @@ pub(crate) mod metrics {
 
     pub fn call(_: &Keys, _: Answer, _: bool, _: Option<Duration>) {}
     pub fn uncached_call(_: &'static str, _: Answer) {}
-    pub fn error(_: &'static str, _: &'static str) {}
+    pub fn error(_: &str, _: &'static str) {}
     pub fn query(_: &Keys, _: Duration) {}
     pub fn invalidation(_: &'static str) {}
     pub fn breaker(_: bool) {}
@@ -385,10 +391,12 @@ mod tests {
         functions.error(&keyspace, &format!("p:a:v0:{hash}"), &CacheError::Unavailable);
         functions.error(&keyspace, &format!("p:unknown:v0:{hash}"), &CacheError::Unavailable);
         functions.error(&keyspace, &format!("p:a:v0:{hash}:gen"), &CacheError::Unavailable);
+        functions.error(&keyspace, &format!("p:a:v0:{hash}:lock"), &CacheError::Unavailable);
+        functions.error(&keyspace, "p:tag:a", &CacheError::Unavailable);
         let all = functions.snapshot();
         assert_eq!(all.len(), 2);
         let a = &all[0];
-        assert_eq!((a.name.as_str(), a.hits, a.misses, a.local_hits, a.errors), ("a", 1, 1, 1, 1));
+        assert_eq!((a.name.as_str(), a.hits, a.misses, a.local_hits, a.errors), ("a", 1, 1, 1, 3));
         assert_eq!((all[1].name.as_str(), all[1].bypasses), ("b", 1));
     }
 }

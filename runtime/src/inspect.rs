@@ -29,6 +29,10 @@ pub struct Inspection {
     pub ttl: Option<Duration>,
     /// Unix milliseconds after which it is stale.
     pub fresh_until_ms: u64,
+    /// Unix milliseconds at which it was written.
+    pub stored_ms: u64,
+    /// How long ago it was written (by this machine's clock against the writer's).
+    pub age: Duration,
     /// How long the query that computed it took, in milliseconds.
     pub query_ms: u32,
     pub state: EntryState,
@@ -114,6 +118,8 @@ impl QueryCache {
             size: bytes.len(),
             ttl,
             fresh_until_ms: parts.meta.fresh_until_ms,
+            stored_ms: parts.meta.stored_ms,
+            age: Duration::from_millis(now.saturating_sub(parts.meta.stored_ms)),
             query_ms: parts.meta.query_ms,
             state,
             counters: names.iter().map(|name| name.to_string()).zip(values).collect(),

@@ -21,6 +21,8 @@ use crate::key;
 
 /// What follows an entry's key in the name of its invalidation counter.
 const COUNTER_SUFFIX: &str = ":gen";
+/// What follows an entry's key in the name of its lease.
+const LEASE_SUFFIX: &str = ":lock";
 
 /// The names under one prefix.
 pub(crate) struct Keyspace {
@@ -221,7 +223,12 @@ pub(crate) fn key_counter(key: &str) -> String {
 
 /// The lease of the entry `key`.
 pub(crate) fn lease(key: &str) -> String {
-    [key, ":lock"].concat()
+    [key, LEASE_SUFFIX].concat()
+}
+
+/// The entry whose counter or lease `name` is, or `name` itself.
+pub(crate) fn entry_of(name: &str) -> &str {
+    name.strip_suffix(COUNTER_SUFFIX).or_else(|| name.strip_suffix(LEASE_SUFFIX)).unwrap_or(name)
 }
 
 /// The names of the counters a lookup reads: inline for up to `INLINE_COUNTERS`.

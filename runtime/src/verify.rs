@@ -51,7 +51,7 @@ impl Engine {
         R: Send + 'static,
     {
         // Compared without what differs between two writes of one value (expiry, counters).
-        let bare = Meta { fresh_until_ms: 0, query_ms: 0, stamp: 0 };
+        let bare = Meta { fresh_until_ms: 0, query_ms: 0, stamp: 0, stored_ms: 0 };
         let Ok(served) = codec::encode(served, bare) else { return };
         // A value whose encoding depends on more than the value (a `HashMap`'s order) cannot
         // be compared by bytes: its copy encodes differently. Not verified.
@@ -64,7 +64,7 @@ impl Engine {
             return;
         };
         let (Some(engine), target) = (self.myself().upgrade(), target.clone()) else { return };
-        let (ttl_ms, function) = (policy.ttl.as_millis() as u64, policy.function);
+        let function = policy.function;
         tokio::spawn(async move {
             let _verifying = verifying; // leaves the flight however the task ends
             let result = body.await;
@@ -82,8 +82,7 @@ impl Engine {
                 _ => return, // invalidated meanwhile, or the counters could not be read
             }
             Stats::count(&engine.stats.stale_detected);
-            // Approximate: expiry was moved by the TTL's jitter.
-            let age_ms = (now_ms() + ttl_ms).saturating_sub(meta.fresh_until_ms);
+            let age_ms = now_ms().saturating_sub(meta.stored_ms);
             DETECTED.warn(|suppressed| {
                 tracing::warn!(
                     function,

@@ -14,6 +14,11 @@ async fn doubled(cache: &QueryCache, x: i64) -> i64 {
     x * 2
 }
 
+#[cached_query(ttl = 60, name = "halved", cache = cache, skip(cache))]
+async fn halved(cache: &QueryCache, x: i64) -> i64 {
+    x / 2
+}
+
 fn of<'a>(all: &'a [FunctionStats], name: &str) -> &'a FunctionStats {
     all.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no stats of {name}: {all:?}"))
 }
@@ -73,6 +78,16 @@ fn metrics_have_the_documented_names_and_labels() {
             doubled(&cache, 1).await;
             cache.invalidate_tags(["user:9"]).await.unwrap();
             cache.invalidate_all().await.unwrap();
+            // Nothing listens there: the call's failure is its function's, the invalidation's
+            // no function's.
+            let down = QueryCache::builder()
+                .redis_url("redis://127.0.0.1:1")
+                .prefix("obs_down")
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(halved(&down, 4).await, 2);
+            let _ = down.invalidate_tags(["user:9"]).await;
         })
     });
     let metrics: Vec<_> = snapshotter.snapshot().into_vec();
@@ -109,6 +124,16 @@ fn metrics_have_the_documented_names_and_labels() {
         &[("function", "observability::doubled")],
     );
     assert!(matches!(query, Some(DebugValue::Histogram(values)) if values.len() == 1), "{metrics:?}");
+    for function in ["halved", ""] {
+        let errors = metrics.iter().find(|(key, _, _, _)| {
+            key.key().name() == "cached_query_errors_total"
+                && key.key().labels().any(|l| l.key() == "function" && l.value() == function)
+        });
+        assert!(
+            matches!(errors, Some((_, _, _, DebugValue::Counter(n))) if *n >= 1),
+            "`{function}`: {metrics:?}"
+        );
+    }
     for kind in ["tag", "all"] {
         let invalidations = find(MetricKind::Counter, "cached_query_invalidations_total", &[("kind", kind)]);
         assert_eq!(invalidations, Some(&DebugValue::Counter(1)), "{kind}: {metrics:?}");
