@@ -69,15 +69,24 @@ impl QueryCacheBuilder {
 
     /// Stores entries in a Redis Cluster reached through any of `urls` (one or more of its
     /// nodes, `redis://[user:password@]host:port`); the rest of the cluster is discovered from
-    /// them. All the keys of one prefix hash to one slot, so every lookup is still one round
-    /// trip; spread the load over the masters with several caches of different prefixes. See
-    /// docs/internals.md ("Redis Cluster").
+    /// them. The prefix's entries spread over every master (in
+    /// [`cluster_shards`](Self::cluster_shards) shards), and a lookup is still one round trip
+    /// to one node. See docs/internals.md ("Redis Cluster").
     pub fn redis_cluster<I>(mut self, urls: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
         self.backend = Some(Backend::Cluster(urls.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// How many shards the prefix's keys are cut into on a Redis Cluster (default 16, at most
+    /// 1,024): each a hash tag of its own, their slots spread evenly, so that entries spread
+    /// over up to this many masters. Each shard holds a copy of every tag, table and namespace
+    /// counter: an invalidation increments one per shard. 1 keeps every key in one slot.
+    pub fn cluster_shards(mut self, shards: u16) -> Self {
+        self.settings.cluster_shards = shards;
         self
     }
 
@@ -295,7 +304,9 @@ impl QueryCacheBuilder {
         } else if s.lock_lease.is_zero() {
             Some("the lock lease must be greater than zero")
         } else if matches!(self.backend, Some(Backend::Cluster(_))) && s.prefix.contains(['{', '}']) {
-            Some("on a Redis Cluster the prefix must not contain `{` or `}` (it becomes the keys' hash tag)")
+            Some("on a Redis Cluster the prefix must not contain `{` or `}` (a hash tag follows it)")
+        } else if !(1..=1024).contains(&s.cluster_shards) {
+            Some("`cluster_shards` must be between 1 and 1024")
         } else {
             None
         };

@@ -85,8 +85,8 @@ impl QueryCache {
         self.engine.flights.len()
     }
 
-    /// The namespace that starts every key of this cache (on a Redis Cluster the keys start
-    /// with it as a hash tag, `{prefix}`).
+    /// The namespace that starts every key of this cache (on a Redis Cluster followed by a
+    /// shard's hash tag, `prefix{tag}`).
     pub fn prefix(&self) -> &str {
         &self.engine.settings.prefix
     }
@@ -166,8 +166,7 @@ impl QueryCache {
         ttl: Duration,
     ) -> Result<(), CacheError> {
         let bytes = QueryCache::encode_entry(value, ttl)?;
-        // Only this cache's keys can be in a local tier (and on a cluster, another key would
-        // be in another slot than the channel it is announced on).
+        // Only this cache's keys can be in a local tier.
         let message = self.engine.keyspace.owns(key).then(|| self.engine.written_message(key)).flatten();
         self.engine.bounded(self.engine.store.set(key, &bytes, ttl, self.engine.announce(&message))).await
     }
@@ -176,14 +175,6 @@ impl QueryCache {
     /// from the moment this returns, no lookup serves it, nor a value whose query began
     /// before. Returns the error if Redis could not be reached.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        if self.engine.store.is_cluster() && !self.engine.keyspace.owns(key) {
-            // On a cluster, a key outside `{prefix}` is in another slot than the counters it
-            // would be delivered with after an outage (`CROSSSLOT`).
-            return Err(CacheError::Config(format!(
-                "`{key}` is not a key of this cache (on a Redis Cluster they start with `{}`)",
-                self.engine.keyspace.start()
-            )));
-        }
         // The key's own counter, `{key}:gen`.
         self.engine.invalidate("invalidate", vec![keyspace::key_counter(key)]).await?;
         metrics::invalidation("key");

@@ -46,7 +46,11 @@ impl Engine {
     /// Builds the engine and starts its background tasks (they end with it).
     pub fn new(store: Store, settings: Settings) -> Arc<Engine> {
         let store = Arc::new(store);
-        let keyspace = Keyspace::new(&settings.prefix, store.is_cluster(), &settings.default_schema);
+        let keyspace = Keyspace::new(
+            &settings.prefix,
+            store.is_cluster().then_some(settings.cluster_shards),
+            &settings.default_schema,
+        );
         let backplane = store.is_redis().then(|| Backplane::new(&keyspace));
         let local = match (settings.local_cache, &backplane) {
             (Some(max_entries), Some(backplane)) => {

@@ -386,7 +386,7 @@ mod tests {
         functions.call("a", Answer::Hit, true, None);
         functions.call("a", Answer::Miss, false, None);
         functions.call("b", Answer::Bypass, false, None);
-        let keyspace = Keyspace::new("p", false, "public");
+        let keyspace = Keyspace::new("p", None, "public");
         let hash = "0".repeat(32);
         functions.error(&keyspace, &format!("p:a:v0:{hash}"), &CacheError::Unavailable);
         functions.error(&keyspace, &format!("p:unknown:v0:{hash}"), &CacheError::Unavailable);

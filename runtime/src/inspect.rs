@@ -91,14 +91,14 @@ impl QueryCache {
         let ttl = engine.bounded(engine.store.remaining(key)).await?;
         let parts = codec::parts(&bytes).map_err(|e| CacheError::Decode(e.to_string()))?;
         let key_counter = keyspace::key_counter(key);
-        let mut names = vec![keyspace.namespace_counter(), &key_counter];
-        let depends: Vec<String> =
-            parts.depends.iter().map(|name| format!("{}:{name}", keyspace.start())).collect();
+        let namespace = keyspace.near(key, "ns");
+        let mut names = vec![namespace.as_str(), &key_counter];
+        let depends: Vec<String> = parts.depends.iter().map(|name| keyspace.near(key, name)).collect();
         names.extend(depends.iter().map(String::as_str));
         let known = names.len();
         let result_tags: Vec<String> =
             parts.result.iter().flat_map(|r| r.tags.iter().map(|t| t.to_string())).collect();
-        let result_counters = keyspace.tag_counters(&result_tags);
+        let result_counters = keyspace.tag_counters_near(key, &result_tags);
         names.extend(result_counters.iter().map(String::as_str));
         let values = engine.bounded(engine.store.counter_values(&names)).await?;
         let valid = stamp(&values[..known]) == parts.meta.stamp

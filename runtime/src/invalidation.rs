@@ -102,9 +102,10 @@ impl Engine {
     ) -> impl Future<Output = Result<(), CacheError>> + 'a {
         // The tags' marks (for the queries of `result_tags` that run meanwhile).
         let names = self.keyspace.tag_marks(counters);
+        let copies = self.keyspace.copies(counters);
         async move {
             let marks = Marks { epoch: self.keyspace.tag_epoch(), names: &names };
-            self.store.increment(counters, marks, COUNTER_KEEP, self.announce(message)).await
+            self.store.increment(&copies, marks, COUNTER_KEEP, self.announce(message)).await
         }
     }
 

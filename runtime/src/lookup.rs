@@ -391,8 +391,11 @@ impl Engine {
     /// What the local tier keeps of an entry: dropped when a counter it depends on is
     /// invalidated, its result tags' included.
     fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
-        let mut counters: Vec<String> =
-            target.counters(&self.keyspace).iter().map(|name| name.to_string()).collect();
+        let mut counters: Vec<String> = target
+            .counters(&self.keyspace)
+            .iter()
+            .map(|name| self.keyspace.logical(name).into_owned())
+            .collect();
         if let Ok(Some(result)) = codec::result_tags(&bytes) {
             counters.extend(self.keyspace.tag_counters(&result.tags));
         }

@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub reuse_decoded: u64,
     /// The schema of unqualified table names.
     pub default_schema: String,
+    /// How many shards a Redis Cluster's keyspace has (see `keyspace`).
+    pub cluster_shards: u16,
     /// The share of hits verified in the background (see `verify`).
     pub verify: f64,
     /// Caches nothing: every call runs its query (`QueryCache::passthrough`).
@@ -44,6 +46,7 @@ impl Default for Settings {
             client_tracking: true,
             reuse_decoded: 32 << 20,
             default_schema: "public".to_owned(),
+            cluster_shards: 16,
             verify: 0.0,
             passthrough: false,
             publish_stats: None,

@@ -113,7 +113,7 @@ impl Engine {
     /// Whether the counters of an entry's result tags are those it was stored with (read after
     /// the entry: see `Store::stamp_of`); `false` too when they could not be read.
     async fn result_valid(&self, key: &str, result: &ResultTags<'_>, count: bool) -> bool {
-        let names = self.keyspace.tag_counters(&result.tags);
+        let names = self.keyspace.tag_counters_near(key, &result.tags);
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         match self.bounded(self.store.stamp_of(&names)).await {
             Ok(stamp) => stamp == result.stamp,
@@ -152,7 +152,7 @@ impl Engine {
     ) -> bool {
         envelope.storable = false;
         let Some(since) = since else { return false };
-        let counters = self.keyspace.tag_counters(tags);
+        let counters = self.keyspace.tag_counters_near(key, tags);
         let marks = self.keyspace.tag_marks(&counters);
         let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
         let stamp = match self.bounded(self.store.marked(&counters, &marks)).await {

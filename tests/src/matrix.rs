@@ -55,6 +55,22 @@ impl Backend {
     }
 
     /// Runs `cmd` on this backend (routed by its key on a cluster).
+    /// The one key that matches `pattern` (`KEYS`, on every node of a cluster).
+    pub async fn find(&self, pattern: &str) -> String {
+        let urls = match self {
+            Backend::Server(url) => std::slice::from_ref(url),
+            Backend::Cluster(urls) => urls.as_slice(),
+        };
+        let mut found = Vec::new();
+        for url in urls {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(pattern).query_async(&mut crate::redis_conn(url).await).await.unwrap();
+            found.extend(keys);
+        }
+        assert_eq!(found.len(), 1, "one key matches {pattern}: {found:?}");
+        found.remove(0)
+    }
+
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         match self {
             Backend::Server(url) => cmd.query_async(&mut crate::redis_conn(url).await).await.unwrap(),
@@ -197,8 +213,7 @@ pub async fn result_tags_invalidate_their_entries(backend: &Backend, table: &str
     names(1, 2).await.unwrap();
     assert_eq!(calls.load(SeqCst), 3, "stored again");
 
-    let mark = cache.key("user:2", 0, &()).unwrap(); // a name in the cache's keyspace
-    let mark = format!("{}:tagat:user:2", &mark[..mark.find(":user:2").unwrap()]);
+    let mark = backend.find(&format!("{}*:tagat:user:2", cache.prefix())).await;
     let ttl: i64 = backend.query(redis::cmd("PTTL").arg(&mark)).await;
     assert!(ttl > 7 * 24 * 3600 * 1000, "the mark is kept as long as a counter: {ttl} ms for {mark}");
     let stats = cache.stats();

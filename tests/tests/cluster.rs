@@ -1,11 +1,12 @@
 //! Redis Cluster: the core matrix on a 3-master cluster the test starts itself, the key layout
-//! (one hash slot per prefix), and a master failover under load. The same matrix runs on the
-//! shared Redis server too, so the two backends are held to one standard.
+//! (a prefix's entries over every master, a lookup's names in one slot), and a master failover
+//! under load. The same matrix runs on the shared Redis server too, so the two backends are
+//! held to one standard.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cached_query::{CacheError, QueryCache};
+use cached_query::{CacheError, QueryCache, cached_query};
 use cached_query_tests::cluster::RedisCluster;
 use cached_query_tests::matrix::{self, Backend, until_answer, until_local_hit, until_reachable};
 use cached_query_tests::{pg, redis_url, unique_prefix, user_name, user_name_invalidate, users_table};
@@ -23,7 +24,8 @@ async fn the_core_matrix_on_a_cluster() {
     let delays = matrix::run(&backend, "t_matrix_cluster").await;
     println!("local tier, cluster: invalidation reached the other instances after {delays:?}");
 
-    // Every key of one prefix is in one slot: the hash tag is the prefix.
+    // An entry, its own counter and the copies of the counters a lookup of it reads are in one
+    // slot: its shard's hash tag.
     let cache = backend.cache("slots").await;
     let (pool, calls) = (pg().await, AtomicUsize::new(0));
     users_table(&pool, "t_cluster_slots").await;
@@ -32,17 +34,89 @@ async fn the_core_matrix_on_a_cluster() {
     user_name_invalidate(&cache, 1).await.unwrap();
     user_name(&cache, &pool, "t_cluster_slots", &calls, 1).await.unwrap();
     let key = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
-    assert!(key.starts_with(&format!("{{{}}}:", cache.prefix())), "{key}");
-    let keys = [key.clone(), format!("{key}:gen"), format!("{{{}}}:tag:user:1", cache.prefix())];
+    assert!(key.starts_with(&format!("{}{{", cache.prefix())), "{key}");
+    let shard = &key[..key.find('}').unwrap() + 1];
+    let keys = [key.clone(), format!("{key}:gen"), format!("{shard}:tag:user:1"), format!("{shard}:ns")];
     let mut slots = Vec::new();
     for key in &keys {
         slots.push(backend.query::<u16>(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await);
+    }
+    for key in &keys[..3] {
         assert_eq!(backend.query::<u8>(redis::cmd("EXISTS").arg(key)).await, 1, "{key} exists");
     }
     assert!(slots.iter().all(|s| *s == slots[0]), "{keys:?} in slots {slots:?}");
     assert_eq!(cache.stats().errors, 0, "no CROSSSLOT or other failure: {:?}", cache.stats());
-    // A key outside the prefix's slot would break the delivery of queued invalidations.
-    assert!(matches!(cache.invalidate("elsewhere:key").await, Err(CacheError::Config(_))));
+    // A key of no shard is invalidated as well (its own slot).
+    cache.invalidate("elsewhere:key").await.unwrap();
+    spread_over_every_master(&cluster, &backend).await;
+}
+
+#[cached_query(ttl = 600, tags = ["all"], cache = cache, skip(cache, calls))]
+async fn spread(cache: &QueryCache, calls: &AtomicUsize, id: u32) -> u32 {
+    calls.fetch_add(1, SeqCst);
+    id
+}
+
+/// 3,000 entries of one prefix spread over the three masters (each holds 25-42 % of them); a
+/// warm hit is one command on one node; one tag invalidation reaches entries on every master.
+async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
+    let cache = backend.cache("spread").await;
+    let calls = AtomicUsize::new(0);
+    const ENTRIES: u32 = 3_000;
+    for id in 0..ENTRIES {
+        spread(&cache, &calls, id).await;
+    }
+    assert_eq!(calls.load(SeqCst), ENTRIES as usize);
+    let pattern = cache.key_pattern();
+    let mut counts = Vec::new();
+    for node in &cluster.nodes {
+        let keys = node.command(&["--scan", "--pattern", &pattern]).unwrap();
+        counts.push(keys.lines().filter(|key| cache.entry_function(key).is_some()).count());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), ENTRIES as usize, "{counts:?}");
+    println!("3,000 entries of one prefix per node: {counts:?}");
+    for count in &counts {
+        let share = *count as f64 / f64::from(ENTRIES);
+        assert!((0.25..=0.42).contains(&share), "each master holds 25-42 %: {counts:?}");
+    }
+
+    // Warm hits: one command each, on the entry's node only.
+    let hot = cache.key("cluster::spread", 0, &(7u32,)).unwrap();
+    spread(&cache, &calls, 7).await;
+    let before: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
+    for _ in 0..100 {
+        assert_eq!(spread(&cache, &calls, 7).await, 7);
+    }
+    let after: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|node| node.command(&["EXISTS", &hot]).is_some_and(|r| r.trim() == "1"));
+    for (i, (before, after)) in before.iter().zip(&after).enumerate() {
+        // `INFO` itself counts one on each node.
+        let expected = if Some(i) == owner { 100 + 1 } else { 1 };
+        assert_eq!(after - before, expected, "node {i} (owner {owner:?}): {before:?} -> {after:?}");
+    }
+
+    // One tag over every master: all of it runs again.
+    cache.invalidate_tags(["all"]).await.unwrap();
+    let ran = calls.load(SeqCst);
+    for id in (0..ENTRIES).step_by(10) {
+        spread(&cache, &calls, id).await;
+    }
+    assert_eq!(calls.load(SeqCst) - ran, (ENTRIES / 10) as usize, "every entry was invalidated");
+}
+
+/// The commands a node has run so far.
+fn total_calls(node: &cached_query_tests::RedisServer) -> u64 {
+    let stats = node.command(&["INFO", "commandstats"]).unwrap();
+    stats
+        .lines()
+        .filter_map(|line| {
+            line.split_once(":calls=")
+                .map(|(_, rest)| rest.split(',').next().unwrap().parse::<u64>().unwrap())
+        })
+        .sum()
 }
 
 #[tokio::test]
@@ -52,6 +126,7 @@ async fn cluster_configuration_errors_come_from_build() {
         (QueryCache::builder().redis_cluster(none), "at least one node"),
         (QueryCache::builder().redis_cluster(["redis://127.0.0.1:1", "nonsense"]), "invalid Redis URL"),
         (QueryCache::builder().redis_cluster(["redis://127.0.0.1:1"]).prefix("a{b}"), "hash tag"),
+        (QueryCache::builder().redis_cluster(["redis://127.0.0.1:1"]).cluster_shards(0), "cluster_shards"),
     ] {
         match builder.build().await {
             Err(CacheError::Config(message)) => assert!(message.contains(expected), "{message}"),
@@ -72,7 +147,9 @@ async fn a_master_failover_keeps_queries_answering() {
     }
     assert_eq!(calls.load(SeqCst), 3);
 
-    let master = cluster.master_of(&format!("{{{}}}:ns", cache.prefix()));
+    // The master of the first entry (the others may be on other masters).
+    let first = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
+    let master = cluster.master_of(&first);
     let killed = master.port;
     master.stop();
     // Every call answers, rightly, throughout: from the database while the slot has no
@@ -97,7 +174,7 @@ async fn a_master_failover_keeps_queries_answering() {
     }
     println!("failover: {answered} calls answered; cache hits again after {:?}", started.elapsed());
     // A replica took over (as every node will soon see).
-    cluster.new_master_of(&format!("{{{}}}:ns", cache.prefix()), killed);
+    cluster.new_master_of(&first, killed);
 
     // Invalidation works on the new master.
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'carla' WHERE id = 3")))
@@ -114,15 +191,23 @@ async fn a_frozen_backplane_node_stops_the_local_tier_serving() {
     let (pool, table, prefix) = (pg().await, "t_cluster_heartbeat", unique_prefix("heartbeat"));
     users_table(&pool, table).await;
     // The reader subscribes through the first URL it is given: one that is not the master of
-    // the prefix's slot, so that invalidations still succeed while it is frozen.
-    let master = cluster.master_of(&format!("{{{prefix}}}:ns")).port;
+    // the prefix's slot (one shard: one slot), so that invalidations still succeed while it
+    // is frozen.
+    let master = cluster.master_of(&format!("{prefix}{{0}}:ns")).port;
     let urls = cluster.urls();
     let frozen = urls.iter().position(|url| !url.ends_with(&format!(":{master}"))).unwrap();
     let mut order = urls.clone();
     order.swap(0, frozen);
-    let reader =
-        QueryCache::builder().redis_cluster(order).prefix(&prefix).local_cache(100).build().await.unwrap();
-    let writer = QueryCache::builder().redis_cluster(urls).prefix(&prefix).build().await.unwrap();
+    let reader = QueryCache::builder()
+        .redis_cluster(order)
+        .prefix(&prefix)
+        .cluster_shards(1)
+        .local_cache(100)
+        .build()
+        .await
+        .unwrap();
+    let writer =
+        QueryCache::builder().redis_cluster(urls).prefix(&prefix).cluster_shards(1).build().await.unwrap();
     until_reachable(&reader).await;
     until_reachable(&writer).await;
     until_local_hit(&reader, &pool, table, 1).await;

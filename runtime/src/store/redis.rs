@@ -1,10 +1,12 @@
 //! The Redis backend: one multiplexed, self-reconnecting connection, to a server
 //! (`ConnectionManager`) or to a Redis Cluster (the `redis` crate's async cluster client).
 //!
-//! On a cluster, every key this cache writes for one prefix hashes to one slot (the prefix is
-//! a hash tag, see `keyspace`), so that a lookup, an invalidation and a lease are each one
-//! pipeline to one node, as on a single server.
+//! On a cluster, an entry, its lease and the counters a lookup of it reads share one slot (its
+//! shard's hash tag, see `keyspace`), so that a lookup and a lease are each one request to one
+//! node, as on a single server; an invalidation is one pipeline per slot it touches, sent at
+//! once.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::Marks;
@@ -186,23 +189,62 @@ impl RedisStore {
              epoch = string.format('%.0f', epoch) \
              for i = 1, #KEYS do redis.call('SET', KEYS[i], epoch, 'PX', ARGV[1]) end \
              return epoch";
-        let mut pipe = redis::pipe();
+        let mut mark = redis::pipe();
         if !marks.names.is_empty() {
             let keys = 1 + marks.names.len();
-            pipe.cmd("EVAL").arg(MARK).arg(keys).arg(marks.epoch).arg(marks.names);
-            pipe.arg(keep.as_millis() as u64).ignore();
+            mark.cmd("EVAL").arg(MARK).arg(keys).arg(marks.epoch).arg(marks.names);
+            mark.arg(keep.as_millis() as u64).ignore();
         }
-        for key in counters {
-            // A counter that does not exist (never incremented, expired, evicted) starts at
-            // a random value (see `counter_start`).
-            pipe.cmd("SET").arg(key).arg(counter_start()).arg("NX").ignore();
-            pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
-        }
-        if let Some((channel, message)) = announce {
-            pipe.publish(channel, message).ignore();
-        }
+        let increments = |pipe: &mut Pipeline, counters: &mut dyn Iterator<Item = &String>| {
+            for key in counters {
+                // A counter that does not exist (never incremented, expired, evicted) starts at
+                // a random value (see `counter_start`).
+                pipe.cmd("SET").arg(key).arg(counter_start()).arg("NX").ignore();
+                pipe.incr(key, 1).ignore().pexpire(key, keep.as_millis() as i64).ignore();
+            }
+        };
         let mut conn = self.conn();
-        pipe.exec_async(&mut conn).await?;
+        if !self.is_cluster() {
+            increments(&mut mark, &mut counters.iter());
+            if let Some((channel, message)) = announce {
+                mark.publish(channel, message).ignore();
+            }
+            mark.exec_async(&mut conn).await?;
+            return Ok(());
+        }
+        // A pipeline goes to one slot: the marks first (a read that sees an increment must
+        // see its mark), then one pipeline per slot, at once.
+        if !marks.names.is_empty() {
+            mark.exec_async(&mut conn).await?;
+        }
+        let mut slots: HashMap<Slot, Pipeline> = HashMap::new();
+        for counter in counters {
+            let pipe = slots.entry(Slot::for_key(counter)).or_insert_with(redis::pipe);
+            increments(pipe, &mut std::iter::once(counter));
+        }
+        Self::on_slots(conn, slots, announce).await
+    }
+
+    /// Sends each slot's pipeline (at once, on a cluster connection), and `announce` with the
+    /// one of its channel's slot (the cluster client routes `PUBLISH` by its channel), or on
+    /// its own beside them.
+    async fn on_slots(
+        conn: Conn,
+        mut slots: HashMap<Slot, Pipeline>,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
+        if let Some((channel, message)) = announce {
+            slots
+                .entry(Slot::for_key(channel))
+                .or_insert_with(redis::pipe)
+                .publish(channel, message)
+                .ignore();
+        }
+        let sent = slots.values().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.exec_async(&mut conn).await }
+        });
+        futures_util::future::try_join_all(sent).await?;
         Ok(())
     }
 
@@ -309,20 +351,31 @@ impl RedisStore {
         let millis = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let mut set = redis::cmd("SET");
         set.arg(key).arg(value).arg("PX").arg(millis);
-        self.announced(set, announce).await
+        self.announced(key, set, announce).await
     }
 
     pub async fn delete(&self, key: &str, announce: Option<(&str, &[u8])>) -> Result<(), CacheError> {
         let mut del = redis::cmd("DEL");
         del.arg(key);
-        self.announced(del, announce).await
+        self.announced(key, del, announce).await
     }
 
-    /// Runs `cmd`, and publishes `announce` in the same pipeline (one round trip).
-    async fn announced(&self, cmd: Cmd, announce: Option<(&str, &[u8])>) -> Result<(), CacheError> {
+    /// Runs `cmd` on `key`, and publishes `announce` in the same pipeline (one round trip; on
+    /// a cluster, beside it unless they share a slot).
+    async fn announced(
+        &self,
+        key: &str,
+        cmd: Cmd,
+        announce: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         let mut conn = self.conn();
         match announce {
             None => cmd.exec_async(&mut conn).await?,
+            Some(_) if self.is_cluster() => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd).ignore();
+                return Self::on_slots(conn, HashMap::from([(Slot::for_key(key), pipe)]), announce).await;
+            }
             Some((channel, message)) => {
                 let mut pipe = redis::pipe();
                 pipe.add_command(cmd).ignore().publish(channel, message).ignore();

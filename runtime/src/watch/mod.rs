@@ -122,7 +122,17 @@ impl Engine {
     /// Applies one version of one shard of `table` (`schema.table`, as the trigger names it).
     async fn follow(&self, table: &str, shard: i32, version: i64) {
         let (counter, seen) = (self.keyspace.table_counter(table), self.keyspace.table_seen(table));
-        let follow = self.store.follow(&counter, &seen, i64::from(shard), version, COUNTER_KEEP);
+        // On a cluster, one copy per keyspace shard (see `keyspace`), each with its own `seen`.
+        let copies = self.keyspace.copies(&[counter.clone(), seen]);
+        let (counters, seens) = copies.split_at(copies.len() / 2);
+        let follows = counters
+            .iter()
+            .zip(seens)
+            .map(|(counter, seen)| self.store.follow(counter, seen, i64::from(shard), version, COUNTER_KEEP));
+        let follow = async move {
+            let applied = futures_util::future::try_join_all(follows).await?;
+            Ok::<_, crate::CacheError>(applied.contains(&true))
+        };
         match self.bounded(follow).await {
             Ok(false) => {}
             Ok(true) => {
