@@ -172,11 +172,11 @@ impl QueryCacheBuilder {
         self
     }
 
-    /// Whether a lookup on a single Redis server keeps the invalidation counters it depends on
-    /// in this process, kept exact by Redis's server-assisted client-side caching (RESP3
-    /// `CLIENT TRACKING`, Redis 6+), so that a warm hit is one `GET` (default `true`). Off, or
-    /// on a server that refuses it, or on a cluster, every lookup reads the counters with its
-    /// entry (one `MGET`). See docs/internals.md ("What a hit costs").
+    /// Whether a lookup keeps the invalidation counters it depends on in this process, kept
+    /// exact by Redis's server-assisted client-side caching (RESP3 `CLIENT TRACKING`, Redis
+    /// 6+), so that a warm hit is one `GET` (default `true`); on a cluster, through one tracked
+    /// connection per master. Off, or on a server that refuses it, every lookup reads the
+    /// counters with its entry (one `MGET`). See docs/internals.md ("What a hit costs").
     pub fn client_tracking(mut self, on: bool) -> Self {
         self.settings.client_tracking = on;
         self
@@ -315,7 +315,9 @@ impl QueryCacheBuilder {
         }
         let store = match self.backend {
             Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout, s.client_tracking)?),
-            Some(Backend::Cluster(urls)) => Store::Redis(RedisStore::cluster(&urls, s.timeout)?),
+            Some(Backend::Cluster(urls)) => {
+                Store::Redis(RedisStore::cluster(&urls, s.timeout, s.client_tracking)?)
+            }
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {
                 return Err(CacheError::Config(

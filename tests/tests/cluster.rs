@@ -80,18 +80,31 @@ async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
         assert!((0.25..=0.42).contains(&share), "each master holds 25-42 %: {counts:?}");
     }
 
-    // Warm hits: one command each, on the entry's node only.
+    // Warm hits: one `GET` each, on the entry's node only, once its tracked connection is up
+    // and knows the counters.
     let hot = cache.key("cluster::spread", 0, &(7u32,)).unwrap();
-    spread(&cache, &calls, 7).await;
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|node| node.command(&["EXISTS", &hot]).is_some_and(|r| r.trim() == "1"));
+    let owner_node = &cluster.nodes[owner.expect("a node holds the entry")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (gets, mgets) = (owner_node.calls("get"), owner_node.calls("mget"));
+        spread(&cache, &calls, 7).await;
+        if owner_node.calls("get") == gets + 1 && owner_node.calls("mget") == mgets {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no tracked hit within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gets = owner_node.calls("get");
     let before: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
     for _ in 0..100 {
         assert_eq!(spread(&cache, &calls, 7).await, 7);
     }
     let after: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
-    let owner = cluster
-        .nodes
-        .iter()
-        .position(|node| node.command(&["EXISTS", &hot]).is_some_and(|r| r.trim() == "1"));
+    assert_eq!(owner_node.calls("get"), gets + 100, "one GET per warm hit");
     for (i, (before, after)) in before.iter().zip(&after).enumerate() {
         // `INFO` itself counts one on each node.
         let expected = if Some(i) == owner { 100 + 1 } else { 1 };

@@ -5,6 +5,7 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 #[cfg(test)]
 pub(crate) mod scripted;
+mod slots;
 mod tracking;
 
 use std::sync::Arc;

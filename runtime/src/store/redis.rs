@@ -18,7 +18,8 @@ use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::Marks;
-use super::tracking::Tracking;
+use super::slots::SlotTracking;
+use super::tracking::{Session, Tracking};
 use crate::CacheError;
 use crate::stamp::{counter_start, parse_counter, parse_counters, stamp};
 
@@ -29,8 +30,10 @@ pub(crate) struct RedisStore {
     conn: ArcSwap<Conn>,
     /// Makes the connection (pending: it connects on first use).
     connect: Box<dyn Fn() -> Result<Conn, CacheError> + Send + Sync>,
-    /// Lookups with the counters kept in this process (see `tracking`); single server only.
+    /// Lookups with the counters kept in this process (see `tracking`): on a server.
     tracking: Option<Arc<Tracking>>,
+    /// The same on a cluster, one tracked connection per master (see `slots`).
+    slot_tracking: Option<Arc<SlotTracking>>,
     /// The URL(s) with passwords masked, for `Debug` and logs.
     redacted: String,
 }
@@ -100,12 +103,12 @@ impl RedisStore {
             Box::new(move || Ok(Conn::Server(manager(&client, timeout)?)))
         };
         let conn = ArcSwap::from_pointee(connect()?);
-        Ok(RedisStore { clients: vec![client], conn, connect, tracking, redacted })
+        Ok(RedisStore { clients: vec![client], conn, connect, tracking, slot_tracking: None, redacted })
     }
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
     /// discovered from them, and followed through failovers and resharding).
-    pub fn cluster(urls: &[String], timeout: Duration) -> Result<Self, CacheError> {
+    pub fn cluster(urls: &[String], timeout: Duration, track: bool) -> Result<Self, CacheError> {
         let redacted = format!("cluster[{}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
         if urls.is_empty() {
             return Err(CacheError::Config("a Redis Cluster needs at least one node URL".into()));
@@ -122,7 +125,11 @@ impl RedisStore {
             Ok(Conn::Cluster(cluster.get_pending_async_connection_with_config(config.clone())))
         });
         let conn = ArcSwap::from_pointee(connect()?);
-        Ok(RedisStore { clients, conn, connect, tracking: None, redacted })
+        let slot_tracking = match track {
+            true => Some(SlotTracking::new(&urls[0], timeout).map_err(|e| invalid_url(&redacted, e))?),
+            false => None,
+        };
+        Ok(RedisStore { clients, conn, connect, tracking: None, slot_tracking, redacted })
     }
 
     /// Whether this is a cluster.
@@ -141,6 +148,9 @@ impl RedisStore {
         if let Some(tracking) = &self.tracking {
             tracking.give_up();
         }
+        if let Some(tracking) = &self.slot_tracking {
+            tracking.give_up();
+        }
     }
 
     /// A handle on the connection (cheap: a multiplexed connection's handles share it).
@@ -156,6 +166,14 @@ impl RedisStore {
     pub async fn fetch(&self, key: &str, counters: &[&str]) -> Result<(Option<Vec<u8>>, u64), CacheError> {
         if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
             return session.fetch(key, counters).await;
+        }
+        if let Some(session) = self.slot_session(key) {
+            match session.fetch(key, counters).await {
+                Ok(found) => return Ok(found),
+                // Redirected (or the node failed): read through the cluster connection, which
+                // follows redirections, and read the slot map again.
+                Err(_) => self.refresh_slots(true),
+            }
         }
         // One `MGET` of the entry and its counters: one round trip, and one command for Redis
         // (a pipelined GET + MGET is two, which costs Redis throughput under load).
@@ -297,7 +315,37 @@ impl RedisStore {
         if let Some(session) = self.tracking.as_ref().and_then(Tracking::session) {
             return session.stamp_of(counters).await;
         }
+        if let Some(session) = counters.first().and_then(|first| self.slot_session(first)) {
+            match session.stamp_of(counters).await {
+                Ok(stamp) => return Ok(stamp),
+                Err(_) => self.refresh_slots(true),
+            }
+        }
         Ok(self.marked(counters, &[]).await?.0)
+    }
+
+    /// On a cluster with tracking, the tracked session of the master of `key`'s slot, if the
+    /// slot map is known and the session is up (see `slots`).
+    fn slot_session(&self, key: &str) -> Option<Arc<Session>> {
+        let tracking = self.slot_tracking.as_ref()?;
+        let session = tracking.session(key);
+        if session.is_none() {
+            self.refresh_slots(false);
+        }
+        session
+    }
+
+    /// Reads the slot map again in the background, if it is due (see `SlotTracking`).
+    fn refresh_slots(&self, failed: bool) {
+        let Some(tracking) = &self.slot_tracking else { return };
+        if !tracking.refresh_due(failed) {
+            return;
+        }
+        let (tracking, mut conn) = (tracking.clone(), self.conn());
+        tokio::spawn(async move {
+            let reply = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await;
+            tracking.install(reply);
+        });
     }
 
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
