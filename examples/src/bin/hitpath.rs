@@ -153,7 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(urls) = std::env::var("REDIS_CLUSTER_URLS") {
         let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
         let cluster = QueryCache::builder().redis_cluster(urls.clone()).prefix(&prefix).build().await?;
-        let mut conn = redis::cluster::ClusterClient::new(urls)?.get_async_connection().await?;
+        let mut conn = redis::cluster::ClusterClient::new(urls.clone())?.get_async_connection().await?;
         raw_and_hit("cluster", &cluster, &mut conn).await?;
         raw_and_hit(
             "server",
@@ -161,6 +161,99 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &mut redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?,
         )
         .await?;
+        cpu_per_master(&urls, &format!("{prefix}:load")).await?;
+    }
+    Ok(())
+}
+
+const LOAD_KEYS: i64 = 3_000;
+const LOAD_TASKS: usize = 32;
+const LOAD_FOR: Duration = Duration::from_secs(3);
+
+/// Redis's CPU time (user + system, µs) and commands run so far, on the server at `url`.
+async fn cpu_and_commands(url: &str) -> Result<(f64, u64, u64), Box<dyn std::error::Error>> {
+    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let cpu = (field("used_cpu_user").unwrap_or(0.0) + field("used_cpu_sys").unwrap_or(0.0)) * 1e6;
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
+    let calls =
+        |line: &str| line.split_once(":calls=").and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok());
+    let commands = stats.lines().filter_map(calls).sum();
+    let gets = stats.lines().find(|l| l.starts_with("cmdstat_get:")).and_then(calls).unwrap_or(0);
+    Ok((cpu, commands, gets))
+}
+
+/// The cluster's masters, as URLs (from `CLUSTER SLOTS`).
+async fn masters(urls: &[String]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut conn = redis::Client::open(urls[0].as_str())?.get_multiplexed_async_connection().await?;
+    // Each range: first slot, last slot, then its master as [host, port, id, ...], replicas after.
+    let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await?;
+    let mut masters = Vec::new();
+    for range in slots {
+        let master: Vec<redis::Value> = redis::from_redis_value(range[2].clone())?;
+        let host: String = redis::from_redis_value(master[0].clone())?;
+        let port: u16 = redis::from_redis_value(master[1].clone())?;
+        masters.push(format!("redis://{host}:{port}"));
+    }
+    masters.sort();
+    masters.dedup();
+    Ok(masters)
+}
+
+/// `LOAD_TASKS` tasks of hits over `LOAD_KEYS` warm keys of one prefix, for `LOAD_FOR`: the
+/// share of hits and Redis's CPU time per hit on each master.
+async fn cpu_per_master(urls: &[String], prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let cache = QueryCache::builder().redis_cluster(urls.to_vec()).prefix(prefix).build().await?;
+    for id in 0..LOAD_KEYS {
+        plain(&cache, id).await;
+    }
+    for id in 0..LOAD_KEYS {
+        plain(&cache, id).await; // once the tracked connections are up: counters known
+    }
+    let masters = masters(urls).await?;
+    let mut before = Vec::new();
+    for master in &masters {
+        before.push(cpu_and_commands(master).await?);
+    }
+    let hits_before = cache.stats().hits;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..LOAD_TASKS)
+        .map(|task| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let mut i = task as i64 * 97;
+                while started.elapsed() < LOAD_FOR {
+                    black_box(plain(&cache, i % LOAD_KEYS).await);
+                    i += 31;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    let hits = cache.stats().hits - hits_before;
+    println!(
+        "\n{LOAD_TASKS} tasks over {LOAD_KEYS} warm keys of one prefix for {LOAD_FOR:?}: {hits} hits, {:.0} hits/s\n",
+        hits as f64 / LOAD_FOR.as_secs_f64()
+    );
+    println!("| master | GETs (share) | commands | Redis CPU | CPU per hit |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (master, (cpu0, commands0, gets0)) in masters.iter().zip(before) {
+        let (cpu, commands, gets) = cpu_and_commands(master).await?;
+        let gets = gets - gets0;
+        println!(
+            "| {master} | {gets} ({:.0} %) | {} | {:.0} ms | {:.1} µs |",
+            gets as f64 * 100.0 / hits as f64,
+            commands - commands0,
+            (cpu - cpu0) / 1000.0,
+            (cpu - cpu0) / gets.max(1) as f64
+        );
     }
     Ok(())
 }
