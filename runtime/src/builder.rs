@@ -6,7 +6,7 @@ use crate::keyspace;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, Tls};
 use crate::{CacheError, QueryCache};
 
 enum Backend {
@@ -40,6 +40,8 @@ pub struct QueryCacheBuilder {
     /// How often a polled change feed is read (`change_poll_interval`).
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     poll: Option<std::time::Duration>,
+    /// Certificates for `rediss://` URLs (`tls_root_certificate`, `tls_client_certificate`).
+    tls: Tls,
 }
 
 /// A database whose change feed a cache watches.
@@ -78,6 +80,26 @@ impl QueryCacheBuilder {
         I::Item: Into<String>,
     {
         self.backend = Some(Backend::Cluster(urls.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Trusts `pem` (PEM root certificates, e.g. a private CA's) for `rediss://` URLs instead of
+    /// the system's roots (feature `tls`; without this, the system's roots are trusted).
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root = Some(pem.into());
+        self
+    }
+
+    /// Presents `certificate` (PEM) with its private `key` (PEM) to servers that ask for a
+    /// client certificate (`tls-auth-clients yes`), on `rediss://` URLs (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((certificate.into(), key.into()));
         self
     }
 
@@ -314,9 +336,11 @@ impl QueryCacheBuilder {
             return Err(CacheError::Config(problem.into()));
         }
         let store = match self.backend {
-            Some(Backend::Redis(url)) => Store::Redis(RedisStore::new(&url, s.timeout, s.client_tracking)?),
+            Some(Backend::Redis(url)) => {
+                Store::Redis(RedisStore::new(&url, s.timeout, s.client_tracking, &self.tls)?)
+            }
             Some(Backend::Cluster(urls)) => {
-                Store::Redis(RedisStore::cluster(&urls, s.timeout, s.client_tracking)?)
+                Store::Redis(RedisStore::cluster(&urls, s.timeout, s.client_tracking, &self.tls)?)
             }
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {

@@ -87,13 +87,52 @@ fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {
     CacheError::Config(format!("invalid Redis URL `{redacted}`: {e}"))
 }
 
+/// Certificates for `rediss://` connections besides the system's roots (feature `tls`).
+#[derive(Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct Tls {
+    /// A PEM root certificate to trust (a private CA).
+    pub root: Option<Vec<u8>>,
+    /// A PEM client certificate and its key, for servers that ask for one.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    #[cfg(feature = "tls")]
+    fn given(&self) -> Option<redis::TlsCertificates> {
+        (self.root.is_some() || self.client.is_some()).then(|| redis::TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.root.clone(),
+        })
+    }
+}
+
+/// A client of the server at `url`, with `tls`'s certificates for a `rediss://` URL.
+fn client(url: &str, tls: &Tls) -> Result<redis::Client, CacheError> {
+    let redacted = redact(url);
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(CacheError::Config(format!(
+            "`{redacted}` asks for TLS: enable the feature `tls` of cached-query"
+        )));
+    }
+    #[cfg(feature = "tls")]
+    if let Some(certificates) = tls.given() {
+        return redis::Client::build_with_tls(url, certificates).map_err(|e| invalid_url(&redacted, e));
+    }
+    let _ = tls;
+    redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))
+}
+
 impl RedisStore {
     /// Validates `url` and prepares a connection that is made on first use, so that a Redis
     /// that is down when the program starts only degrades the cache until it comes up.
     /// With `track`, lookups keep the counters in this process (see `tracking`).
-    pub fn new(url: &str, timeout: Duration, track: bool) -> Result<Self, CacheError> {
+    pub fn new(url: &str, timeout: Duration, track: bool, tls: &Tls) -> Result<Self, CacheError> {
         let redacted = redact(url);
-        let client = redis::Client::open(url).map_err(|e| invalid_url(&redacted, e))?;
+        let client = client(url, tls)?;
         let tracking = match track {
             true => Some(Tracking::new(&client, timeout).map_err(|e| invalid_url(&redacted, e))?),
             false => None,
@@ -108,25 +147,26 @@ impl RedisStore {
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
     /// discovered from them, and followed through failovers and resharding).
-    pub fn cluster(urls: &[String], timeout: Duration, track: bool) -> Result<Self, CacheError> {
+    pub fn cluster(urls: &[String], timeout: Duration, track: bool, tls: &Tls) -> Result<Self, CacheError> {
         let redacted = format!("cluster[{}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
         if urls.is_empty() {
             return Err(CacheError::Config("a Redis Cluster needs at least one node URL".into()));
         }
-        let clients = urls
-            .iter()
-            .map(|url| redis::Client::open(url.as_str()).map_err(|e| invalid_url(&redact(url), e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cluster = ClusterClient::builder(urls.iter().map(String::as_str))
-            .build()
-            .map_err(|e| invalid_url(&redacted, e))?;
+        let clients = urls.iter().map(|url| client(url, tls)).collect::<Result<Vec<_>, _>>()?;
+        let cluster = ClusterClient::builder(urls.iter().map(String::as_str));
+        #[cfg(feature = "tls")]
+        let cluster = match tls.given() {
+            Some(certificates) => cluster.certs(certificates),
+            None => cluster,
+        };
+        let cluster = cluster.build().map_err(|e| invalid_url(&redacted, e))?;
         let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
         let connect = Box::new(move || {
             Ok(Conn::Cluster(cluster.get_pending_async_connection_with_config(config.clone())))
         });
         let conn = ArcSwap::from_pointee(connect()?);
         let slot_tracking = match track {
-            true => Some(SlotTracking::new(&urls[0], timeout).map_err(|e| invalid_url(&redacted, e))?),
+            true => Some(SlotTracking::new(clients[0].get_connection_info().clone(), timeout)),
             false => None,
         };
         Ok(RedisStore { clients, conn, connect, tracking: None, slot_tracking, redacted })
@@ -544,6 +584,14 @@ fn mask_query(rest: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn a_tls_url_needs_the_feature() {
+        use super::{Tls, client};
+        let err = client("rediss://me:s3cret@host:6380", &Tls::default()).err().unwrap();
+        assert!(err.to_string().contains("feature `tls`") && !err.to_string().contains("s3cret"), "{err}");
+    }
 
     #[test]
     fn passwords_are_masked() {

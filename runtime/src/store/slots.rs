@@ -17,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
+use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
 
 use super::tracking::{Session, Tracking};
 use crate::clock::now_ms;
@@ -40,17 +40,17 @@ pub(crate) struct SlotTracking {
 }
 
 impl SlotTracking {
-    /// Tracking for the cluster reached through `url` (any node; its credentials are used for
-    /// every node).
-    pub fn new(url: &str, timeout: Duration) -> Result<Arc<Self>, RedisError> {
-        Ok(Arc::new(SlotTracking {
-            base: url.into_connection_info()?,
+    /// Tracking for the cluster one of whose nodes `base` reaches (its credentials and TLS
+    /// settings are used for every node).
+    pub fn new(base: ConnectionInfo, timeout: Duration) -> Arc<Self> {
+        Arc::new(SlotTracking {
+            base,
             timeout,
             map: ArcSwap::from_pointee(Vec::new()),
             nodes: RwLock::default(),
             refreshing: AtomicBool::new(false),
             refreshed_ms: AtomicU64::new(0),
-        }))
+        })
     }
 
     /// The live tracked session of the master of `key`'s slot, if the map names one and its
@@ -182,7 +182,8 @@ mod tests {
             masters(&reply),
             [(5460, "10.0.0.1:7000".to_owned()), (16383, "10.0.0.2:7001".to_owned())]
         );
-        let tracking = SlotTracking::new("redis://u:p@10.0.0.1:7000", Duration::from_secs(1)).unwrap();
+        let base = redis::IntoConnectionInfo::into_connection_info("redis://u:p@10.0.0.1:7000").unwrap();
+        let tracking = SlotTracking::new(base, Duration::from_secs(1));
         assert!(tracking.refresh_due(false));
         assert!(!tracking.refresh_due(true), "one reading at a time");
         tracking.install(Ok(reply));
