@@ -12,6 +12,7 @@ use crate::{CacheError, QueryCache};
 enum Backend {
     Redis(String),
     Cluster(Vec<String>),
+    Sentinel(String, Vec<String>),
     Memory(u64),
 }
 
@@ -109,6 +110,22 @@ impl QueryCacheBuilder {
     /// counter: an invalidation increments one per shard. 1 keeps every key in one slot.
     pub fn cluster_shards(mut self, shards: u16) -> Self {
         self.settings.cluster_shards = shards;
+        self
+    }
+
+    /// Stores entries in the Redis master that the Redis Sentinels at `urls`
+    /// (`redis://[user:password@]host:26379`, one or more) name `master_name`, and follows it
+    /// through failovers: it is asked for again once it stops answering or turns replica. The
+    /// URLs' user and password are used for the sentinels and the master alike. Lookups read
+    /// their counters with each entry (no client tracking), and `.local_cache` is not available
+    /// with it yet. See docs/usage.md ("Redis Sentinel").
+    pub fn redis_sentinel<I>(mut self, master_name: impl Into<String>, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.backend =
+            Some(Backend::Sentinel(master_name.into(), urls.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -327,6 +344,10 @@ impl QueryCacheBuilder {
             Some("the lock lease must be greater than zero")
         } else if matches!(self.backend, Some(Backend::Cluster(_))) && s.prefix.contains(['{', '}']) {
             Some("on a Redis Cluster the prefix must not contain `{` or `}` (a hash tag follows it)")
+        } else if matches!(self.backend, Some(Backend::Sentinel(..))) && s.local_cache.is_some() {
+            Some(
+                "`.local_cache` is not available with `.redis_sentinel` yet (its backplane would have to follow the master)",
+            )
         } else if !(1..=1024).contains(&s.cluster_shards) {
             Some("`cluster_shards` must be between 1 and 1024")
         } else {
@@ -342,10 +363,13 @@ impl QueryCacheBuilder {
             Some(Backend::Cluster(urls)) => {
                 Store::Redis(RedisStore::cluster(&urls, s.timeout, s.client_tracking, &self.tls)?)
             }
+            Some(Backend::Sentinel(master, urls)) => {
+                Store::Redis(RedisStore::sentinel(&master, &urls, s.timeout, &self.tls)?)
+            }
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {
                 return Err(CacheError::Config(
-                    "no backend: call `.redis_url(..)`, `.redis_cluster(..)` or `.in_memory(..)` on the builder".into(),
+                    "no backend: call `.redis_url(..)`, `.redis_cluster(..)`, `.redis_sentinel(..)` or `.in_memory(..)` on the builder".into(),
                 ));
             }
         };

@@ -1,5 +1,6 @@
 //! The Redis backend: one multiplexed, self-reconnecting connection, to a server
-//! (`ConnectionManager`) or to a Redis Cluster (the `redis` crate's async cluster client).
+//! (`ConnectionManager`), to a Redis Cluster (the `redis` crate's async cluster client), or to
+//! the master that a set of Redis Sentinels names (found again after a failover).
 //!
 //! On a cluster, an entry, its lease and the counters a lookup of it reads share one slot (its
 //! shard's hash tag, see `keyspace`), so that a lookup and a lease are each one request to one
@@ -10,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use super::Marks;
 use super::slots::SlotTracking;
@@ -38,11 +40,13 @@ pub(crate) struct RedisStore {
     redacted: String,
 }
 
-/// A connection to a server or to a cluster; cheap to clone (both are multiplexed handles).
+/// A connection to a server, a cluster or a Sentinel's master; cheap to clone (multiplexed
+/// handles).
 #[derive(Clone)]
 enum Conn {
     Server(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelMaster>),
 }
 
 impl ConnectionLike for Conn {
@@ -50,6 +54,11 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Server(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let result = s.manager().await?.req_packed_command(cmd).await;
+                s.settle(&result);
+                result
+            }),
         }
     }
 
@@ -62,6 +71,11 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let result = s.manager().await?.req_packed_commands(pipeline, offset, count).await;
+                s.settle(&result);
+                result
+            }),
         }
     }
 
@@ -69,6 +83,46 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Server(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(s) => s.db,
+        }
+    }
+}
+
+/// The master a set of Sentinels names: asked for on first use, and again once a request
+/// finds it gone or demoted (a connection refused or dropped, or `READONLY`: a replica now).
+struct SentinelMaster {
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    master: ArcSwapOption<ConnectionManager>,
+    timeout: Duration,
+    db: i64,
+}
+
+impl SentinelMaster {
+    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        if let Some(master) = self.master.load_full() {
+            return Ok(ConnectionManager::clone(&master));
+        }
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(master) = self.master.load_full() {
+            return Ok(ConnectionManager::clone(&master)); // found while this one waited
+        }
+        let client = sentinels.async_get_client().await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        self.master.store(Some(Arc::new(manager.clone())));
+        Ok(manager)
+    }
+
+    fn settle<T>(&self, result: &Result<T, RedisError>) {
+        if let Err(err) = result
+            && (err.is_io_error()
+                || err.is_connection_refusal()
+                || err.is_connection_dropped()
+                || err.code() == Some("READONLY"))
+        {
+            self.master.store(None);
         }
     }
 }
@@ -170,6 +224,48 @@ impl RedisStore {
             false => None,
         };
         Ok(RedisStore { clients, conn, connect, tracking: None, slot_tracking, redacted })
+    }
+
+    /// Like [`new`](Self::new), for the master that the Sentinels at `urls` name `master`
+    /// (the URLs' user and password are used for the sentinels and the master alike). No
+    /// client tracking: its connection would have to follow the master too.
+    pub fn sentinel(master: &str, urls: &[String], timeout: Duration, tls: &Tls) -> Result<Self, CacheError> {
+        let redacted =
+            format!("sentinel[{master} @ {}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
+        let first = urls
+            .first()
+            .ok_or_else(|| CacheError::Config("Redis Sentinel needs at least one sentinel URL".into()))?;
+        let info = client(first, tls)?.get_connection_info().clone();
+        let node =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(info.redis_settings().clone());
+        #[cfg(feature = "tls")]
+        let node = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => {
+                node.set_tls_mode(if *insecure { redis::TlsMode::Insecure } else { redis::TlsMode::Secure })
+            }
+            _ => node,
+        };
+        let (urls, master, db) = (urls.to_vec(), master.to_owned(), info.redis_settings().db());
+        let build = move || {
+            SentinelClient::build(
+                urls.clone(),
+                master.clone(),
+                Some(node.clone()),
+                SentinelServerType::Master,
+            )
+        };
+        build().map_err(|e| invalid_url(&redacted, e))?;
+        let connect = Box::new(move || {
+            let sentinels = build().map_err(|e| CacheError::Config(e.to_string()))?;
+            Ok(Conn::Sentinel(Arc::new(SentinelMaster {
+                sentinels: tokio::sync::Mutex::new(sentinels),
+                master: ArcSwapOption::empty(),
+                timeout,
+                db,
+            })))
+        });
+        let conn = ArcSwap::from_pointee(connect()?);
+        Ok(RedisStore { clients: Vec::new(), conn, connect, tracking: None, slot_tracking: None, redacted })
     }
 
     /// Whether this is a cluster.
