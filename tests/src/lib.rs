@@ -94,6 +94,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// More `redis-server` arguments (a cluster node's).
     args: Vec<String>,
+    /// The server's program: `redis-server`, or another that speaks its protocol (Valkey).
+    program: String,
     child: Option<Child>,
 }
 
@@ -112,7 +114,16 @@ impl RedisServer {
 
     /// A server on `port`, started with `args` besides the usual ones, not running yet.
     pub fn unstarted_with(port: u16, args: Vec<String>) -> RedisServer {
-        RedisServer { port, password: None, args, child: None }
+        RedisServer { port, password: None, args, program: "redis-server".to_owned(), child: None }
+    }
+
+    /// Starts `program` (a server compatible with `redis-server`'s arguments, such as
+    /// `valkey-server`) on a free port, and waits until it answers.
+    pub fn start_program(program: &str) -> RedisServer {
+        let mut server = RedisServer::unstarted();
+        server.program = program.to_owned();
+        server.restart();
+        server
     }
 
     /// Starts a server that requires `password` (its `url()` carries it).
@@ -132,14 +143,14 @@ impl RedisServer {
 
     /// Starts (again) on the same port, and waits until it answers PING.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let child = Command::new(&self.program)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", &std::env::temp_dir().to_string_lossy()])
             .args(self.password.iter().flat_map(|p| ["--requirepass", p.as_str()]))
             .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server on PATH");
+            .unwrap_or_else(|err| panic!("{} on PATH: {err}", self.program));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
