@@ -28,6 +28,10 @@ struct Cli {
     /// The caches' prefix (`.prefix(..)` on their builder).
     #[arg(long, default_value = "cq", global = true)]
     prefix: String,
+    /// On a cluster, the number of shards the caches cut the prefix into (`.cluster_shards(..)`);
+    /// by default the number they recorded in Redis (16 if none).
+    #[arg(long, global = true)]
+    cluster_shards: Option<u16>,
     /// Print JSON (one object per line) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -96,9 +100,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<(), String> {
+    let nodes = Nodes::connect(&cli.redis_url, &cli.cluster).await?;
     let builder = match cli.cluster.as_slice() {
         [] => QueryCache::builder().redis_url(&cli.redis_url),
-        urls => QueryCache::builder().redis_cluster(urls.to_vec()),
+        urls => {
+            let recorded =
+                nodes.get(&QueryCache::layout_key(&cli.prefix)).await?.and_then(|n| n.parse().ok());
+            let shards = cli.cluster_shards.or(recorded).unwrap_or(16);
+            QueryCache::builder().redis_cluster(urls.to_vec()).cluster_shards(shards)
+        }
     };
     let cache = builder
         .prefix(&cli.prefix)
@@ -107,7 +117,6 @@ async fn run(cli: &Cli) -> Result<(), String> {
         .build()
         .await
         .map_err(|err| err.to_string())?;
-    let nodes = Nodes::connect(&cli.redis_url, &cli.cluster).await?;
     match &cli.command {
         Command::Keys { function, limit } => keys(cli, &cache, &nodes, function.as_deref(), *limit).await,
         Command::Inspect { key } => inspect(cli, &cache, key).await,

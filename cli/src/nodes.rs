@@ -159,6 +159,11 @@ impl Nodes {
         Ok(Memory { entries, bytes, sampled: sample.len() })
     }
 
+    /// The string value of `key`, if it has one.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
         let result: RedisResult<T> = match &self.router {
             Router::Server(conn) => cmd.query_async(&mut conn.clone()).await,

@@ -170,15 +170,26 @@ async fn a_cluster_is_read_on_every_master() {
     let cluster = cached_query_tests::cluster::RedisCluster::start(3, 0);
     let urls = cluster.urls();
     let (prefix, calls) = (prefix("cluster"), AtomicUsize::new(0));
+    // Not the default number of shards: the tool must read the one the cache recorded, or its
+    // invalidations would miss the entries' copies of the counters.
     let cache = QueryCache::builder()
         .redis_cluster(urls.clone())
         .prefix(&prefix)
+        .cluster_shards(32)
         .timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
     cached_query_tests::matrix::until_reachable(&cache).await;
-    for id in 1..=3 {
+    let backend = cached_query_tests::matrix::Backend::Cluster(urls.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let layout = QueryCache::layout_key(&prefix);
+    while backend.query::<Option<String>>(redis::cmd("GET").arg(&layout)).await.as_deref() != Some("32") {
+        assert!(std::time::Instant::now() < deadline, "the cache records its number of shards");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    const ROWS: i64 = 40;
+    for id in 1..=ROWS {
         row(&cache, &calls, id).await;
     }
     let on_cluster = |args: &[&str]| {
@@ -186,11 +197,20 @@ async fn a_cluster_is_read_on_every_master() {
         command.args(["--prefix", &prefix, "--cluster"]).args(&urls).args(args);
         command.output().expect("run cached-query")
     };
-    assert_eq!(json_lines(&on_cluster(&["--json", "keys"])).len(), 3);
+    assert_eq!(json_lines(&on_cluster(&["--json", "keys"])).len(), ROWS as usize);
     let key = cache.key("cli_row", 0, &(1i64,)).unwrap();
     assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], true);
     json_lines(&on_cluster(&["--json", "invalidate", "--tag", "row:1"]));
     assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], false);
+    row(&cache, &calls, 1).await;
+    assert_eq!(calls.load(SeqCst), ROWS as usize + 1, "the library sees the tool's invalidation");
+    // Every shard's copy of the namespace's counter (half of 32 shards' tags are none of the
+    // default 16's).
+    json_lines(&on_cluster(&["--json", "invalidate", "--all"]));
+    for id in 1..=ROWS {
+        row(&cache, &calls, id).await;
+    }
+    assert_eq!(calls.load(SeqCst), 2 * ROWS as usize + 1, "every entry ran again");
 }
 
 fn unix_ms() -> u64 {

@@ -85,6 +85,13 @@ impl QueryCache {
         self.engine.flights.len()
     }
 
+    /// Where a Redis Cluster records the number of shards that the caches of `prefix` cut it
+    /// into ([`cluster_shards`](crate::QueryCacheBuilder::cluster_shards)): for tools that
+    /// read or invalidate the caches' entries (the `cached-query` command-line tool does).
+    pub fn layout_key(prefix: &str) -> String {
+        keyspace::Keyspace::layout(prefix)
+    }
+
     /// The namespace that starts every key of this cache (on a Redis Cluster followed by a
     /// shard's hash tag, `prefix{tag}`).
     pub fn prefix(&self) -> &str {

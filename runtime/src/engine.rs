@@ -64,6 +64,9 @@ impl Engine {
         if store.is_redis() {
             Store::spawn_eviction_check(&store);
         }
+        if store.is_cluster() {
+            spawn_layout_check(&store, &settings);
+        }
         let decoded = Decoded::new(settings.reuse_decoded);
         Arc::new_cyclic(|me| Engine {
             me: me.clone(),
@@ -112,4 +115,28 @@ impl Engine {
             );
         });
     }
+}
+
+/// Records this cache's number of shards for its prefix on the cluster, or finds another
+/// recorded there: instances that cut one prefix differently would miss each other's
+/// invalidations, which is said loudly (an error log) rather than guessed around.
+fn spawn_layout_check(store: &Arc<Store>, settings: &Settings) {
+    let (store, key, shards) =
+        (store.clone(), Keyspace::layout(&settings.prefix), settings.cluster_shards.to_string());
+    tokio::spawn(async move {
+        for attempt in 0..10u32 {
+            match store.claim(&key, &shards).await {
+                Ok(held) if held == shards => return,
+                Ok(held) => {
+                    return tracing::error!(
+                        ours = %shards,
+                        recorded = %held,
+                        "cached_query: other instances of this prefix cut it into another number of shards \
+                         (`cluster_shards`): invalidations between them would be missed; use one number"
+                    );
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200 << attempt.min(5))).await,
+            }
+        }
+    });
 }

@@ -168,6 +168,13 @@ impl Keyspace {
         pattern
     }
 
+    /// On a cluster, where the number of shards of `prefix` is recorded (the same name whatever
+    /// that number: `prefix{layout}:shards`), so that every instance and tool cuts the
+    /// keyspace alike.
+    pub fn layout(prefix: &str) -> String {
+        format!("{prefix}{{layout}}:shards")
+    }
+
     /// Where an instance publishes its `function_stats()`.
     pub fn stats(&self, instance: u64) -> String {
         format!("{}:stats:{instance:016x}", self.start)

@@ -137,6 +137,15 @@ impl Store {
         }
     }
 
+    /// Sets `key` to `value` unless it holds one; what it holds then (Redis only; `value`
+    /// otherwise).
+    pub async fn claim(&self, key: &str, value: &str) -> Result<String, CacheError> {
+        match self {
+            Store::Redis(s) => s.claim(key, value).await,
+            _ => Ok(value.to_owned()),
+        }
+    }
+
     /// How long `key` is kept still, if the store says (Redis: `PTTL`; memory: unknown).
     pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, CacheError> {
         match self {

@@ -414,6 +414,14 @@ impl RedisStore {
         parse_counters(&values)
     }
 
+    pub async fn claim(&self, key: &str, value: &str) -> Result<String, CacheError> {
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(key).arg(value).arg("NX").ignore().cmd("GET").arg(key);
+        let (held,): (String,) = pipe.query_async(&mut conn).await?;
+        Ok(held)
+    }
+
     pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, CacheError> {
         let mut conn = self.conn();
         let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
