@@ -337,3 +337,76 @@ async fn a_reshard_under_load_serves_no_stale_value() {
     }
     assert!(cache.stats().hits - hits > ROWS as u64 * 9 / 10, "{:?}", cache.stats());
 }
+
+#[cached_query(ttl = 600, tables = auto, cache = cache, skip(cache, pool, calls))]
+async fn fed(cache: &QueryCache, pool: &sqlx::PgPool, calls: &AtomicUsize, id: i64) -> i64 {
+    calls.fetch_add(1, SeqCst);
+    sqlx::query_scalar("SELECT version FROM t_cluster_feed WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// A change feed (`watch_postgres`) on a cluster: one write to the table invalidates its
+/// entries on every master (the feed increments the table's counter in every shard).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_invalidates_entries_on_every_master() {
+    let cluster = RedisCluster::start(3, 0);
+    let pool = pg().await;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS t_cluster_feed;
+         CREATE TABLE t_cluster_feed (id bigint PRIMARY KEY, version bigint NOT NULL);
+         INSERT INTO t_cluster_feed SELECT g, 0 FROM generate_series(1, 60) g;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    cached_query::postgres::install(&pool, &["t_cluster_feed"]).await.unwrap();
+    let cache = QueryCache::builder()
+        .redis_cluster(cluster.urls())
+        .prefix(cached_query_tests::unique_prefix("cluster_feed"))
+        .timeout(Duration::from_millis(500))
+        .watch_postgres(pool.clone())
+        .build()
+        .await
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    // Until the feed is synchronised the function bypasses the cache; then it hits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for id in 1..=60 {
+            fed(&cache, &pool, &calls, id).await;
+        }
+        let hits = cache.stats().hits;
+        for id in 1..=60 {
+            fed(&cache, &pool, &calls, id).await;
+        }
+        if cache.stats().hits - hits == 60 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never cached: {:?}", cache.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let owners: std::collections::HashSet<u16> = (1..=60i64)
+        .map(|id| {
+            let key = cache.key("cluster::fed", 0, &(id,)).unwrap();
+            cluster
+                .nodes
+                .iter()
+                .find(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"))
+                .unwrap()
+                .port
+        })
+        .collect();
+    assert_eq!(owners.len(), 3, "entries on every master");
+
+    sqlx::query("UPDATE t_cluster_feed SET version = 1").execute(&pool).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in 1..=60 {
+        while fed(&cache, &pool, &calls, id).await != 1 {
+            assert!(Instant::now() < deadline, "row {id} still stale");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
