@@ -19,16 +19,17 @@ use crate::CacheError;
 pub(crate) trait Settle {
     /// How long an operation may take.
     fn timeout(&self) -> Duration;
-    /// Whether operations fail at once (the breaker is open).
-    fn is_open(&self) -> bool;
-    /// Records how an operation ended.
-    fn settle<T>(&self, result: &Result<T, CacheError>);
+    /// Whether operations on `shard`'s names fail at once (its breaker is open).
+    fn is_open(&self, shard: usize) -> bool;
+    /// Records how an operation on `shard`'s names ended.
+    fn settle<T>(&self, shard: usize, result: &Result<T, CacheError>);
 }
 
 pin_project! {
-    /// `op` within the cache's timeout; fails at once if the breaker was open when it was made.
+    /// `op` within the cache's timeout; fails at once if its breaker was open when it was made.
     pub(crate) struct Bounded<'a, S, F> {
         settle: &'a S,
+        shard: usize,
         open: bool,
         #[pin]
         op: Timeout<F>,
@@ -36,9 +37,10 @@ pin_project! {
 }
 
 impl<'a, S: Settle, F: Future> Bounded<'a, S, F> {
-    /// `op` bounded by `settle`'s timeout, counted from now.
-    pub(crate) fn new(settle: &'a S, op: F) -> Self {
-        Bounded { settle, open: settle.is_open(), op: tokio::time::timeout(settle.timeout(), op) }
+    /// `op` bounded by `settle`'s timeout, counted from now, under `shard`'s breaker.
+    pub(crate) fn new(settle: &'a S, shard: usize, op: F) -> Self {
+        let open = settle.is_open(shard);
+        Bounded { settle, shard, open, op: tokio::time::timeout(settle.timeout(), op) }
     }
 }
 
@@ -52,7 +54,7 @@ impl<T, S: Settle, F: Future<Output = Result<T, CacheError>>> Future for Bounded
         }
         let timeout = this.settle.timeout();
         let result = ready!(this.op.poll(cx)).unwrap_or(Err(CacheError::Timeout(timeout)));
-        this.settle.settle(&result);
+        this.settle.settle(*this.shard, &result);
         Poll::Ready(result)
     }
 }

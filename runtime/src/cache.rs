@@ -143,7 +143,7 @@ impl QueryCache {
     /// reported as absent. A raw read: it does not check the entry's invalidation counters,
     /// so it also returns entries that a cached function would no longer serve.
     pub async fn get<T: DeserializeOwned + 'static>(&self, key: &str) -> Result<Option<T>, CacheError> {
-        let bytes = self.engine.bounded(self.engine.store.get(key)).await?;
+        let bytes = self.engine.bounded_at(key, self.engine.store.get(key)).await?;
         Ok(bytes.and_then(|b| codec::decode(&b).ok()).map(|(value, _)| value))
     }
 
@@ -175,7 +175,9 @@ impl QueryCache {
         let bytes = QueryCache::encode_entry(value, ttl)?;
         // Only this cache's keys can be in a local tier.
         let message = self.engine.keyspace.owns(key).then(|| self.engine.written_message(key)).flatten();
-        self.engine.bounded(self.engine.store.set(key, &bytes, ttl, self.engine.announce(&message))).await
+        self.engine
+            .bounded_at(key, self.engine.store.set(key, &bytes, ttl, self.engine.announce(&message)))
+            .await
     }
 
     /// Invalidates the entry under `key` (the generated `<fn>_invalidate` functions call this):
@@ -186,7 +188,7 @@ impl QueryCache {
         self.engine.invalidate("invalidate", vec![keyspace::key_counter(key)]).await?;
         metrics::invalidation("key");
         // The entry is invalid already; deleting it only frees the memory.
-        let _ = self.engine.bounded(self.engine.store.delete(key, None)).await;
+        let _ = self.engine.bounded_at(key, self.engine.store.delete(key, None)).await;
         Ok(())
     }
 

@@ -256,14 +256,14 @@ async fn the_breaker_opens_after_failures_and_its_probe_closes_it() {
     for _ in 0..TRIP_AFTER {
         assert_eq!(read(&cache, &db, 1).await, Ok(1001));
     }
-    assert!(engine.health.is_open(), "open after {TRIP_AFTER} failed calls");
+    assert!(engine.health.is_open(0), "open after {TRIP_AFTER} failed calls");
     let asked = store(&cache).log().len();
     assert_eq!(read(&cache, &db, 1).await, Ok(1001));
     assert_eq!(store(&cache).log().len(), asked, "open: the store is not asked");
 
     failing.store(false, SeqCst);
     tokio::time::sleep(PROBE_EVERY * 2).await;
-    assert!(!engine.health.is_open(), "the probe closed it");
+    assert!(!engine.health.is_open(0), "the probe closed it");
     assert!(store(&cache).log()[asked..].contains(&Op::Ping));
     assert_eq!(read(&cache, &db, 1).await, Ok(1001));
     let runs = db.runs();

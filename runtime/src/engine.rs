@@ -68,6 +68,7 @@ impl Engine {
             spawn_layout_check(&store, &settings);
         }
         let decoded = Decoded::new(settings.reuse_decoded);
+        let health = Health::new(keyspace.shards());
         Arc::new_cyclic(|me| Engine {
             me: me.clone(),
             store,
@@ -75,7 +76,7 @@ impl Engine {
             stats: Stats::default(),
             functions: Functions::default(),
             flights: Flights::default(),
-            health: Health::default(),
+            health,
             feed: Feed::default(),
             backplane,
             local,
@@ -85,14 +86,24 @@ impl Engine {
         })
     }
 
-    /// Runs a store operation within the timeout, counted from this call. Fails at once if the
-    /// circuit breaker is open at this call; failures to reach the store count towards opening
-    /// it (see `invalidation`, which settles them).
+    /// Runs a store operation on the names of the first shard (those that are no entry's)
+    /// within the timeout, counted from this call. Fails at once if that shard's circuit
+    /// breaker is open at this call; failures to reach the store count towards opening it
+    /// (see `invalidation`, which settles them).
     pub fn bounded<T, F>(&self, op: F) -> Bounded<'_, Engine, F>
     where
         F: Future<Output = Result<T, CacheError>>,
     {
-        Bounded::new(self, op)
+        Bounded::new(self, 0, op)
+    }
+
+    /// Like [`bounded`](Self::bounded), for an operation on `key` (an entry, or its counter or
+    /// lease), under its shard's breaker.
+    pub fn bounded_at<T, F>(&self, key: &str, op: F) -> Bounded<'_, Engine, F>
+    where
+        F: Future<Output = Result<T, CacheError>>,
+    {
+        Bounded::new(self, self.keyspace.shard_of(key), op)
     }
 
     /// A weak handle on this engine, for a background task.

@@ -87,8 +87,8 @@ impl QueryCache {
         let (function, version) = keyspace.function_of(key).ok_or_else(|| {
             CacheError::Config(format!("`{key}` is not an entry of the prefix `{}`", self.prefix()))
         })?;
-        let Some(bytes) = engine.bounded(engine.store.get(key)).await? else { return Ok(None) };
-        let ttl = engine.bounded(engine.store.remaining(key)).await?;
+        let Some(bytes) = engine.bounded_at(key, engine.store.get(key)).await? else { return Ok(None) };
+        let ttl = engine.bounded_at(key, engine.store.remaining(key)).await?;
         let parts = codec::parts(&bytes).map_err(|e| CacheError::Decode(e.to_string()))?;
         let key_counter = keyspace::key_counter(key);
         let namespace = keyspace.near(key, "ns");
@@ -100,7 +100,7 @@ impl QueryCache {
             parts.result.iter().flat_map(|r| r.tags.iter().map(|t| t.to_string())).collect();
         let result_counters = keyspace.tag_counters_near(key, &result_tags);
         names.extend(result_counters.iter().map(String::as_str));
-        let values = engine.bounded(engine.store.counter_values(&names)).await?;
+        let values = engine.bounded_at(key, engine.store.counter_values(&names)).await?;
         let valid = stamp(&values[..known]) == parts.meta.stamp
             && parts.result.as_ref().is_none_or(|result| stamp(&values[known..]) == result.stamp);
         let now = now_ms();

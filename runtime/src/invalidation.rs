@@ -9,11 +9,12 @@
 //! - When the store cannot be reached, the error is returned and the counters are queued (see
 //!   `health`): they are delivered before this cache serves anything from the store again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::CacheError;
-use crate::bounded::Settle;
+use crate::bounded::{Bounded, Settle};
 use crate::engine::Engine;
 use crate::health::PROBE_EVERY;
 use crate::stamp::COUNTER_KEEP;
@@ -44,24 +45,29 @@ impl Engine {
             Ok(()) => Stats::count(&self.stats.invalidations),
             Err(err) => {
                 self.failed(op, &counters.join(" "), err);
-                self.health.queue(&counters, self.keyspace.namespace_counter());
                 Stats::count(&self.stats.invalidations_queued);
             }
         }
         result
     }
 
-    /// Increments invalidation counters: every entry checked against them is invalid from the
-    /// moment this returns. The local tier drops its entries that depend on them in any case
-    /// (when Redis was not reached, the invalidation is queued, and older values must not be
-    /// served from here meanwhile).
+    /// Increments invalidation counters (their logical names, see `keyspace`): every entry
+    /// checked against them is invalid from the moment this returns. The copies that could not
+    /// be incremented are queued. The local tier drops its entries that depend on them in any
+    /// case (when Redis was not reached, the invalidation is queued, and older values must not
+    /// be served from here meanwhile).
     async fn increment(&self, counters: &[String]) -> Result<(), CacheError> {
         let message = self.invalidation_message(counters);
-        let result = self.bounded(self.announced_increment(counters, &message)).await;
+        let copies = self.keyspace.copies(counters);
+        let result = self.increment_copies(&copies, &message, true).await;
         if let Some(local) = &self.local {
             local.invalidated(counters);
         }
-        result
+        result.map_err(|(err, undelivered)| {
+            let full = self.keyspace.copies(&[self.keyspace.namespace_counter().to_owned()]);
+            self.health.queue(&undelivered, &full);
+            err
+        })
     }
 
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -94,73 +100,133 @@ impl Engine {
         self.backplane.as_ref().zip(message.as_deref()).map(|(b, m)| (b.channel(), m))
     }
 
-    /// The store operation that increments `counters` and publishes `message` with them.
-    fn announced_increment<'a>(
-        &'a self,
-        counters: &'a [String],
-        message: &'a Option<Vec<u8>>,
-    ) -> impl Future<Output = Result<(), CacheError>> + 'a {
+    /// Increments `copies` (counters by their names in the store) and publishes `message`:
+    /// on one shard, in one pipeline; on several, the tag marks first (in the first shard: a
+    /// read that sees an increment must see its mark), then each shard's copies, at once, each
+    /// under its shard's breaker (or, not `through_breaker`, the timeout alone: the probe's).
+    /// The error and the copies not incremented, if any.
+    async fn increment_copies(
+        &self,
+        copies: &[String],
+        message: &Option<Vec<u8>>,
+        through_breaker: bool,
+    ) -> Result<(), (CacheError, Vec<String>)> {
         // The tags' marks (for the queries of `result_tags` that run meanwhile).
-        let names = self.keyspace.tag_marks(counters);
-        let copies = self.keyspace.copies(counters);
-        async move {
-            let marks = Marks { epoch: self.keyspace.tag_epoch(), names: &names };
-            self.store.increment(&copies, marks, COUNTER_KEEP, self.announce(message)).await
+        let mut names = self.keyspace.tag_marks(copies);
+        names.sort_unstable();
+        names.dedup();
+        let marks = Marks { epoch: self.keyspace.tag_epoch(), names: &names };
+        let announce = self.announce(message);
+        if self.keyspace.shards() == 1 {
+            let increment = self.store.increment(copies, marks, COUNTER_KEEP, announce);
+            return self.run(0, increment, through_breaker).await.map_err(|e| (e, copies.to_vec()));
+        }
+        if !names.is_empty() {
+            let mark = self.store.increment(&[], marks, COUNTER_KEEP, None);
+            self.run(0, mark, through_breaker).await.map_err(|e| (e, copies.to_vec()))?;
+        }
+        let mut shards: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for copy in copies {
+            shards.entry(self.keyspace.shard_of(copy)).or_default().push(copy.clone());
+        }
+        let sent = shards.iter().enumerate().map(|(i, (shard, copies))| {
+            let announce = if i == 0 { announce } else { None };
+            let increment = self.store.increment(copies, Marks::NONE, COUNTER_KEEP, announce);
+            async move { (copies, self.run(*shard, increment, through_breaker).await) }
+        });
+        let mut failure = None;
+        let mut undelivered = Vec::new();
+        for (copies, result) in futures_util::future::join_all(sent).await {
+            if let Err(err) = result {
+                undelivered.extend(copies.iter().cloned());
+                failure.get_or_insert(err);
+            }
+        }
+        failure.map_or(Ok(()), |err| Err((err, undelivered)))
+    }
+
+    /// `op` under `shard`'s breaker, or (not `through_breaker`) within the timeout alone.
+    async fn run(
+        &self,
+        shard: usize,
+        op: impl Future<Output = Result<(), CacheError>>,
+        through_breaker: bool,
+    ) -> Result<(), CacheError> {
+        if through_breaker {
+            Bounded::new(self, shard, op).await
+        } else {
+            tokio::time::timeout(self.settings.timeout, op)
+                .await
+                .unwrap_or(Err(CacheError::Timeout(self.settings.timeout)))
         }
     }
 
     /// Delivers the queued invalidations, `DELIVER_AT_ONCE` counters per round trip (each
-    /// within the timeout: the queue can hold `MAX_PENDING`); `true` if those queued when it began
-    /// were delivered (others may have been queued meanwhile). Lookups go through the
-    /// breaker (`bounded`: a failure counts towards opening it, and an open breaker fails at
-    /// once); the breaker's own probe, which must get through while it is open, does not.
+    /// within the timeout: the queue can hold `MAX_PENDING`); `true` if those queued when it
+    /// began were all delivered (others may have been queued meanwhile). Those of shards that
+    /// cannot be reached stay queued while the others are delivered. Lookups go through the
+    /// breakers (`bounded`: a failure counts towards opening them, and an open one fails at
+    /// once); the breakers' own probes, which must get through while they are open, do not.
     pub async fn deliver_pending(&self, through_breaker: bool) -> bool {
-        // One delivery at a time: every lookup that finds the queue non-empty would send it.
-        // The others are not served meanwhile.
-        let Some(_delivering) = self.health.delivering() else { return false };
-        let since = self.health.queued();
-        loop {
-            let pending = self.health.pending(DELIVER_AT_ONCE, since);
-            if pending.counters.is_empty() {
-                return true;
-            }
-            let message = self.invalidation_message(&pending.counters);
-            let increment = self.announced_increment(&pending.counters, &message);
-            let delivered = if through_breaker {
-                self.bounded(increment).await.is_ok()
-            } else {
-                matches!(tokio::time::timeout(self.settings.timeout, increment).await, Ok(Ok(())))
-            };
-            if !delivered {
-                return false;
-            }
-            self.health.delivered(&pending);
-            Stats::count(&self.stats.invalidations);
-            tracing::info!(counters = pending.counters.len(), "cached_query: queued invalidations delivered");
-        }
+        self.deliver(through_breaker).await.is_some_and(|failed| failed.is_empty())
     }
 
-    /// While the breaker is open: try the store every `PROBE_EVERY`; once it answers,
-    /// deliver the queued invalidations, then close the breaker. (Those queued meanwhile,
-    /// which fail at once while it is open, are delivered by the next lookups before they
-    /// serve anything: waiting for an empty queue could keep it open for as long as
-    /// invalidations keep coming.) It holds the engine weakly: a cache dropped during an
-    /// outage leaves no probe.
-    fn spawn_probe(&self, weak: std::sync::Weak<Engine>) {
+    /// [`deliver_pending`](Self::deliver_pending), saying which shards kept copies queued
+    /// (`None`: another caller is delivering).
+    async fn deliver(&self, through_breaker: bool) -> Option<BTreeSet<usize>> {
+        // One delivery at a time: every lookup that finds the queue non-empty would send it.
+        // The others are not served meanwhile.
+        let _delivering = self.health.delivering()?;
+        let pending = self.health.pending(usize::MAX, self.health.queued());
+        let mut failed = BTreeSet::new();
+        for part in pending.counters.chunks(DELIVER_AT_ONCE) {
+            let mut logical: Vec<String> =
+                part.iter().map(|c| self.keyspace.logical(c).into_owned()).collect();
+            logical.sort_unstable();
+            logical.dedup();
+            let message = self.invalidation_message(&logical);
+            let delivered: Vec<String> = match self.increment_copies(part, &message, through_breaker).await {
+                Ok(()) => part.to_vec(),
+                Err((_, undelivered)) => {
+                    failed.extend(undelivered.iter().map(|c| self.keyspace.shard_of(c)));
+                    part.iter().filter(|c| !undelivered.contains(c)).cloned().collect()
+                }
+            };
+            if !delivered.is_empty() {
+                self.health.delivered(&pending, Some(&delivered));
+                Stats::count(&self.stats.invalidations);
+                tracing::info!(counters = delivered.len(), "cached_query: queued invalidations delivered");
+            }
+        }
+        Some(failed)
+    }
+
+    /// While `shard`'s breaker is open: try its node every `PROBE_EVERY`; once it answers,
+    /// deliver the queued invalidations, then close the breaker if those of its shard were.
+    /// (Those queued meanwhile, which fail at once while it is open, are delivered by the next
+    /// lookups before they serve anything.) It holds the engine weakly: a cache dropped during
+    /// an outage leaves no probe.
+    fn spawn_probe(&self, shard: usize, weak: std::sync::Weak<Engine>) {
         tracing::warn!(
             backend = %self.store.describe(),
+            shard,
             "cached_query: cache unreachable; bypassing it until it answers again"
         );
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
                 let Some(engine) = weak.upgrade() else { return };
-                let ping = engine.store.ping(engine.keyspace.namespace_counter());
+                let ping = engine.store.ping(engine.keyspace.namespace_counter_in(shard));
                 let answered =
                     matches!(tokio::time::timeout(engine.settings.timeout, ping).await, Ok(Ok(())));
-                if answered && engine.deliver_pending(false).await {
-                    engine.health.close();
-                    tracing::info!(backend = %engine.store.describe(), "cached_query: cache reachable again");
+                if !answered {
+                    continue;
+                }
+                // Not until the queue is empty: that could keep it open for as long as
+                // invalidations keep coming.
+                if engine.deliver(false).await.is_some_and(|failed| !failed.contains(&shard)) {
+                    engine.health.close(shard);
+                    tracing::info!(backend = %engine.store.describe(), shard, "cached_query: cache reachable again");
                     return;
                 }
             }
@@ -173,21 +239,21 @@ impl Settle for Engine {
         self.settings.timeout
     }
 
-    fn is_open(&self) -> bool {
-        self.health.is_open()
+    fn is_open(&self, shard: usize) -> bool {
+        self.health.is_open(shard)
     }
 
     /// Records how a bounded operation ended: failures to reach the store count towards
     /// opening the breaker (replacing the connections, and starting its probe).
-    fn settle<T>(&self, result: &Result<T, CacheError>) {
+    fn settle<T>(&self, shard: usize, result: &Result<T, CacheError>) {
         match result {
-            Ok(_) => self.health.succeeded(),
+            Ok(_) => self.health.succeeded(shard),
             Err(err) if err.is_unavailable() => {
-                if self.health.failure_opens() {
+                if self.health.failure_opens(shard) {
                     // Requests that go unanswered may be stuck on a connection that nothing
                     // reports broken: the probe and what follows use new ones.
                     self.store.replace_connections();
-                    self.spawn_probe(self.myself());
+                    self.spawn_probe(shard, self.myself());
                 }
             }
             Err(_) => {}

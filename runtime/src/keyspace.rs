@@ -128,6 +128,29 @@ impl Keyspace {
         Some((shard, rest))
     }
 
+    /// How many shards there are (1 on a server).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of `name` (the first for a name of none).
+    pub fn shard_of(&self, name: &str) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        self.split(name).map_or(0, |(shard, _)| shard)
+    }
+
+    /// Whether `name` is in shard `shard` (a name of none is in the first).
+    pub fn in_shard(&self, name: &str, shard: usize) -> bool {
+        self.shard_of(name) == shard
+    }
+
+    /// The namespace's counter's copy in `shard`.
+    pub fn namespace_counter_in(&self, shard: usize) -> &str {
+        &self.shards[shard].namespace_counter
+    }
+
     /// The shard an entry of `hash` lives in.
     fn shard(&self, hash: u128) -> usize {
         ((hash >> 64) as u64 % self.shards.len() as u64) as usize

@@ -62,7 +62,7 @@ impl Engine {
     pub async fn try_lease(&self, key: &str) -> Leasing {
         let (key, token) = (keyspace::lease(key), format!("{:016x}", fastrand::u64(..)));
         let taken = self.store.try_lock(&key, &token, self.settings.lock_lease);
-        match self.bounded(taken).await {
+        match self.bounded_at(&key, taken).await {
             Ok(true) => Leasing::Taken(Lease { key, token, engine: self.myself().upgrade() }),
             Ok(false) => Leasing::Held,
             Err(err) => {
@@ -79,7 +79,7 @@ impl Engine {
     }
 
     async fn unlock(&self, key: &str, token: &str) {
-        if let Err(err) = self.bounded(self.store.unlock(key, token)).await {
+        if let Err(err) = self.bounded_at(key, self.store.unlock(key, token)).await {
             self.failed("unlock", key, &err);
         }
     }

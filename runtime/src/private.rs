@@ -347,7 +347,7 @@ impl<G> Call<G> {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.spec.policy(cache, false);
         let (engine, span) = (cache.engine(), call_span(&policy, target));
-        let mut counted = Counted::new(engine, &policy, &span);
+        let mut counted = Counted::new(engine, &policy, &span, target);
         let call = async {
             let found = engine.find::<A::Value>(target, &policy, copier).await;
             counted.found(&found);
@@ -375,7 +375,7 @@ impl<G> Call<G> {
         let Some((cache, target)) = self.usable() else { return self.bypass(body).await };
         let policy = self.spec.policy(cache, true);
         let (engine, span) = (cache.engine(), call_span(&policy, target));
-        let mut counted = Counted::new(engine, &policy, &span);
+        let mut counted = Counted::new(engine, &policy, &span, target);
         let call = async {
             let found = engine.find::<A::Value>(target, &policy, copier).await;
             counted.found(&found);
@@ -391,7 +391,7 @@ impl<G> Call<G> {
                             copier,
                             tags,
                         );
-                    } else if engine.verify_due(&policy) {
+                    } else if engine.verify_due(&policy, target) {
                         engine.spawn_verify::<R, A, F>(target, &policy, &value, meta, body);
                     }
                     A::wrap(value)
@@ -496,9 +496,14 @@ struct Counted<'a> {
 }
 
 impl<'a> Counted<'a> {
-    fn new(engine: &'a crate::engine::Engine, policy: &Policy, span: &tracing::Span) -> Self {
+    fn new(
+        engine: &'a crate::engine::Engine,
+        policy: &Policy,
+        span: &tracing::Span,
+        target: &Target,
+    ) -> Self {
         let began = function_stats::metrics::TIMED.then(std::time::Instant::now);
-        let breaker_open = engine.health.is_open();
+        let breaker_open = engine.health.is_open(engine.keyspace.shard_of(target.key()));
         let span = span.clone();
         Counted { engine, span, function: policy.function, began, breaker_open, outcome: None }
     }

@@ -58,17 +58,13 @@ impl Engine {
     ) -> Read<V> {
         // Invalidations lost to an outage are delivered before anything is served again.
         // (Boxed: inline, this rare path would bloat the lookup's future, which each call moves.)
-        let health = &self.health;
-        if health.has_pending() {
-            let delivered = Box::pin(self.deliver_pending(true)).await;
-            // Nor if others were queued meanwhile: they must be delivered too.
-            if !delivered || health.has_pending() {
-                return Read::Unusable { stamp: None };
-            }
+        // On a cluster, those of the entry's shard (see `keyspace`): the others do not concern it.
+        if self.health.has_pending() && Box::pin(self.pending_for(target.key())).await {
+            return Read::Unusable { stamp: None };
         }
         let names = target.counters(&self.keyspace);
         let fetch = self.store.fetch(target.key(), &names);
-        let (bytes, stamp) = match self.bounded(fetch).await {
+        let (bytes, stamp) = match self.bounded_at(target.key(), fetch).await {
             Ok(found) => found,
             Err(err) => {
                 if count {
@@ -115,7 +111,7 @@ impl Engine {
     async fn result_valid(&self, key: &str, result: &ResultTags<'_>, count: bool) -> bool {
         let names = self.keyspace.tag_counters_near(key, &result.tags);
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        match self.bounded(self.store.stamp_of(&names)).await {
+        match self.bounded_at(key, self.store.stamp_of(&names)).await {
             Ok(stamp) => stamp == result.stamp,
             Err(err) => {
                 if count {
@@ -155,7 +151,7 @@ impl Engine {
         let counters = self.keyspace.tag_counters_near(key, tags);
         let marks = self.keyspace.tag_marks(&counters);
         let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
-        let stamp = match self.bounded(self.store.marked(&counters, &marks)).await {
+        let stamp = match self.bounded_at(key, self.store.marked(&counters, &marks)).await {
             Ok((_, latest)) if latest > since => {
                 Stats::count(&self.stats.skipped_stores);
                 return false;
@@ -176,11 +172,19 @@ impl Engine {
         envelope.storable
     }
 
+    /// Whether invalidations of `key`'s shard are still queued after an attempt to deliver the
+    /// queue (or while another caller delivers it; those queued meanwhile count too).
+    async fn pending_for(&self, key: &str) -> bool {
+        self.deliver_pending(true).await;
+        let shard = self.keyspace.shard_of(key);
+        self.health.pending_where(|name| self.keyspace.in_shard(name, shard))
+    }
+
     /// Stores an envelope, telling the other instances to drop their copies (in the same round
     /// trip); failures are counted and logged.
     pub async fn write(&self, key: &str, bytes: &[u8], keep: Duration) -> bool {
         let message = self.written_message(key);
-        match self.bounded(self.store.set(key, bytes, keep, self.announce(&message))).await {
+        match self.bounded_at(key, self.store.set(key, bytes, keep, self.announce(&message))).await {
             Ok(()) => {
                 Stats::count(&self.stats.writes);
                 true
@@ -195,7 +199,7 @@ impl Engine {
     /// an entry its counters still allow: nothing to count.)
     pub async fn remove(&self, key: &str) {
         let message = self.written_message(key);
-        let _ = self.bounded(self.store.delete(key, self.announce(&message))).await;
+        let _ = self.bounded_at(key, self.store.delete(key, self.announce(&message))).await;
     }
 }
 

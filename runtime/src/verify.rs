@@ -31,9 +31,12 @@ const GRACE: Duration = Duration::from_millis(500);
 static DETECTED: WarnLimiter = WarnLimiter::new();
 
 impl Engine {
-    /// Whether this hit is verified (at the policy's rate; never while the breaker is open).
-    pub fn verify_due(&self, policy: &Policy) -> bool {
-        policy.verify > 0.0 && fastrand::f64() < policy.verify && !self.health.is_open()
+    /// Whether this hit is verified (at the policy's rate; never while its shard's breaker is
+    /// open).
+    pub fn verify_due(&self, policy: &Policy, target: &Target) -> bool {
+        policy.verify > 0.0
+            && fastrand::f64() < policy.verify
+            && !self.health.is_open(self.keyspace.shard_of(target.key()))
     }
 
     /// Runs `body` in the background and compares its value with `served`, the value of the

@@ -410,3 +410,61 @@ async fn a_change_feed_invalidates_entries_on_every_master() {
         }
     }
 }
+
+/// One master of three dies (no replica): the entries on the other two keep being served from
+/// the cache (each shard has its own breaker, and the invalidations queued for the dead one
+/// hold back its shards only); once it is back, the queue is delivered and it serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_master_holds_back_its_shards_only() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let backend = Backend::Cluster(cluster.urls());
+    let cache = backend.cache("isolation").await;
+    let calls = AtomicUsize::new(0);
+    const IDS: u32 = 60;
+    for id in 0..IDS {
+        spread(&cache, &calls, id).await;
+    }
+    let owner = |id: u32| {
+        let key = cache.key("cluster::spread", 0, &(id,)).unwrap();
+        cluster
+            .nodes
+            .iter()
+            .position(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"))
+            .unwrap()
+    };
+    let owners: Vec<usize> = (0..IDS).map(owner).collect();
+    let dead = owners[0];
+    let on_dead = owners.iter().filter(|o| **o == dead).count();
+    cluster.nodes[dead].stop();
+
+    // A round over every id: the dead master's entries are answered by the query.
+    async fn round(cache: &QueryCache, calls: &AtomicUsize) -> usize {
+        let before = calls.load(SeqCst);
+        for id in 0..IDS {
+            assert_eq!(spread(cache, calls, id).await, id);
+        }
+        calls.load(SeqCst) - before
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while round(&cache, &calls).await != on_dead {
+        assert!(Instant::now() < deadline, "the other masters' entries are not served: {:?}", cache.stats());
+    }
+    // An invalidation now reaches two masters of three: queued for the third.
+    assert!(cache.invalidate_tags(["all"]).await.is_err());
+    assert_eq!(round(&cache, &calls).await, IDS as usize, "every entry invalidated (or bypassed)");
+    assert_eq!(round(&cache, &calls).await, on_dead, "the others' entries are cached again");
+
+    // Back (empty): the queued copies are delivered, its entries are computed and cached.
+    cluster.nodes[dead].restart();
+    cluster.wait_until_ok(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while round(&cache, &calls).await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead master's shards never served again: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("a dead master: {on_dead} of {IDS} entries on it; {:?}", cache.stats());
+}

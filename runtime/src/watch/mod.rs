@@ -125,26 +125,30 @@ impl Engine {
         // On a cluster, one copy per keyspace shard (see `keyspace`), each with its own `seen`.
         let copies = self.keyspace.copies(&[counter.clone(), seen]);
         let (counters, seens) = copies.split_at(copies.len() / 2);
-        let follows = counters
-            .iter()
-            .zip(seens)
-            .map(|(counter, seen)| self.store.follow(counter, seen, i64::from(shard), version, COUNTER_KEEP));
-        let follow = async move {
-            let applied = futures_util::future::try_join_all(follows).await?;
-            Ok::<_, crate::CacheError>(applied.contains(&true))
-        };
-        match self.bounded(follow).await {
-            Ok(false) => {}
-            Ok(true) => {
-                Stats::count(&self.stats.invalidations);
-                self.announce_invalidated(std::slice::from_ref(&counter)).await;
+        let follows = counters.iter().zip(seens).map(|(counter, seen)| async move {
+            let follow = self.store.follow(counter, seen, i64::from(shard), version, COUNTER_KEEP);
+            (counter, self.bounded_at(counter, follow).await)
+        });
+        let (mut applied, mut undelivered, mut failure) = (false, Vec::new(), None);
+        for (copy, result) in futures_util::future::join_all(follows).await {
+            match result {
+                Ok(incremented) => applied |= incremented,
+                Err(err) => {
+                    undelivered.push(copy.clone());
+                    failure.get_or_insert(err);
+                }
             }
-            Err(err) => {
-                // Delivered before anything is served from the store again (see `health`).
-                self.failed("watch", &counter, &err);
-                self.health.queue(&[counter], self.keyspace.namespace_counter());
-                Stats::count(&self.stats.invalidations_queued);
-            }
+        }
+        if applied {
+            Stats::count(&self.stats.invalidations);
+            self.announce_invalidated(std::slice::from_ref(&counter)).await;
+        }
+        if let Some(err) = failure {
+            // Delivered before anything is served from the store again (see `health`).
+            self.failed("watch", &counter, &err);
+            let full = self.keyspace.copies(&[self.keyspace.namespace_counter().to_owned()]);
+            self.health.queue(&undelivered, &full);
+            Stats::count(&self.stats.invalidations_queued);
         }
     }
 }
