@@ -38,11 +38,13 @@ impl Nodes {
     /// which could not be reached.
     pub async fn connect(url: &str, cluster: &[String]) -> Result<Nodes, String> {
         let unreachable = |err: redis::RedisError| format!("cannot reach Redis: {err}");
+        let invalid = |err: redis::RedisError| format!("invalid Redis URL: {err}");
         if cluster.is_empty() {
-            let conn = server(url).await.map_err(unreachable)?;
+            let client = redis::Client::open(url).map_err(invalid)?;
+            let conn = server(client).await.map_err(unreachable)?;
             return Ok(Nodes { scanned: vec![conn.clone()], router: Router::Server(conn) });
         }
-        let client = redis::cluster::ClusterClient::new(cluster.to_vec()).map_err(|e| e.to_string())?;
+        let client = redis::cluster::ClusterClient::new(cluster.to_vec()).map_err(invalid)?;
         let mut router = client.get_async_connection().await.map_err(unreachable)?;
         let shards: redis::Value =
             redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut router).await.map_err(unreachable)?;
@@ -176,8 +178,8 @@ impl Nodes {
     }
 }
 
-async fn server(url: &str) -> RedisResult<MultiplexedConnection> {
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+async fn server(client: redis::Client) -> RedisResult<MultiplexedConnection> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
     redis::cmd("PING").query_async::<()>(&mut conn).await?;
     Ok(conn)
 }
