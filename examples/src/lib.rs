@@ -44,3 +44,26 @@ pub fn user_row(id: i64) -> UserRow {
         created_at_micros: 1_764_000_000_000_000 + id,
     }
 }
+
+/// The workload's Q1 (`shared/workload.md`).
+pub const Q1: &str = "SELECT id, name, email, score, created_at FROM bench.users WHERE id = $1";
+
+/// Creates the workload's table `bench.users` (100,000 rows) unless it is there already.
+pub async fn workload_table(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let rows: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM bench.users").fetch_one(pool).await.ok();
+    if rows != Some(100_000) {
+        sqlx::raw_sql(
+            "CREATE SCHEMA IF NOT EXISTS bench;
+             DROP TABLE IF EXISTS bench.users;
+             CREATE TABLE bench.users (id bigint primary key, name text not null, email text not null,
+                                       score int not null, created_at timestamptz not null default now());
+             INSERT INTO bench.users (id, name, email, score)
+               SELECT g, 'user_' || g, 'user' || g || '@example.com', (g * 7919) % 1000
+               FROM generate_series(1, 100000) g;
+             ANALYZE bench.users;",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}

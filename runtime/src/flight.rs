@@ -13,8 +13,13 @@
 //! one read the counters after that waiter's call began (see `lookup` for what that allows).
 //! Entries leave the map when their leader finishes or is dropped, so it never outgrows the
 //! number of keys in flight.
+//!
+//! Ended flights are counted per slot of keys (`ended`): a caller that finds the count of its
+//! key's slot unchanged since before its read knows that no flight of its key ended meanwhile,
+//! so that its read is as recent as a second one would be.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -64,10 +69,28 @@ struct InFlight {
     tickets: u64,
 }
 
+/// Slots of keys whose ended flights are counted together.
+const SLOTS: usize = 64;
+
+/// The flights ended so far, per slot of keys.
+type Ended = Arc<[AtomicU64]>;
+
 /// The keys in flight in one cache.
-#[derive(Default)]
 pub(crate) struct Flights {
     map: Map,
+    ended: Ended,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights { map: Map::default(), ended: (0..SLOTS).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+/// The slot of `key`: its last two characters, the end of the hash of an entry's key.
+fn slot(key: &str) -> usize {
+    let tail = key.as_bytes().iter().rev().take(2).fold(0usize, |acc, b| acc * 31 + usize::from(*b));
+    tail % SLOTS
 }
 
 /// The role of a caller for one key.
@@ -87,8 +110,14 @@ impl Flights {
         }
         let (tx, rx) = watch::channel(LeaderState::Running);
         map.keys.insert(key.to_owned(), rx.clone());
-        let leader = Leader { map: self.map.clone(), key: key.to_owned(), ticket, tx: Some(tx), rx };
+        let (map, ended) = (self.map.clone(), self.ended.clone());
+        let leader = Leader { map, ended, key: key.to_owned(), ticket, tx: Some(tx), rx };
         (Role::Leader(leader), ticket)
+    }
+
+    /// The flights ended so far in `key`'s slot (see the module docs).
+    pub fn ended(&self, key: &str) -> u64 {
+        self.ended[slot(key)].load(SeqCst)
     }
 
     /// Keys in flight.
@@ -100,6 +129,7 @@ impl Flights {
 /// The caller that does the work for a key; publishes `Failed` if dropped unfinished.
 pub(crate) struct Leader {
     map: Map,
+    ended: Ended,
     key: String,
     ticket: u64,
     tx: Option<watch::Sender<LeaderState>>,
@@ -134,6 +164,7 @@ impl Leader {
                 map.keys.remove(&self.key);
             }
             drop(map);
+            self.ended[slot(&self.key)].fetch_add(1, SeqCst);
             tx.send_replace(outcome);
         }
     }
@@ -168,6 +199,22 @@ mod tests {
         leader.finish(Some(Arc::from(&b"v"[..])));
         assert!(matches!(waiter.await.unwrap(), Shared::Done(bytes, 1) if *bytes == *b"v"));
         assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn ended_flights_are_counted_in_their_keys_slot() {
+        let flights = Flights::default();
+        let (a, b) = ("p:f:v0:00ab", "p:f:v0:00cd");
+        let before = (flights.ended(a), flights.ended(b));
+        let (Role::Leader(leader), _) = flights.join(a) else { panic!("leads") };
+        assert_eq!(flights.ended(a), before.0, "running");
+        leader.finish(None);
+        assert_eq!(flights.ended(a), before.0 + 1);
+        if slot(a) != slot(b) {
+            assert_eq!(flights.ended(b), before.1, "another slot");
+        }
+        drop(flights.join(a));
+        assert_eq!(flights.ended(a), before.0 + 2, "a dropped leader ends its flight too");
     }
 
     #[tokio::test]

@@ -4,10 +4,11 @@
 //!
 //! - An entry goes into the local tier after a lookup in Redis found it valid and fresh, or
 //!   after this instance computed it; it expires there when it turns stale in Redis, never later.
-//! - Every invalidation (the counters it increments) and every overwrite is published on the
-//!   prefix's channel, `{prefix}:bus`, by every instance, with a local tier or without (see
-//!   `backplane`). Each instance drops the local entries that depend on those counters, or that
-//!   key. Its own invalidations apply locally before they return.
+//! - Every invalidation (the counters it increments) and every overwrite (a refresh, a removal,
+//!   `QueryCache::set`; not the store of a miss, which replaces nothing another instance may
+//!   hold) is published on the prefix's channel, `{prefix}:bus`, by every instance, with a
+//!   local tier or without (see `backplane`). Each instance drops the local entries that depend
+//!   on those counters, or that key. Its own invalidations apply locally before they return.
 //! - A result computed from a read that began before a message was received is not put in the
 //!   local tier (an epoch counts the messages), so a slow reader cannot park a stale value there.
 //! - Without its subscription (connection lost, not yet subscribed), an instance serves nothing

@@ -86,6 +86,7 @@ impl Engine {
             let refresh = (policy.early && early_refresh_due(now_ms(), meta)).then_some(meta.fresh_until_ms);
             return Found::Value { value, meta, refresh, stale: false, local: true, size: entry.bytes.len() };
         }
+        let ended = self.flights.ended(target.key());
         let stamp = match self.read(target, copier).await {
             Read::Valid { value, meta, bytes } => {
                 let size = bytes.len();
@@ -158,8 +159,13 @@ impl Engine {
                     }
                 }
                 Role::Leader(leader) => {
-                    // A flight may have ended between this caller's read and its joining.
-                    // (Quietly: a bad entry was counted by the first read.)
+                    // A flight may have ended between this caller's read and its joining: then
+                    // read again (quietly: a bad entry was counted by the first read). If none
+                    // did, that read is as recent as this one would be.
+                    if self.flights.ended(target.key()) == ended {
+                        Stats::count(&stats.misses);
+                        return Found::Compute(Duty { leader: Some(leader), stamp, epoch });
+                    }
                     return match self.read_counted(target, copier, false).await {
                         Read::Valid { value, meta, bytes } if now_ms() < meta.fresh_until_ms => {
                             let size = bytes.len();
@@ -241,7 +247,7 @@ impl Engine {
         {
             let size = envelope.bytes.len();
             let set = tracing::debug_span!("cache.set", cache.key = target.key(), cache.item_size = size);
-            if self.write(target.key(), &envelope.bytes, envelope.keep).instrument(set).await {
+            if self.write(target.key(), &envelope.bytes, envelope.keep, false).instrument(set).await {
                 self.written(target, envelope, epoch).await;
             }
         }
@@ -342,7 +348,7 @@ impl Engine {
                 self.remove(target.key()).await;
             }
             Some(envelope) => {
-                if self.write(target.key(), &envelope.bytes, envelope.keep).await {
+                if self.write(target.key(), &envelope.bytes, envelope.keep, true).await {
                     Stats::count(&stats.refreshes);
                     self.written(target, &envelope, epoch).await;
                 }

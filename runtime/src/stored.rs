@@ -180,10 +180,12 @@ impl Engine {
         self.health.pending_where(|name| self.keyspace.in_shard(name, shard))
     }
 
-    /// Stores an envelope, telling the other instances to drop their copies (in the same round
-    /// trip); failures are counted and logged.
-    pub async fn write(&self, key: &str, bytes: &[u8], keep: Duration) -> bool {
-        let message = self.written_message(key);
+    /// Stores an envelope, and with `overwrite` tells the other instances to drop their copies
+    /// (in the same round trip); failures are counted and logged. (The store of a miss does not
+    /// tell: no instance holds a copy that a valid entry of the key's counters would replace;
+    /// one made invalid by an invalidation was dropped when it was announced.)
+    pub async fn write(&self, key: &str, bytes: &[u8], keep: Duration, overwrite: bool) -> bool {
+        let message = if overwrite { self.written_message(key) } else { None };
         match self.bounded_at(key, self.store.set(key, bytes, keep, self.announce(&message))).await {
             Ok(()) => {
                 Stats::count(&self.stats.writes);

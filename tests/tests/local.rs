@@ -81,9 +81,11 @@ fn a_local_tier_whose_runtime_is_gone_stops_serving() {
     });
 }
 
-/// An instance without a local tier announces its invalidations and writes on the backplane
-/// all the same (the other instances' local tiers depend on it): one `PUBLISH` with each, in
-/// the same round trip. The in-memory backend, with no other instances, publishes nothing.
+/// An instance without a local tier announces its invalidations and overwrites on the
+/// backplane all the same (the other instances' local tiers depend on it): one `PUBLISH` with
+/// each, in the same round trip. The store of a miss replaces nothing another instance may
+/// hold: it publishes nothing. The in-memory backend, with no other instances, publishes
+/// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_without_a_local_tier_announces_what_it_changes() {
     let (pool, server, table) = (pg().await, RedisServer::start(), "t_local_announces");
@@ -103,6 +105,12 @@ async fn an_instance_without_a_local_tier_announces_what_it_changes() {
     assert_eq!(user_name(&cache, &pool, table, &queries, 1).await.unwrap(), "alice");
     let after = calls_of(&counted);
     let made: Vec<_> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-    assert_eq!(made, [1, 0, 1, 0], "a miss");
+    assert_eq!(made, [1, 0, 0, 0], "a miss: its SET alone");
+
+    let before = calls_of(&counted);
+    let key = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
+    cache.set(&key, &"alicia".to_owned(), Duration::from_secs(60)).await.unwrap();
+    let made: Vec<_> = calls_of(&counted).iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(made, [1, 0, 1, 0], "an overwrite");
     assert_eq!(cache.stats().errors, 0, "{:?}", cache.stats());
 }

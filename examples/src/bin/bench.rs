@@ -58,7 +58,7 @@ struct Bucket {
     avg_name_len: f64,
 }
 
-const Q1: &str = "SELECT id, name, email, score, created_at FROM bench.users WHERE id = $1";
+use cached_query_examples::Q1;
 const Q2: &str =
     "SELECT id, name, email, score, created_at FROM bench.users WHERE id >= $1 ORDER BY id LIMIT 100";
 // The workload's Q3; the casts give the columns Rust types (`avg` is `numeric`).
@@ -500,25 +500,6 @@ async fn connections(url: &str) -> redis::RedisResult<(MultiplexedConnection, Mu
     Ok((multiplexed, tracking))
 }
 
-async fn setup(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let rows: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM bench.users").fetch_one(pool).await.ok();
-    if rows != Some(100_000) {
-        sqlx::raw_sql(
-            "CREATE SCHEMA IF NOT EXISTS bench;
-             DROP TABLE IF EXISTS bench.users;
-             CREATE TABLE bench.users (id bigint primary key, name text not null, email text not null,
-                                       score int not null, created_at timestamptz not null default now());
-             INSERT INTO bench.users (id, name, email, score)
-               SELECT g, 'user_' || g, 'user' || g || '@example.com', (g * 7919) % 1000
-               FROM generate_series(1, 100000) g;
-             ANALYZE bench.users;",
-        )
-        .execute(pool)
-        .await?;
-    }
-    Ok(())
-}
-
 /// Warms every key of every cached path, and returns the cache's keys.
 async fn warm(bench: &Bench, query: Query) -> Vec<String> {
     let distinct = if query == Query::Q3 { 1 } else { IDS };
@@ -577,7 +558,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("CACHED_REDIS_CONNECTION_STRING", &redis_url) };
 
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&database_url).await?;
-    setup(&pool).await?;
+    cached_query_examples::workload_table(&pool).await?;
     POOL.set(pool.clone()).expect("set once");
     let prefix = format!("cq-bench:{}", std::process::id());
     let cache = QueryCache::builder().redis_url(&redis_url).prefix(&prefix).build().await?;
