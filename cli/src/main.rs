@@ -192,6 +192,7 @@ struct Inspected {
     codec: &'static str,
     shape: String,
     size: usize,
+    compressed: bool,
     /// Remaining, in milliseconds (`null`: the store does not say).
     ttl_ms: Option<u64>,
     fresh_until_ms: u64,
@@ -227,6 +228,7 @@ async fn inspect(cli: &Cli, cache: &QueryCache, key: &str) -> Result<(), String>
         codec: entry.codec,
         shape: format!("{:016x}", entry.shape),
         size: entry.size,
+        compressed: entry.compressed,
         ttl_ms: entry.ttl.map(|ttl| ttl.as_millis() as u64),
         fresh_until_ms: entry.fresh_until_ms,
         age_ms: entry.age.as_millis() as u64,
@@ -249,7 +251,7 @@ async fn inspect(cli: &Cli, cache: &QueryCache, key: &str) -> Result<(), String>
     println!("key          {}", shown.key);
     println!("function     {} (version {})", shown.function, shown.version);
     println!("codec        {} (shape {})", shown.codec, shown.shape);
-    println!("size         {} bytes", shown.size);
+    println!("size         {} bytes{}", shown.size, if shown.compressed { " (compressed)" } else { "" });
     println!("age          {} ms (stored at {} ms)", shown.age_ms, shown.stored_ms);
     println!(
         "state        {} (fresh until {} ms, ttl {:?} ms)",

@@ -196,6 +196,16 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Stores an entry's value compressed (LZ4) when it encodes to at least `bytes` bytes and
+    /// compression makes it shorter (default 16 KiB; `usize::MAX`: never). Entries say whether
+    /// they are, so a change of this setting leaves the others readable. `max_value_bytes`
+    /// applies to the stored (compressed) size. See docs/benchmarks.md for what it saves and
+    /// costs.
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.settings.compress_above = bytes;
+        self
+    }
+
     /// Adds an in-process tier of at most `max_entries` entries in front of Redis: a hit there
     /// costs no network. Kept coherent across instances by a pub/sub channel per prefix; see
     /// docs/internals.md ("Local tier"). Ignored by the in-memory backend, which is local already.

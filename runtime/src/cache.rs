@@ -172,7 +172,9 @@ impl QueryCache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        let bytes = QueryCache::encode_entry(value, ttl)?;
+        let fresh_until_ms = now_ms().saturating_add(ttl.as_millis().min(u128::from(u64::MAX)) as u64);
+        let meta = Meta { fresh_until_ms, query_ms: 0, stamp: 0, stored_ms: now_ms() };
+        let bytes = codec::encode_with(value, meta, &[], self.engine.settings.compress_above)?;
         // Only this cache's keys can be in a local tier.
         let message = self.engine.keyspace.owns(key).then(|| self.engine.written_message(key)).flatten();
         self.engine

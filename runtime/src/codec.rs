@@ -13,6 +13,10 @@
 //! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
 //! entry is valid only while they are unchanged (see `lookup`).
 //!
+//! A payload of at least the cache's `compress_above` bytes is stored compressed (LZ4, its
+//! length first) when that makes it shorter, flagged by `0x20` in the codec byte: entries
+//! written without it, or by a release before it, read as they are.
+//!
 //! Two optional sections sit between the header and the payload, each flagged by a bit of the
 //! codec byte (entries without them keep the plain layout):
 //! - dependencies (`0x40`): the counters the stamp covers besides the namespace's and the
@@ -55,8 +59,13 @@ const POSTCARD: u8 = 1;
 const RESULT_TAGS: u8 = 0x80;
 /// The codec byte's flag of an envelope with a dependencies section.
 const DEPENDS: u8 = 0x40;
+/// The codec byte's flag of a compressed payload.
+const COMPRESSED: u8 = 0x20;
 /// The codec byte's bits that name the codec.
-const CODEC: u8 = !(RESULT_TAGS | DEPENDS);
+const CODEC: u8 = !(RESULT_TAGS | DEPENDS | COMPRESSED);
+/// The longest payload a compressed one may claim to decompress to (a corrupt length must not
+/// make the reader allocate gigabytes).
+const MAX_DECOMPRESSED: usize = 512 << 20;
 /// Where the codec byte is.
 const CODEC_AT: usize = MAGIC.len() + 1;
 
@@ -99,16 +108,36 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned + 'static>(
     value: &T,
     meta: Meta,
 ) -> Result<Vec<u8>, CacheError> {
-    encode_with(value, meta, &[])
+    encode_with(value, meta, &[], usize::MAX)
 }
 
 /// Encodes `value` of type `T` into an envelope that names the counters it `depends` on (see
-/// the module docs).
+/// the module docs), its payload compressed if it has at least `compress_above` bytes and
+/// that makes it shorter.
 pub(crate) fn encode_with<T: Serialize + DeserializeOwned + 'static>(
     value: &T,
     meta: Meta,
     depends: &[&str],
+    compress_above: usize,
 ) -> Result<Vec<u8>, CacheError> {
+    let (mut buf, payload_at) = encode_plain(value, meta, depends)?;
+    if buf.len() - payload_at >= compress_above {
+        let compressed = lz4_flex::compress_prepend_size(&buf[payload_at..]);
+        if compressed.len() < buf.len() - payload_at {
+            buf.truncate(payload_at);
+            buf[CODEC_AT] |= COMPRESSED;
+            buf.extend_from_slice(&compressed);
+        }
+    }
+    Ok(buf)
+}
+
+/// The envelope of `value` with its payload as encoded, and where that payload starts.
+fn encode_plain<T: Serialize + DeserializeOwned + 'static>(
+    value: &T,
+    meta: Meta,
+    depends: &[&str],
+) -> Result<(Vec<u8>, usize), CacheError> {
     let shape = shape::<T>();
     let flags = if depends.is_empty() { 0 } else { DEPENDS };
     let mut buf = Vec::with_capacity(64);
@@ -130,17 +159,32 @@ pub(crate) fn encode_with<T: Serialize + DeserializeOwned + 'static>(
         if let Ok(postcard) = postcard::to_extend(value, buf.clone())
             && survives(value, &postcard[payload_at..], &mut named)
         {
-            return Ok(postcard);
+            return Ok((postcard, payload_at));
         }
         if let Some(Ok(named)) = named {
             buf[CODEC_AT] = MSGPACK | flags;
             buf.extend_from_slice(&named);
-            return Ok(buf);
+            return Ok((buf, payload_at));
         }
     }
     buf[CODEC_AT] = MSGPACK | flags;
     rmp_serde::encode::write_named(&mut buf, value).map_err(|e| CacheError::Encode(e.to_string()))?;
-    Ok(buf)
+    Ok((buf, payload_at))
+}
+
+/// The payload of an envelope as encoded: decompressed if it was stored compressed.
+fn payload(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
+    if bytes[CODEC_AT] & COMPRESSED == 0 {
+        return Ok(std::borrow::Cow::Borrowed(payload));
+    }
+    let claimed = payload.get(..4).map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize);
+    if claimed.is_none_or(|len| len > MAX_DECOMPRESSED) {
+        return Err(DecodeError::Envelope);
+    }
+    lz4_flex::decompress_size_prepended(payload)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| DecodeError::Payload(e.to_string()))
 }
 
 /// Whether `payload` (the postcard bytes of `value`) decodes to the same value: compared by
@@ -206,12 +250,12 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
     // From the slice, not through `Read`, which copies every string once more. Bytes after
     // the value are not looked at: the header already rejects bytes that are not an entry of
     // this type.
-    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
+    let payload = payload(bytes)?;
     let value = match bytes[CODEC_AT] & CODEC {
         POSTCARD if shape.complete => {
-            postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))
+            postcard::from_bytes(&payload).map_err(|e| DecodeError::Payload(e.to_string()))
         }
-        MSGPACK => rmp_serde::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string())),
+        MSGPACK => rmp_serde::from_slice(&payload).map_err(|e| DecodeError::Payload(e.to_string())),
         _ => Err(DecodeError::Envelope),
     }?;
     Ok((value, meta))
@@ -274,7 +318,10 @@ pub(crate) struct Parts<'a> {
     pub shape: u64,
     pub depends: Vec<&'a str>,
     pub result: Option<ResultTags<'a>>,
-    pub payload: &'a [u8],
+    /// The payload, decompressed.
+    pub payload: std::borrow::Cow<'a, [u8]>,
+    /// Whether it is stored compressed.
+    pub compressed: bool,
 }
 
 pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, DecodeError> {
@@ -285,8 +332,9 @@ pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, DecodeError> {
         _ => return Err(DecodeError::Envelope),
     };
     let shape = u64::from_le_bytes(bytes[4..VALUE_HEAD].try_into().expect("8 bytes"));
-    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
-    Ok(Parts { meta, codec, shape, depends: depends(bytes)?, result: result_tags(bytes)?, payload })
+    let compressed = bytes[CODEC_AT] & COMPRESSED != 0;
+    let (depends, result, payload) = (depends(bytes)?, result_tags(bytes)?, payload(bytes)?);
+    Ok(Parts { meta, codec, shape, depends, result, payload, compressed })
 }
 
 /// The counters an envelope names as its dependencies (see the module docs), without the
@@ -358,7 +406,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
     struct Row {
         id: i64,
         name: String,
@@ -375,6 +423,34 @@ mod tests {
         assert_eq!(meta(&bytes).unwrap(), META);
         let opt = encode(&Some(5i64), META).unwrap();
         assert_eq!(decode::<Option<i64>>(&opt).unwrap().0, Some(5));
+    }
+
+    /// A payload of `compress_above` bytes or more is stored compressed when that makes it
+    /// shorter; it reads back the same, with result tags too; a corrupt length is an error.
+    #[test]
+    fn large_payloads_are_stored_compressed() {
+        let rows: Vec<Row> = (0..200).map(|id| Row { id, name: format!("user_{id}@example.com") }).collect();
+        let plain = encode(&rows, META).unwrap();
+        let packed = encode_with(&rows, META, &[], 1024).unwrap();
+        assert!(packed.len() < plain.len() / 2, "{} against {}", packed.len(), plain.len());
+        assert_eq!(packed[CODEC_AT] & COMPRESSED, COMPRESSED);
+        assert_eq!(decode::<Vec<Row>>(&packed).unwrap(), (rows.clone(), META));
+        let tagged = with_result_tags(&packed, &["t".to_owned()], 5).unwrap();
+        assert_eq!(decode::<Vec<Row>>(&tagged).unwrap().0, rows);
+        assert_eq!(result_tags(&tagged).unwrap().unwrap().tags, ["t"]);
+        let parts = parts(&tagged).unwrap();
+        assert!(parts.compressed && *parts.payload == plain[HEADER..], "inspect sees the payload");
+        assert_eq!(encode_with(&rows, META, &[], plain.len()).unwrap(), plain, "below the threshold");
+        // Incompressible: stored as it is.
+        let noise: Vec<u8> =
+            (0..4096u32).map(|i| xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) as u8).collect();
+        let noise_bytes = encode_with(&noise, META, &[], 1024).unwrap();
+        assert_eq!(noise_bytes[CODEC_AT] & COMPRESSED, 0);
+        // A length that claims gigabytes, or a cut payload: errors, not allocations or panics.
+        let mut huge = packed.clone();
+        huge[HEADER..HEADER + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode::<Vec<Row>>(&huge), Err(DecodeError::Envelope)));
+        assert!(decode::<Vec<Row>>(&packed[..packed.len() - 3]).is_err());
     }
 
     #[test]
@@ -443,7 +519,7 @@ mod tests {
         let rows = vec![Row { id: 1, name: "a".into() }];
         let plain = encode(&rows, META).unwrap();
         assert!(depends(&plain).unwrap().is_empty());
-        let named = encode_with(&rows, META, &["tag:user:7", "table:users"]).unwrap();
+        let named = encode_with(&rows, META, &["tag:user:7", "table:users"], usize::MAX).unwrap();
         assert_eq!(depends(&named).unwrap(), ["tag:user:7", "table:users"]);
         assert_eq!(decode::<Vec<Row>>(&named).unwrap().0, rows);
         let id = |bytes: &[u8]| ValueId::of(bytes, 7, 0).unwrap();

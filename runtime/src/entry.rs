@@ -103,7 +103,7 @@ impl Engine {
         // Named in the entry, for tools that tell whether it is still valid.
         let depends: CounterNames =
             target.depends().iter().map(|name| self.keyspace.relative(name)).collect();
-        match codec::encode_with(value, meta, &depends) {
+        match codec::encode_with(value, meta, &depends, self.settings.compress_above) {
             Ok(bytes) => {
                 let max = self.settings.max_value_bytes;
                 let oversized = bytes.len() > max;

@@ -25,6 +25,8 @@ pub struct Inspection {
     pub shape: u64,
     /// The entry's bytes.
     pub size: usize,
+    /// Whether its value is stored compressed (`compress_above`).
+    pub compressed: bool,
     /// How long the store keeps it still, if it says.
     pub ttl: Option<Duration>,
     /// Unix milliseconds after which it is stale.
@@ -116,6 +118,7 @@ impl QueryCache {
             codec: parts.codec,
             shape: parts.shape,
             size: bytes.len(),
+            compressed: parts.compressed,
             ttl,
             fresh_until_ms: parts.meta.fresh_until_ms,
             stored_ms: parts.meta.stored_ms,

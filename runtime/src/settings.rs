@@ -13,6 +13,8 @@ pub(crate) struct Settings {
     pub lock_lease: Duration,
     pub single_flight: bool,
     pub max_value_bytes: usize,
+    /// The payload size from which entries are stored compressed (see `codec`).
+    pub compress_above: usize,
     pub local_cache: Option<u64>,
     /// Keep the counters in this process, tracked by Redis (single server only).
     pub client_tracking: bool,
@@ -42,6 +44,7 @@ impl Default for Settings {
             lock_lease: Duration::from_secs(5),
             single_flight: true,
             max_value_bytes: 1 << 20,
+            compress_above: 16 << 10,
             local_cache: None,
             client_tracking: true,
             reuse_decoded: 32 << 20,
