@@ -47,6 +47,18 @@ impl<V> Clone for Copier<V> {
 
 impl<V> Copy for Copier<V> {}
 
+impl<V> Copier<V> {
+    /// A copy of `value`.
+    pub fn copy(&self, value: &V) -> V {
+        (self.clone)(value)
+    }
+
+    /// A copy of `value`, type-erased, to keep.
+    pub fn keep(&self, value: &V) -> Arc<dyn Any + Send + Sync> {
+        (self.erase)((self.clone)(value))
+    }
+}
+
 fn erase<V: Send + Sync + 'static>(value: V) -> Arc<dyn Any + Send + Sync> {
     Arc::new(value)
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::CacheError;
 use crate::clock::now_ms;
 use crate::codec::{self, Meta};
-use crate::decoded::Copier;
+use crate::decoded::{Copier, MIN_PAYLOAD};
 use crate::engine::Engine;
 use crate::keyspace::{CounterNames, Target};
 use crate::outcome::Adapter;
@@ -56,6 +56,8 @@ pub(crate) struct Envelope {
     pub bytes: Arc<[u8]>,
     pub keep: Duration,
     pub storable: bool,
+    /// The value, kept for the local tier's entry (see `lookup::Engine::local_value`).
+    pub kept: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Engine {
@@ -71,9 +73,14 @@ impl Engine {
         copier: Option<Copier<A::Value>>,
     ) -> Option<Envelope> {
         let value = A::value(result)?;
-        let envelope = self.envelope(target, value, A::is_empty(value), policy, stamp, query_time)?;
+        let mut envelope = self.envelope(target, value, A::is_empty(value), policy, stamp, query_time)?;
         if let (true, Some(decoded), Some(copier)) = (envelope.storable, &self.decoded, copier) {
             decoded.computed(target.key(), &envelope.bytes, value, copier);
+        }
+        if let (true, Some(_), Some(copier)) = (envelope.storable, &self.local, copier)
+            && envelope.bytes.len() >= MIN_PAYLOAD
+        {
+            envelope.kept = Some(copier.keep(value));
         }
         Some(envelope)
     }
@@ -120,6 +127,7 @@ impl Engine {
                     keep: fresh.saturating_add(policy.stale).min(MAX_KEEP),
                     // Unknown counters (the cache failed) could not be checked later.
                     storable: stamp.is_some() && (policy.cache_none || !empty) && !oversized,
+                    kept: None,
                 })
             }
             Err(err) => {

@@ -25,8 +25,9 @@
 //! overwrites) with no per-key state in Redis, on a server, a cluster or behind a proxy.
 //! (Tracking does keep the counters of Redis lookups, see `store::tracking`.)
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -49,12 +50,14 @@ const CHECKED_WITHIN_MS: u64 = 8 * HEARTBEAT_EVERY.as_millis() as u64;
 /// How long connecting and subscribing to the backplane may take, per node tried.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
 
-/// One local entry: the envelope's bytes and what it depends on.
+/// One local entry: the envelope's bytes, what it depends on, and once decoded (for a type
+/// that can be copied, see `lookup::Engine::local_value`) its value, which leaves with it.
 #[derive(Clone)]
 pub(crate) struct LocalEntry {
     pub bytes: Arc<[u8]>,
     pub fresh_until_ms: u64,
     pub counters: Arc<[String]>,
+    pub decoded: Arc<OnceLock<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// Expires each entry when it turns stale.

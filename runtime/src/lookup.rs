@@ -21,7 +21,7 @@
 //! Every cache failure on the way is counted and turns into "run the query".
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use crate::clock::now_ms;
 use crate::codec::{self, Meta};
-use crate::decoded::Copier;
+use crate::decoded::{Copier, MIN_PAYLOAD};
 use crate::engine::Engine;
 use crate::entry::{Envelope, Policy, early_refresh_due};
 use crate::flight::{self, Leader, Role, Shared};
@@ -79,7 +79,7 @@ impl Engine {
         let local = self.local.as_deref();
         let epoch = local.map(Local::epoch);
         if let Some(entry) = self.local_get(target).await
-            && let Ok((value, meta)) = self.decode(target.key(), &entry.bytes, copier)
+            && let Ok((value, meta)) = self.local_value(target.key(), &entry, copier)
         {
             Stats::count(&stats.hits);
             Stats::count(&stats.local_hits);
@@ -91,7 +91,7 @@ impl Engine {
             Read::Valid { value, meta, bytes } => {
                 let size = bytes.len();
                 if let (Some(local), Some(epoch)) = (local, epoch) {
-                    local.put(epoch, target.key(), self.local_entry(target, bytes.into(), meta)).await;
+                    local.put(epoch, target.key(), self.local_entry(target, bytes.into(), meta, None)).await;
                 }
                 match self.serve(value, meta, policy, size) {
                     Ok(found) => return found,
@@ -396,7 +396,13 @@ impl Engine {
 
     /// What the local tier keeps of an entry: dropped when a counter it depends on is
     /// invalidated, its result tags' included.
-    fn local_entry(&self, target: &Target, bytes: Arc<[u8]>, meta: Meta) -> LocalEntry {
+    fn local_entry(
+        &self,
+        target: &Target,
+        bytes: Arc<[u8]>,
+        meta: Meta,
+        kept: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> LocalEntry {
         let mut counters: Vec<String> = target
             .counters(&self.keyspace)
             .iter()
@@ -405,7 +411,30 @@ impl Engine {
         if let Ok(Some(result)) = codec::result_tags(&bytes) {
             counters.extend(self.keyspace.tag_counters(&result.tags));
         }
-        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into() }
+        let decoded = Arc::new(kept.map_or_else(OnceLock::new, OnceLock::from));
+        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into(), decoded }
+    }
+
+    /// The value of a local entry. For a type that can be copied (`Clone + Send + Sync`), a copy
+    /// of the value it was decoded to before (an `Arc<T>`: the same allocation), kept in the
+    /// entry once its payload is of a multi-row size (see `decoded::MIN_PAYLOAD`); otherwise
+    /// decoded. The kept value leaves with its entry: on invalidation, expiry or eviction.
+    fn local_value<V: DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        entry: &LocalEntry,
+        copier: Option<Copier<V>>,
+    ) -> Result<(V, Meta), codec::DecodeError> {
+        let Some(copier) = copier else { return self.decode(key, &entry.bytes, None) };
+        if let Some(value) = entry.decoded.get().and_then(|kept| kept.downcast_ref::<V>()) {
+            Stats::count(&self.stats.reused_decodes);
+            return Ok((copier.copy(value), codec::meta(&entry.bytes)?));
+        }
+        let (value, meta) = codec::decode::<V>(&entry.bytes)?;
+        if entry.bytes.len() >= MIN_PAYLOAD {
+            let _ = entry.decoded.set(copier.keep(&value));
+        }
+        Ok((value, meta))
     }
 
     /// A fresh entry of the local tier, if it has one and may serve.
@@ -417,6 +446,7 @@ impl Engine {
     async fn written(&self, target: &Target, envelope: &Envelope, epoch: Option<u64>) {
         let (Some(local), Some(epoch)) = (self.local.as_deref(), epoch) else { return };
         let Ok(meta) = codec::meta(&envelope.bytes) else { return };
-        local.put(epoch, target.key(), self.local_entry(target, envelope.bytes.clone(), meta)).await;
+        let entry = self.local_entry(target, envelope.bytes.clone(), meta, envelope.kept.clone());
+        local.put(epoch, target.key(), entry).await;
     }
 }

@@ -202,3 +202,53 @@ async fn the_in_memory_backend_and_the_local_tier_reuse_too() {
         assert_eq!((calls, stats.hits, stats.reused_decodes), (1, 3, 3), "{cache:?}");
     }
 }
+
+#[cached_query(ttl = 60, tags = ["shared"], cache = cache, skip(cache, table, calls))]
+async fn shared_page(
+    cache: &QueryCache,
+    pool: &PgPool,
+    table: &str,
+    calls: &AtomicUsize,
+    from: i64,
+) -> Result<std::sync::Arc<Vec<Row>>, sqlx::Error> {
+    calls.fetch_add(1, SeqCst);
+    let sql = format!("SELECT id, name FROM {table} WHERE id >= $1 ORDER BY id LIMIT 50");
+    Ok(std::sync::Arc::new(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).fetch_all(pool).await?))
+}
+
+/// A function that returns `Arc<T>` (serde's `rc`): hits in the local tier hand out the same
+/// allocation, kept in the entry, never another key's and never after an invalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_hits_of_an_arc_share_one_allocation() {
+    use std::sync::Arc;
+    let pool = pg().await;
+    rows_table(&pool, "t_reuse_arc").await;
+    let cache = QueryCache::builder()
+        .redis_url(redis_url())
+        .prefix(unique_prefix("reuse_arc"))
+        .local_cache(100)
+        .build()
+        .await
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    let page_of = |from| shared_page(&cache, &pool, "t_reuse_arc", &calls, from);
+    // Until the backplane is up, the local tier does not serve.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.stats().local_hits < 2 {
+        assert!(std::time::Instant::now() < deadline, "no local hits: {:?}", cache.stats());
+        page_of(1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (a, b) = (page_of(1).await.unwrap(), page_of(1).await.unwrap());
+    assert!(Arc::ptr_eq(&a, &b), "one allocation for every local hit");
+    let other = page_of(2).await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &other) && other[0].id == 2, "another key's value");
+
+    sqlx::query("UPDATE t_reuse_arc SET name = 'ROW NUMBER 3' WHERE id = 3").execute(&pool).await.unwrap();
+    cache.invalidate_tags(["shared"]).await.unwrap();
+    let after = page_of(1).await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &after), "not the value kept before the invalidation");
+    assert_eq!(after[2].name, "ROW NUMBER 3");
+    let again = (page_of(1).await.unwrap(), page_of(1).await.unwrap());
+    assert!(Arc::ptr_eq(&again.0, &again.1) && again.0[2].name == "ROW NUMBER 3");
+}
