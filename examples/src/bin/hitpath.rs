@@ -26,7 +26,19 @@ async fn tagged(cache: &QueryCache, id: i64) -> Option<UserRow> {
     Some(user_row(id))
 }
 
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn page(cache: &QueryCache, from: i64) -> Vec<UserRow> {
+    (from..from + 100).map(user_row).collect()
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn shared_page(cache: &QueryCache, from: i64) -> std::sync::Arc<Vec<UserRow>> {
+    std::sync::Arc::new((from..from + 100).map(user_row).collect())
+}
+
 const CALLS: usize = 5000;
+/// Distinct pages of the local tier's 100-row rows.
+const PAGES: i64 = 100;
 const IDS: i64 = 1000;
 
 fn summary(name: &str, mut samples: Vec<Duration>, base: Option<Duration>) -> Duration {
@@ -147,8 +159,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples.push(started.elapsed());
     }
     let hits_before = local.stats().local_hits;
-    summary("hit-l1: cached fn hit in the local tier", samples, Some(base));
+    let one_row = summary("hit-l1: cached fn hit in the local tier", samples, Some(base));
     assert!(hits_before >= CALLS as u64, "every measured call was a local hit: {:?}", local.stats());
+
+    // A page of 100 rows in the local tier (the workload's Q2 shape), as a `Vec` (each hit a
+    // copy of the kept decode) and as an `Arc` (each hit the same allocation).
+    for id in 0..PAGES {
+        page(&local, id).await;
+        shared_page(&local, id).await;
+    }
+    let samples = sample(|i| page(&local, i as i64 % PAGES)).await;
+    summary("hit-l1, 100 rows as `Vec<UserRow>` (against the one-row hit-l1)", samples, Some(one_row));
+    let samples = sample(|i| shared_page(&local, i as i64 % PAGES)).await;
+    summary("hit-l1, 100 rows as `Arc<Vec<UserRow>>` (against the one-row hit-l1)", samples, Some(one_row));
 
     if let Ok(urls) = std::env::var("REDIS_CLUSTER_URLS") {
         let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
