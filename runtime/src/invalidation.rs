@@ -61,7 +61,7 @@ impl Engine {
         let copies = self.keyspace.copies(counters);
         let result = self.increment_copies(&copies, &message, true).await;
         if let Some(local) = &self.local {
-            local.invalidated(counters);
+            local.invalidated(counters).await;
         }
         result.map_err(|(err, undelivered)| {
             let full = self.keyspace.copies(&[self.keyspace.namespace_counter().to_owned()]);
@@ -75,7 +75,7 @@ impl Engine {
     /// elsewhere than through `increment` (by a change feed).
     pub async fn announce_invalidated(&self, counters: &[String]) {
         if let Some(local) = &self.local {
-            local.invalidated(counters);
+            local.invalidated(counters).await;
         }
         if let (Some(backplane), Some(message)) = (&self.backplane, self.invalidation_message(counters))
             && let Err(err) = self.bounded(self.store.publish(backplane.channel(), &message)).await

@@ -26,8 +26,9 @@
 //! (Tracking does keep the counters of Redis lookups, see `store::tracking`.)
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -37,6 +38,7 @@ use moka::future::Cache;
 use crate::backplane::{Backplane, Message};
 use crate::clock::now_ms;
 use crate::keyspace::Keyspace;
+use crate::seeded::Seeded;
 use crate::store::Store;
 
 /// How often an instance checks its subscription with a heartbeat.
@@ -58,7 +60,14 @@ pub(crate) struct LocalEntry {
     pub fresh_until_ms: u64,
     pub counters: Arc<[String]>,
     pub decoded: Arc<OnceLock<Arc<dyn Any + Send + Sync>>>,
+    /// Tells this entry from another of its key in the index (given by `put`).
+    pub id: u64,
 }
+
+/// The keys of the entries that depend on each counter (the namespace's aside: every entry
+/// does), with each entry's id: an invalidation drops those keys, not a scan of every entry.
+/// An entry leaves it when it leaves the tier, unless its key holds a newer one by then.
+type Index = HashMap<String, HashMap<String, u64, Seeded>, Seeded>;
 
 /// Expires each entry when it turns stale.
 struct UntilStale;
@@ -71,6 +80,9 @@ impl Expiry<String, LocalEntry> for UntilStale {
 
 pub(crate) struct Local {
     entries: Cache<String, LocalEntry>,
+    index: Arc<Mutex<Index>>,
+    /// The last entry id given.
+    ids: AtomicU64,
     /// Subscribed to the backplane: the local tier may serve.
     subscribed: AtomicBool,
     /// Counts the messages applied (see the module docs).
@@ -97,14 +109,20 @@ pub(crate) struct Local {
 impl Local {
     /// A tier that listens on `backplane`'s channel, ignoring the messages of its instance.
     pub fn new(max_entries: u64, backplane: &Backplane, keyspace: &Keyspace) -> Arc<Local> {
+        let index: Arc<Mutex<Index>> = Arc::default();
         let entries = Cache::builder()
             .max_capacity(max_entries)
             .expire_after(UntilStale)
-            .support_invalidation_closures()
+            .eviction_listener({
+                let index = index.clone();
+                move |key: Arc<String>, entry: LocalEntry, _| unindex(&index, &key, &entry)
+            })
             .build();
         let instance = backplane.instance();
         Arc::new(Local {
             entries,
+            index,
+            ids: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             instance,
@@ -245,8 +263,15 @@ impl Local {
     }
 
     /// Keeps an entry, unless a message arrived since `epoch` (its read began before it).
-    pub async fn put(&self, epoch: u64, key: &str, entry: LocalEntry) {
+    pub async fn put(&self, epoch: u64, key: &str, mut entry: LocalEntry) {
         if self.serving() && self.epoch() == epoch && now_ms() < entry.fresh_until_ms {
+            entry.id = self.ids.fetch_add(1, SeqCst) + 1;
+            {
+                let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+                for counter in entry.counters.iter().filter(|counter| **counter != self.ns_key) {
+                    index.entry(counter.clone()).or_default().insert(key.to_owned(), entry.id);
+                }
+            }
             self.entries.insert(key.to_owned(), entry).await;
             // A message may have been applied during the insert: undo it then.
             if self.epoch() != epoch {
@@ -256,22 +281,28 @@ impl Local {
     }
 
     /// Drops what depends on `counters` (this instance's own invalidation, before it returns).
-    pub fn invalidated(&self, counters: &[String]) {
+    /// (An entry kept meanwhile is undone by `put`: the epoch moved first.)
+    pub async fn invalidated(&self, counters: &[String]) {
         self.epoch.fetch_add(1, SeqCst);
         if counters.contains(&self.ns_key) {
             self.entries.invalidate_all();
+            self.index.lock().unwrap_or_else(PoisonError::into_inner).clear();
             return;
         }
-        let counters: Arc<[String]> = counters.into();
-        // Fails only if the cache was built without invalidation closures, which it is not.
-        let _ = self
-            .entries
-            .invalidate_entries_if(move |_, entry| entry.counters.iter().any(|k| counters.contains(k)));
+        let keys: Vec<String> = {
+            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            counters.iter().filter_map(|counter| index.remove(counter)).flat_map(HashMap::into_keys).collect()
+        };
+        for key in keys {
+            self.entries.invalidate(&key).await;
+        }
     }
 
     async fn apply(&self, message: Message) {
         match message {
-            Message::Invalidated { from, counters } if from != self.instance => self.invalidated(&counters),
+            Message::Invalidated { from, counters } if from != self.instance => {
+                self.invalidated(&counters).await
+            }
             Message::Written { from, key } if from != self.instance => {
                 self.epoch.fetch_add(1, SeqCst);
                 self.entries.invalidate(&key).await;
@@ -281,10 +312,57 @@ impl Local {
     }
 }
 
+/// Forgets that `entry`, gone from the tier, depended on its counters (unless `key` holds a
+/// newer entry by then, whose counters are in the index under its own id).
+fn unindex(index: &Mutex<Index>, key: &str, entry: &LocalEntry) {
+    let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
+    for counter in entry.counters.iter() {
+        if let Some(keys) = index.get_mut(counter)
+            && keys.get(key) == Some(&entry.id)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                index.remove(counter);
+            }
+        }
+    }
+}
+
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(task) = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(counters: &[&str], id: u64) -> LocalEntry {
+        LocalEntry {
+            bytes: Arc::from(&b""[..]),
+            fresh_until_ms: 0,
+            counters: counters.iter().map(|c| c.to_string()).collect(),
+            decoded: Arc::default(),
+            id,
+        }
+    }
+
+    /// An entry that leaves the tier leaves the index, unless its key holds a newer entry
+    /// by then (whose id the index has): a late removal must not unindex it.
+    #[test]
+    fn a_removed_entry_leaves_the_index_unless_its_key_holds_a_newer_one() {
+        let index: Mutex<Index> = Mutex::default();
+        let add = |counter: &str, key: &str, id| {
+            index.lock().unwrap().entry(counter.to_owned()).or_default().insert(key.to_owned(), id);
+        };
+        add("tag:a", "k", 2);
+        add("tag:b", "k", 1);
+        unindex(&index, "k", &entry(&["tag:a", "tag:b"], 1));
+        let index = index.into_inner().unwrap();
+        assert_eq!(index.get("tag:a").and_then(|keys| keys.get("k")), Some(&2), "the newer entry stays");
+        assert!(!index.contains_key("tag:b"), "the removed entry's own counter goes, and its empty set");
     }
 }

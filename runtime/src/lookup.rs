@@ -412,7 +412,7 @@ impl Engine {
             counters.extend(self.keyspace.tag_counters(&result.tags));
         }
         let decoded = Arc::new(kept.map_or_else(OnceLock::new, OnceLock::from));
-        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into(), decoded }
+        LocalEntry { bytes, fresh_until_ms: meta.fresh_until_ms, counters: counters.into(), decoded, id: 0 }
     }
 
     /// The value of a local entry. For a type that can be copied (`Clone + Send + Sync`), a copy
