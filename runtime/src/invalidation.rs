@@ -103,8 +103,10 @@ impl Engine {
     /// Increments `copies` (counters by their names in the store) and publishes `message`:
     /// on one shard, in one pipeline; on several, the tag marks first (in the first shard: a
     /// read that sees an increment must see its mark), then each shard's copies, at once, each
-    /// under its shard's breaker (or, not `through_breaker`, the timeout alone: the probe's).
-    /// The error and the copies not incremented, if any.
+    /// under its shard's breaker (or, not `through_breaker`, the timeout alone: the probe's),
+    /// then the message, once any copy was incremented (after them: an instance that read
+    /// between the message and an increment would keep the old value). The error and the
+    /// copies not incremented, if any.
     async fn increment_copies(
         &self,
         copies: &[String],
@@ -129,9 +131,8 @@ impl Engine {
         for copy in copies {
             shards.entry(self.keyspace.shard_of(copy)).or_default().push(copy.clone());
         }
-        let sent = shards.iter().enumerate().map(|(i, (shard, copies))| {
-            let announce = if i == 0 { announce } else { None };
-            let increment = self.store.increment(copies, Marks::NONE, COUNTER_KEEP, announce);
+        let sent = shards.iter().map(|(shard, copies)| {
+            let increment = self.store.increment(copies, Marks::NONE, COUNTER_KEEP, None);
             async move { (copies, self.run(*shard, increment, through_breaker).await) }
         });
         let mut failure = None;
@@ -141,6 +142,12 @@ impl Engine {
                 undelivered.extend(copies.iter().cloned());
                 failure.get_or_insert(err);
             }
+        }
+        if let Some((channel, message)) = announce
+            && undelivered.len() < copies.len()
+            && let Err(err) = self.run(0, self.store.publish(channel, message), through_breaker).await
+        {
+            return Err((err, copies.to_vec())); // delivered again, with its message
         }
         failure.map_or(Ok(()), |err| Err((err, undelivered)))
     }
