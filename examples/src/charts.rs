@@ -91,6 +91,16 @@ pub struct Throughput<'a> {
 
 /// Calls per second against concurrent tasks, a line per path (both axes logarithmic).
 pub fn throughput(file: &Path, title: &str, series: &[Throughput]) -> Result<(), Box<dyn Error>> {
+    lines(file, title, ("concurrent tasks", "calls/s"), series)
+}
+
+/// A line per path of `(x, y)` points, both axes logarithmic, with their descriptions.
+pub fn lines(
+    file: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[Throughput],
+) -> Result<(), Box<dyn Error>> {
     font()?;
     let root = SVGBackend::new(file, (760, 420)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -105,8 +115,8 @@ pub fn throughput(file: &Path, title: &str, series: &[Throughput]) -> Result<(),
         .build_cartesian_2d((1.0..x_max * 1.2).log_scale(), (y_min / 2.0..y_max * 2.0).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("concurrent tasks")
-        .y_desc("calls/s")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .y_label_formatter(&|v| if *v >= 1000.0 { format!("{:.0}k", v / 1000.0) } else { format!("{v:.0}") })
         .draw()?;
     for (i, s) in series.iter().enumerate() {

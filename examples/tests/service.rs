@@ -3,37 +3,15 @@
 //! the same Postgres: their responses must be identical, byte for byte, while the cached one
 //! answers most reads from the cache. Real Postgres and Redis.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+mod common;
+
+use axum::http::{Method, StatusCode};
 use cached_query::QueryCache;
 use cached_query_examples::service::{AppState, reset_schema, router};
-use http_body_util::BodyExt;
+use common::{send, urls};
 use sqlx::PgPool;
-use tower::ServiceExt;
-
-/// One request: its status and body.
-async fn send(app: &Router, method: Method, uri: &str, json: Option<String>) -> (StatusCode, Vec<u8>) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if json.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request.body(json.map_or_else(Body::empty, Body::from)).unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
-}
 
 const USERS: i64 = 6;
-
-/// Postgres's and Redis's URLs (`DATABASE_URL`, `REDIS_URL`, or the local defaults).
-fn urls() -> (String, String) {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    (
-        var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
-        var("REDIS_URL", "redis://127.0.0.1:6379"),
-    )
-}
 
 fn username(n: i64) -> String {
     format!("user{n}")
@@ -144,32 +122,4 @@ async fn cached_responses_equal_uncached_ones_through_a_session_of_writes() {
     assert!(stats.hits > reads / 3, "the cached instance answered from its cache: {stats:?}");
     assert!(cached_state.queries() < reads, "fewer queries than reads: {}", cached_state.queries());
     println!("{reads} reads, all equal; cached instance: {} queries, {stats:?}", cached_state.queries());
-}
-
-/// `/metrics` renders the cache's metrics in Prometheus's format once a recorder is installed:
-/// the calls of a data-access function by outcome.
-#[cfg(feature = "metrics")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_are_served() {
-    let (database_url, redis_url) = urls();
-    let pool = PgPool::connect(&database_url).await.unwrap();
-    let prefix = format!("cq-example-metrics:{}:{}", std::process::id(), fastrand::u64(..));
-    let cache = QueryCache::builder().redis_url(&redis_url).prefix(prefix).build().await.unwrap();
-    cached_query_examples::service::install_metrics();
-    let app = router(AppState::new(pool, cache));
-    for _ in 0..3 {
-        send(&app, Method::GET, "/profiles/nobody-metrics", None).await;
-    }
-    let (status, body) = send(&app, Method::GET, "/metrics", None).await;
-    let body = String::from_utf8(body).unwrap();
-    assert_eq!(status, StatusCode::OK);
-    let line = |outcome: &str| {
-        body.lines().find(|line| {
-            line.starts_with("cached_query_calls_total")
-                && line.contains("function=\"cached_query_examples::service::data::profile\"")
-                && line.contains(&format!("outcome=\"{outcome}\""))
-        })
-    };
-    assert!(line("miss").is_some_and(|l| l.ends_with(" 1")), "{body}");
-    assert!(line("hit").is_some_and(|l| l.ends_with(" 2")), "{body}");
 }
