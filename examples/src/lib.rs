@@ -67,3 +67,12 @@ pub async fn workload_table(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     }
     Ok(())
 }
+
+/// Postgres's and Redis's URLs: `DATABASE_URL` and `REDIS_URL`, or the local defaults.
+pub fn urls() -> (String, String) {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    (
+        var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        var("REDIS_URL", "redis://127.0.0.1:6379"),
+    )
+}

@@ -317,6 +317,37 @@ pub async fn local_instances(backend: &Backend, test: &str, n: usize) -> Vec<Que
     all
 }
 
+/// After a failover began: calls `user_name` of users 1-3, which must answer `names` every
+/// time (from the database while the cache cannot), until a round of three is all hits, with a
+/// deadline of 30 s (`context` says what the servers say, for the failure). How many calls were
+/// answered, and how long it took.
+pub async fn until_hits_resume(
+    cache: &QueryCache,
+    (pool, table, calls): (&PgPool, &str, &AtomicUsize),
+    names: [&str; 3],
+    context: impl Fn() -> String,
+) -> (usize, Duration) {
+    let (deadline, started) = (Instant::now() + Duration::from_secs(30), Instant::now());
+    let mut answered = 0;
+    loop {
+        let before = cache.stats();
+        for (id, name) in (1..=3).zip(names) {
+            assert_eq!(user_name(cache, pool, table, calls, id).await.unwrap(), name);
+            answered += 1;
+        }
+        if cache.stats().hits - before.hits == 3 {
+            return (answered, started.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hits 30 s after the failover began: {:?}\n{}",
+            cache.stats(),
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Calls until `cache` answers `expected`, with a deadline; how long it took.
 pub async fn until_answer(
     cache: &QueryCache,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache};
-use cached_query_tests::matrix::until_reachable;
+use cached_query_tests::matrix::{until_hits_resume, until_reachable};
 use cached_query_tests::{RedisServer, free_port, pg, user_name, users_table};
 
 const MASTER: &str = "cq-master";
@@ -112,26 +112,10 @@ async fn a_sentinel_failover_moves_the_cache_to_the_new_master() {
         .await
         .unwrap();
     assert!(cache.invalidate_tags(["user:2"]).await.is_err(), "the master is gone: queued");
-    let (deadline, started) = (Instant::now() + Duration::from_secs(30), Instant::now());
-    let mut answered = 0;
-    loop {
-        let before = cache.stats();
-        for (id, name) in [(1, "alice"), (2, "roberta"), (3, "carol")] {
-            assert_eq!(user_name(&cache, &pool, table, &calls, id).await.unwrap(), name);
-            answered += 1;
-        }
-        if cache.stats().hits - before.hits == 3 {
-            break;
-        }
-        let promoted = sentinels[0].master_port();
-        assert!(
-            Instant::now() < deadline,
-            "no hits 30 s after killing the master (sentinel says {promoted:?}): {:?}",
-            cache.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    println!("sentinel failover: {answered} calls answered; hits again after {:?}", started.elapsed());
+    let context = || format!("the sentinel says the master is on {:?}", sentinels[0].master_port());
+    let names = ["alice", "roberta", "carol"];
+    let (answered, took) = until_hits_resume(&cache, (&pool, table, &calls), names, context).await;
+    println!("sentinel failover: {answered} calls answered; hits again after {took:?}");
     assert_eq!(sentinels[0].master_port(), Some(replica.port), "the replica was promoted");
     assert!(replica.command(&["DBSIZE"]).is_some_and(|n| n.trim() != "0"), "entries on the new master");
 }

@@ -102,9 +102,7 @@ async fn load(address: &str, state: &AppState, clients: usize, secs: u64) -> (f6
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let (database_url, redis_url) = cached_query_examples::urls();
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&database_url).await?;
     seed(&pool).await?;
     let prefix = format!("cq-example-service:{}", std::process::id());

@@ -18,11 +18,4 @@ pub async fn send(app: &Router, method: Method, uri: &str, json: Option<String>)
     (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
 
-/// Postgres's and Redis's URLs (`DATABASE_URL`, `REDIS_URL`, or the local defaults).
-pub fn urls() -> (String, String) {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    (
-        var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
-        var("REDIS_URL", "redis://127.0.0.1:6379"),
-    )
-}
+pub use cached_query_examples::urls;
