@@ -76,10 +76,27 @@ pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
     client.get_multiplexed_async_connection().await.expect("Redis reachable")
 }
 
-/// The keys under `prefix` in the Redis at `url`.
+/// The keys under `prefix` in the Redis at `url` (`SCAN`, in steps: the shared Redis may hold
+/// many other keys, and one `KEYS` over all of them could outlast a reply's timeout).
 pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
     let mut conn = redis_conn(url).await;
-    redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap()
+    let (mut cursor, mut keys) = (0u64, Vec::new());
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(found);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
 }
 
 /// A port on loopback that nothing listens on right now.

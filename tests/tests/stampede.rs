@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{QueryCache, cached_query};
-use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, unique_prefix};
+use cached_query_tests::{keys_under, pg, redis_cache, redis_conn, redis_url, unique_prefix};
 use sqlx::PgPool;
 
 /// Counts executions, and the most that ever ran at once.
@@ -474,14 +474,11 @@ async fn a_dropped_caller_releases_its_lease() {
         _ = held(&cache, &entered, 1) => unreachable!("the query never ends"),
         _ = entered.notified() => {}
     }
-    let mut conn = redis_conn(&redis_url()).await;
     let leases = |keys: Vec<String>| keys.into_iter().filter(|k| k.ends_with(":lock")).count();
     assert_eq!(cache.stats().errors, 0, "the lease was taken: {:?}", cache.stats());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-        if leases(keys) == 0 {
+        if leases(keys_under(&redis_url(), &prefix).await) == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "the dropped caller's lease is still held");
