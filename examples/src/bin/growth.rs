@@ -66,6 +66,27 @@ async fn p50<F: Future>(calls: usize, mut call: impl FnMut(usize) -> F) -> f64 {
     samples[calls / 2].as_secs_f64() * 1e6
 }
 
+/// Calls `call(id)` for every id of `ids` (misses: they store the entries), from 8 tasks.
+async fn fill<F, Fut>(ids: std::ops::Range<i64>, call: F)
+where
+    F: Fn(i64) -> Fut + Clone + Send + 'static,
+    Fut: Future + Send,
+{
+    let tasks: Vec<_> = (0..8)
+        .map(|first| {
+            let (call, ids) = (call.clone(), ids.clone());
+            tokio::spawn(async move {
+                for id in ids.skip(first).step_by(8) {
+                    call(id).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 async fn cache(url: &str, run: &str, axis: &str) -> QueryCache {
     QueryCache::builder()
         .redis_url(url)
@@ -231,21 +252,14 @@ async fn distinct_counters(url: &str, run: &str) -> Axis {
     for counters in [1_000i64, 50_000, 150_000] {
         let cache = cache(url, run, &format!("counters{counters}")).await;
         warm(&cache).await;
-        let chunks: Vec<_> = (0..8)
-            .map(|c| {
+        fill(0..counters, {
+            let cache = cache.clone();
+            move |id| {
                 let cache = cache.clone();
-                tokio::spawn(async move {
-                    let mut id = c;
-                    while id < counters {
-                        own_tag(&cache, id).await;
-                        id += 8;
-                    }
-                })
-            })
-            .collect();
-        for chunk in chunks {
-            chunk.await.unwrap();
-        }
+                async move { own_tag(&cache, id).await }
+            }
+        })
+        .await;
         // Two passes: the counters are read (and kept, up to 100,000) on the first.
         for id in 0..counters.min(20_000) {
             own_tag(&cache, id).await;
@@ -270,21 +284,14 @@ async fn entries(url: &str, run: &str) -> Axis {
     warm(&cache).await;
     let mut stored = 0i64;
     for count in [1_000i64, 10_000, 100_000, 300_000] {
-        let more: Vec<_> = (0..8)
-            .map(|c| {
+        fill(stored..count, {
+            let cache = cache.clone();
+            move |id| {
                 let cache = cache.clone();
-                tokio::spawn(async move {
-                    let mut id = stored + c;
-                    while id < count {
-                        plain(&cache, id).await;
-                        id += 8;
-                    }
-                })
-            })
-            .collect();
-        for task in more {
-            task.await.unwrap();
-        }
+                async move { plain(&cache, id).await }
+            }
+        })
+        .await;
         stored = count;
         let step = (count / 1_000).max(1);
         let hit = p50(2_000, |i| plain(&cache, (i as i64 * step) % count)).await;
