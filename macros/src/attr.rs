@@ -106,6 +106,12 @@ pub const OPTIONS: &[Opt] = &[
         Taken::No,
         "Shadow verification: that share of hits runs the query again in the background and reports a stale entry (`verify`: the cache's).",
     ),
+    opt(
+        "admit_after",
+        "admit_after = <calls>",
+        Taken::No,
+        "Use the cache for a key only once this process called it that many times within `ttl` (for keys mostly read once).",
+    ),
     opt("cache_none", "cache_none = <bool>", Taken::No, "`false`: empty results are never stored."),
     opt(
         "reuse",
@@ -189,6 +195,8 @@ pub struct CachedQueryArgs {
     pub result_tags: Option<Path>,
     /// Seconds that empty results (`None`, an empty `Vec`) are kept, if not `ttl`.
     pub none_ttl: Option<u64>,
+    /// `admit_after = n`: a key uses the cache from its call after the `n`-th.
+    pub admit_after: Option<u32>,
     /// `cache_none = false`: empty results are not stored.
     pub cache_none: Option<bool>,
     /// `reuse = false`: hits always decode, never clone a kept value.
@@ -361,6 +369,20 @@ impl CachedQueryArgs {
                 }
                 self.none_ttl = Some(secs);
             }
+            "admit_after" => {
+                let lit: LitInt = meta.value()?.parse().map_err(|e| expected(e, "a number of calls"))?;
+                let calls: u32 = whole(&lit, key)?;
+                if calls > MAX_ADMIT_AFTER {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        format!(
+                            "`admit_after` is the number of calls of a key before it uses the cache, at most \
+                             {MAX_ADMIT_AFTER}: e.g. `admit_after = 1` to store a key's result on its second call"
+                        ),
+                    ));
+                }
+                self.admit_after = Some(calls);
+            }
             "cache_none" => self.cache_none = Some(meta.value()?.parse::<LitBool>()?.value),
             "reuse" => self.reuse = Some(meta.value()?.parse::<LitBool>()?.value),
             "invalidate" => self.invalidate = Some(meta.value()?.parse::<LitBool>()?.value),
@@ -396,6 +418,9 @@ impl CachedQueryArgs {
     }
 }
 
+/// More calls before admission would keep almost any key out: a sign of a misunderstanding.
+const MAX_ADMIT_AFTER: u32 = 100;
+
 /// A comma-separated list filling `content` (the inside of `skip(...)` or `tags = [...]`).
 /// On a mistake the rest of the list is dropped: syn would report it once more, as an
 /// unexpected token.
@@ -416,7 +441,8 @@ fn unknown(path: &Path, keys: &[&str]) -> syn::Error {
     )
 }
 
-/// The value of an option that takes a whole number (`ttl`, `stale`, `none_ttl`, `version`).
+/// The value of an option that takes a whole number (`ttl`, `stale`, `none_ttl`, `version`,
+/// `admit_after`).
 fn whole<T: std::str::FromStr>(lit: &LitInt, key: &str) -> syn::Result<T>
 where
     T::Err: std::fmt::Display,
@@ -461,6 +487,7 @@ mod tests {
                 .replace("<bool>", "true")
                 .replace("<fraction>", "0.1")
                 .replace("<probability>", "0.01")
+                .replace("<calls>", "1")
                 .replace(", ...", "");
             let mut errors = None;
             CachedQueryArgs::parse(example.parse().unwrap(), Attribute::CachedQuery, &mut errors);

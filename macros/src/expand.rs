@@ -512,9 +512,10 @@ impl Gen<'_> {
         // Bare `verify` only asks for a body that can run in the background: the cache's
         // probability applies, as it does with `stale` and `early`.
         let verify = a.verify.flatten().map(|p| quote!(.verify(#p)));
+        let admit_after = a.admit_after.filter(|calls| *calls > 0).map(|calls| quote!(.admit_after(#calls)));
         let tables = self.tables;
         let tables = (!tables.is_empty()).then(|| quote!(.tables(&[#(#tables),*])));
-        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none #verify #tables)
+        quote!(#ttl #stale #fail_safe #jitter #early #lock #none_ttl #cache_none #verify #admit_after #tables)
     }
 
     /// The function's generics, less those no key parameter mentions (an executor's `E`,

@@ -1,17 +1,18 @@
 //! The bytes stored under a key: a small envelope around the encoded value.
 //!
 //! ```text
-//! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | fresh until (8, LE)
-//!       | query time (4, LE) | generations (8, LE) | stored at (8, LE) | [dependencies]
-//!       | [result tags] | payload
+//! b"CQ" | format (1) | codec (1) | shape fingerprint (8, LE) | generations (8, LE)
+//!       | fresh until, lifetime, query time (varints) | [dependencies] | [result tags] | payload
 //! ```
 //!
 //! "Fresh until" is the wall-clock time (Unix ms) after which the entry is stale: it may still
-//! be served (`stale = ...`) while one caller refreshes it. "Stored at" is when it was written
-//! (Unix ms), for tools that show an entry's age. "Query time" is how long the query
-//! that produced it took (ms), which early refresh (`early = true`) weighs. "Generations" is a
-//! hash of the invalidation counters (namespace, key, tags) read before its query ran: the
-//! entry is valid only while they are unchanged (see `lookup`).
+//! be served (`stale = ...`) while one caller refreshes it. "Lifetime" is how long before that
+//! it was written (ms; "stored at" is their difference), for tools that show an entry's age.
+//! "Query time" is how long the query that produced it took (ms), which early refresh
+//! (`early = true`) weighs. The three are postcard's varints (LEB128): 10 bytes for a one-minute
+//! entry, against 20 as fixed-width numbers. "Generations" is a hash of the invalidation
+//! counters (namespace, key, tags) read before its query ran: the entry is valid only while they
+//! are unchanged (see `lookup`).
 //!
 //! A payload of at least the cache's `compress_above` bytes is stored compressed (LZ4, its
 //! length first) when that makes it shorter, flagged by `0x20` in the codec byte: entries
@@ -48,11 +49,11 @@ use crate::CacheError;
 use crate::shape::shape;
 
 const MAGIC: &[u8; 2] = b"CQ";
-const FORMAT: u8 = 5;
-/// The envelope's length before the payload.
-const HEADER: usize = MAGIC.len() + 1 + 1 + 8 + 8 + 4 + 8 + 8;
+const FORMAT: u8 = 6;
 /// Where the fields that decide the value (magic, format, codec, shape fingerprint) end.
 const VALUE_HEAD: usize = 12;
+/// Where the fixed-width fields end (the generations' stamp last); the varints follow.
+const FIXED: usize = VALUE_HEAD + 8;
 const MSGPACK: u8 = 0;
 const POSTCARD: u8 = 1;
 /// The codec byte's flag of an envelope with a result-tags section.
@@ -145,10 +146,10 @@ fn encode_plain<T: Serialize + DeserializeOwned + 'static>(
     buf.extend_from_slice(&[FORMAT, POSTCARD | flags]);
     debug_assert_eq!(buf.len(), CODEC_AT + 1);
     buf.extend_from_slice(&shape.fingerprint.to_le_bytes());
-    buf.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
-    buf.extend_from_slice(&meta.query_ms.to_le_bytes());
     buf.extend_from_slice(&meta.stamp.to_le_bytes());
-    buf.extend_from_slice(&meta.stored_ms.to_le_bytes());
+    let lifetime = meta.fresh_until_ms.saturating_sub(meta.stored_ms);
+    buf = postcard::to_extend(&(meta.fresh_until_ms, lifetime, meta.query_ms), buf)
+        .map_err(|e| CacheError::Encode(e.to_string()))?;
     if !depends.is_empty() {
         write_names(&mut buf, depends)?;
     }
@@ -228,16 +229,19 @@ impl ValueId {
 
 /// The envelope's metadata, without decoding the value.
 pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DecodeError> {
-    if bytes.len() < HEADER || &bytes[..2] != MAGIC || bytes[2] != FORMAT {
-        return Err(DecodeError::Envelope);
+    header(bytes).map(|(meta, _)| meta).ok_or(DecodeError::Envelope)
+}
+
+/// The envelope's metadata and where its header ends, if it is an envelope of this format.
+fn header(bytes: &[u8]) -> Option<(Meta, usize)> {
+    if bytes.len() < FIXED || &bytes[..2] != MAGIC || bytes[2] != FORMAT {
+        return None;
     }
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    Ok(Meta {
-        fresh_until_ms: u64_at(VALUE_HEAD),
-        query_ms: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
-        stamp: u64_at(24),
-        stored_ms: u64_at(32),
-    })
+    let stamp = u64::from_le_bytes(bytes[VALUE_HEAD..FIXED].try_into().expect("8 bytes"));
+    let ((fresh_until_ms, lifetime, query_ms), rest) =
+        postcard::take_from_bytes::<(u64, u64, u32)>(&bytes[FIXED..]).ok()?;
+    let meta = Meta { fresh_until_ms, query_ms, stamp, stored_ms: fresh_until_ms.saturating_sub(lifetime) };
+    Some((meta, bytes.len() - rest.len()))
 }
 
 /// Decodes an envelope written by [`encode`] for the same type.
@@ -344,7 +348,8 @@ fn depends(bytes: &[u8]) -> Result<Vec<&str>, DecodeError> {
     if bytes[CODEC_AT] & DEPENDS == 0 {
         return Ok(Vec::new());
     }
-    names(&bytes[HEADER..]).ok_or(DecodeError::Envelope)
+    let (_, at) = header(bytes).ok_or(DecodeError::Envelope)?;
+    names(&bytes[at..]).ok_or(DecodeError::Envelope)
 }
 
 /// The names of a list (see [`write_names`]) at the start of `rest`, if it parses.
@@ -383,9 +388,8 @@ struct Layout {
 }
 
 fn layout(bytes: &[u8]) -> Option<Layout> {
-    let mut at = HEADER;
-    let flags = *bytes.get(CODEC_AT)?;
-    bytes.get(HEADER..)?;
+    let (_, mut at) = header(bytes)?;
+    let flags = bytes[CODEC_AT];
     if flags & DEPENDS != 0 {
         at += walk(&bytes[at..], |_| {})?;
     }
@@ -412,6 +416,11 @@ mod tests {
         name: String,
     }
 
+    /// Where the header of `bytes` (an envelope) ends.
+    fn header_len(bytes: &[u8]) -> usize {
+        header(bytes).unwrap().1
+    }
+
     const META: Meta =
         Meta { fresh_until_ms: 1_764_000_000_000, query_ms: 12, stamp: 99, stored_ms: 1_763_999_000_000 };
 
@@ -423,6 +432,22 @@ mod tests {
         assert_eq!(meta(&bytes).unwrap(), META);
         let opt = encode(&Some(5i64), META).unwrap();
         assert_eq!(decode::<Option<i64>>(&opt).unwrap().0, Some(5));
+    }
+
+    /// Format 6's header: 30 bytes for an entry of a minute (its varints 10), every field read
+    /// back; an entry of another format is not an envelope (a miss, overwritten).
+    #[test]
+    fn the_header_is_thirty_bytes_for_an_entry_of_a_minute() {
+        let now = 1_765_000_000_000u64;
+        let minute = Meta { fresh_until_ms: now + 60_000, query_ms: 3, stamp: u64::MAX, stored_ms: now };
+        let bytes = encode(&1i64, minute).unwrap();
+        assert_eq!(header_len(&bytes), 30);
+        assert_eq!(meta(&bytes).unwrap(), minute);
+        let slow = Meta { query_ms: u32::MAX, stored_ms: 0, ..minute };
+        assert_eq!(meta(&encode(&1i64, slow).unwrap()).unwrap(), slow, "the widest values");
+        let mut older = bytes.clone();
+        older[2] = 5;
+        assert!(matches!(decode::<i64>(&older), Err(DecodeError::Envelope)));
     }
 
     /// A payload of `compress_above` bytes or more is stored compressed when that makes it
@@ -439,7 +464,7 @@ mod tests {
         assert_eq!(decode::<Vec<Row>>(&tagged).unwrap().0, rows);
         assert_eq!(result_tags(&tagged).unwrap().unwrap().tags, ["t"]);
         let parts = parts(&tagged).unwrap();
-        assert!(parts.compressed && *parts.payload == plain[HEADER..], "inspect sees the payload");
+        assert!(parts.compressed && *parts.payload == plain[header_len(&plain)..], "inspect sees the payload");
         assert_eq!(encode_with(&rows, META, &[], plain.len()).unwrap(), plain, "below the threshold");
         // Incompressible: stored as it is.
         let noise: Vec<u8> =
@@ -448,7 +473,8 @@ mod tests {
         assert_eq!(noise_bytes[CODEC_AT] & COMPRESSED, 0);
         // A length that claims gigabytes, or a cut payload: errors, not allocations or panics.
         let mut huge = packed.clone();
-        huge[HEADER..HEADER + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let at = header_len(&huge);
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode::<Vec<Row>>(&huge), Err(DecodeError::Envelope)));
         assert!(decode::<Vec<Row>>(&packed[..packed.len() - 3]).is_err());
     }
@@ -480,7 +506,7 @@ mod tests {
         assert_ne!(id(&bytes), id(&other_shape), "another type's fingerprint");
         assert_ne!(id(&bytes), ValueId::of(&bytes, 8, 0).unwrap(), "seeded");
         assert_eq!(ValueId::of(b"CQ", 7, 0), None, "not an envelope");
-        let payload = bytes.len() - HEADER;
+        let payload = bytes.len() - header_len(&bytes);
         assert_eq!(ValueId::of(&bytes, 7, payload), Some(id(&bytes)), "a payload of the least length");
         assert_eq!(ValueId::of(&bytes, 7, payload + 1), None, "a shorter payload");
     }
@@ -502,11 +528,13 @@ mod tests {
         assert_eq!(result_tags(&none).unwrap(), Some(ResultTags { stamp: 9, tags: vec![] }));
         // A section that does not parse (a tag that is not UTF-8) is an error, not "no tags".
         let mut bad = with_result_tags(&plain, &["ab".to_owned()], 9).unwrap();
-        bad[HEADER + 12] = 0xff;
+        let at = header_len(&bad);
+        bad[at + 12] = 0xff;
         assert!(result_tags(&bad).is_err());
         assert!(result_tags(b"not an envelope at all, long enough for a header").is_err());
         // A truncated section is not an envelope, and never a panic.
-        for cut in HEADER..HEADER + 20 {
+        let at = header_len(&tagged);
+        for cut in at..at + 20 {
             assert!(decode::<Vec<Row>>(&tagged[..cut]).is_err(), "cut at {cut}");
             let _ = result_tags(&tagged[..cut]);
             let _ = ValueId::of(&tagged[..cut], 7, 0);
@@ -529,7 +557,7 @@ mod tests {
         assert_eq!(result_tags(&both).unwrap().unwrap(), ResultTags { stamp: 5, tags: vec!["author:1"] });
         assert_eq!(decode::<Vec<Row>>(&both).unwrap(), (rows, META));
         // Truncated anywhere: never a panic, never a value.
-        for cut in HEADER..both.len() {
+        for cut in 0..both.len() {
             let _ = (depends(&both[..cut]), result_tags(&both[..cut]), ValueId::of(&both[..cut], 7, 0));
             assert!(decode::<Vec<Row>>(&both[..cut]).is_err(), "cut at {cut}");
         }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Weak};
 
 use crate::CacheError;
+use crate::admission::Admission;
 use crate::backplane::Backplane;
 use crate::bounded::Bounded;
 use crate::decoded::Decoded;
@@ -26,6 +27,8 @@ pub(crate) struct Engine {
     /// The counts per function (`QueryCache::function_stats`).
     pub functions: Functions,
     pub flights: Flights,
+    /// The keys counted for `admit_after`.
+    pub admission: Admission,
     pub health: Health,
     /// The database's change feed, if one is watched.
     pub feed: Feed,
@@ -76,6 +79,7 @@ impl Engine {
             stats: Stats::default(),
             functions: Functions::default(),
             flights: Flights::default(),
+            admission: Admission::default(),
             health,
             feed: Feed::default(),
             backplane,

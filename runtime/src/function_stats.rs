@@ -32,7 +32,7 @@ pub struct FunctionStats {
     /// Calls that ran the query because no valid entry existed (or the cache failed).
     pub misses: u64,
     /// Calls that ran the query without consulting the cache: breaker open, the change feed of
-    /// a table it depends on down, a passthrough cache.
+    /// a table it depends on down, a passthrough cache, a key not yet admitted (`admit_after`).
     pub bypasses: u64,
     /// Cache-side failures of its calls, each answered by the query.
     pub errors: u64,

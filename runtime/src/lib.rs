@@ -31,6 +31,7 @@
 //! is counted in [`QueryCache::stats`] and logged with `tracing`. See docs/usage.md for the key
 //! format, the codec and the exact rule for which parameters form the key.
 
+mod admission;
 mod backplane;
 mod bounded;
 mod builder;
@@ -174,6 +175,12 @@ pub use sqlx;
 ///   Bare `verify` uses the cache's rate (`.verify(p)` on the builder, which also applies to
 ///   functions with `stale` or `early`). The body must be able to run in the background, as
 ///   with `stale`; its result must depend on the database alone (no `now()`, an `ORDER BY`).
+/// - `admit_after = <calls>`: admission, for functions whose keys are mostly read once (a
+///   long tail of ids): a call uses the cache only if this process called the same key that
+///   many times before, the last within `ttl`; the calls before run the query alone, without a
+///   lookup or a store (`stats().unadmitted`, a `bypass` in `function_stats()`). `1` stores a
+///   key's result on its second call. Default `0`: every call uses the cache. Counted per
+///   process, for up to 100,000 keys per cache (see docs/usage.md, "Keys read once").
 /// - `cache_none = <bool>`: `false` never stores empty results.
 /// - `reuse = <bool>`: `false` decodes every hit, never clones a value kept from an earlier
 ///   decode (for types whose `Clone` shares mutable state); default `true`; the cache's

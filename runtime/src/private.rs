@@ -54,6 +54,8 @@ pub struct Spec {
     cache_none: bool,
     /// `verify = p`: the share of hits verified, if not the cache's.
     verify: Option<f64>,
+    /// `admit_after = n`: the cache is used for a key from its call after the `n`-th.
+    admit_after: u32,
     /// The tables the entry depends on (`tables = ...`), normalised by the macro.
     tables: &'static [&'static str],
     /// `{name}:v{version}:`, computed on first use.
@@ -76,6 +78,7 @@ impl Spec {
             none_ttl: None,
             cache_none: true,
             verify: None,
+            admit_after: 0,
             tables: &[],
             head: OnceLock::new(),
             function: OnceLock::new(),
@@ -114,6 +117,11 @@ impl Spec {
 
     pub const fn verify(mut self, probability: f64) -> Self {
         self.verify = Some(probability);
+        self
+    }
+
+    pub const fn admit_after(mut self, calls: u32) -> Self {
+        self.admit_after = calls;
         self
     }
 
@@ -440,11 +448,23 @@ impl<G> Call<G> {
         body.await
     }
 
-    /// The cache and the key to use, if the call may use the cache at all (a cache, and one
-    /// whose change feed for this function's tables is trusted).
+    /// The cache and the key to use, if the call may use the cache at all (a cache, one
+    /// whose change feed for this function's tables is trusted, and a key it admits).
     fn usable(&self) -> Option<(&QueryCache, &Target)> {
         let (Some(cache), Some(target)) = (self.handle.get(), &self.target) else { return None };
-        self.trusted(cache).then_some((cache, target))
+        (self.trusted(cache) && self.admitted(cache, target)).then_some((cache, target))
+    }
+
+    /// Whether this call's key was called often enough to use the cache (`admit_after`);
+    /// counted when it was not.
+    fn admitted(&self, cache: &QueryCache, target: &Target) -> bool {
+        let engine = cache.engine();
+        let window = self.spec.ttl.unwrap_or(engine.settings.default_ttl);
+        let admitted = engine.admission.admits(target.key(), self.spec.admit_after, window);
+        if !admitted {
+            crate::stats::Stats::count(&engine.stats.unadmitted);
+        }
+        admitted
     }
 
     /// Whether the cache may be used: not while the change feed of the tables it depends on is

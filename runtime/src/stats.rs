@@ -52,6 +52,9 @@ pub struct CacheStats {
     /// Results of functions with `result_tags` not stored because one of their tags was
     /// invalidated while their query ran (returned all the same).
     pub skipped_stores: u64,
+    /// Calls of functions with `admit_after = n` that ran their query without the cache: their
+    /// key had not been called `n` times before in this process within its TTL.
+    pub unadmitted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +77,7 @@ pub(crate) struct Stats {
     pub bypassed: AtomicU64,
     pub stale_detected: AtomicU64,
     pub skipped_stores: AtomicU64,
+    pub unadmitted: AtomicU64,
 }
 
 impl Stats {
@@ -102,6 +106,7 @@ impl Stats {
             bypassed: self.bypassed.load(Relaxed),
             stale_detected: self.stale_detected.load(Relaxed),
             skipped_stores: self.skipped_stores.load(Relaxed),
+            unadmitted: self.unadmitted.load(Relaxed),
         }
     }
 }

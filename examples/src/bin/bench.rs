@@ -93,6 +93,22 @@ async fn q3(cache: &QueryCache, pool: &PgPool, pattern: &str) -> Result<Vec<Buck
     q3_db(pool, pattern).await
 }
 
+// The same, returning `Arc`s: a local hit hands out the kept value's allocation (docs/usage.md).
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q1_arc(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<Arc<Option<User>>, sqlx::Error> {
+    q1_db(pool, id).await.map(Arc::new)
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q2_arc(cache: &QueryCache, pool: &PgPool, from: i64) -> Result<Arc<Vec<User>>, sqlx::Error> {
+    q2_db(pool, from).await.map(Arc::new)
+}
+
+#[cached_query(ttl = 3600, cache = cache, skip(cache))]
+async fn q3_arc(cache: &QueryCache, pool: &PgPool, pattern: &str) -> Result<Arc<Vec<Bucket>>, sqlx::Error> {
+    q3_db(pool, pattern).await.map(Arc::new)
+}
+
 /// The pool, for the `cached` crate's functions (their arguments are their key).
 static POOL: OnceLock<PgPool> = OnceLock::new();
 
@@ -146,6 +162,7 @@ enum Path {
     Hit,
     HitMget,
     HitL1,
+    HitL1Arc,
     CachedCrate,
     // Only with `BENCH_PROFILE`: what a raw `GET` costs on each kind of connection.
     GetMultiplexed,
@@ -153,7 +170,7 @@ enum Path {
     GetNoTimer,
 }
 
-const PATHS: [Path; 8] = [
+const PATHS: [Path; 9] = [
     Path::Db,
     Path::RedisGet,
     Path::RedisGetDecode,
@@ -161,6 +178,7 @@ const PATHS: [Path; 8] = [
     Path::Hit,
     Path::HitMget,
     Path::HitL1,
+    Path::HitL1Arc,
     Path::CachedCrate,
 ];
 /// Paths measured only one at a time (`BENCH_PROFILE`), to tell the connection's part of a hit's
@@ -185,6 +203,7 @@ impl Path {
             Path::Hit => "hit",
             Path::HitMget => "hit, no tracking",
             Path::HitL1 => "hit-l1",
+            Path::HitL1Arc => "hit-l1, Arc",
             Path::CachedCrate => "cached-crate",
             Path::GetMultiplexed => "redis-get, multiplexed",
             Path::GetTracking => "redis-get, tracking connection",
@@ -253,6 +272,9 @@ impl Bench {
                     Query::Q3 => q3(cache, pool, Q3_PATTERN).await.unwrap().len(),
                 }
             }
+            (Path::HitL1Arc, Query::Q1) => q1_arc(&self.local, pool, id).await.unwrap().is_some() as usize,
+            (Path::HitL1Arc, Query::Q2) => q2_arc(&self.local, pool, id).await.unwrap().len(),
+            (Path::HitL1Arc, Query::Q3) => q3_arc(&self.local, pool, Q3_PATTERN).await.unwrap().len(),
             (Path::CachedCrate, Query::Q1) => q1_cached_crate(id).await.unwrap().is_some() as usize,
             (Path::CachedCrate, Query::Q2) => q2_cached_crate(id).await.unwrap().len(),
             (Path::CachedCrate, Query::Q3) => q3_cached_crate(Q3_PATTERN.to_owned()).await.unwrap().len(),
@@ -504,7 +526,7 @@ async fn connections(url: &str) -> redis::RedisResult<(MultiplexedConnection, Mu
 async fn warm(bench: &Bench, query: Query) -> Vec<String> {
     let distinct = if query == Query::Q3 { 1 } else { IDS };
     for i in 0..distinct {
-        for path in [Path::Hit, Path::HitMget, Path::HitL1, Path::CachedCrate] {
+        for path in [Path::Hit, Path::HitMget, Path::HitL1, Path::HitL1Arc, Path::CachedCrate] {
             bench.call(query, path, i).await;
         }
     }
@@ -621,8 +643,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let mut ratios = String::from(
-        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit / redis-mget+decode (ops @32) | hit / hit, no tracking (ops @32) | hit-l1 vs hit (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| query | hit / redis-get+decode (p50) | hit / redis-get (p50) | hit / db (p50) | hit / cached-crate (p50) | hit / cached-crate (ops @32) | hit / redis-get (ops @32) | hit / redis-mget+decode (ops @32) | hit / hit, no tracking (ops @32) | hit-l1 vs hit (p50) | hit-l1, Arc / Q1 hit-l1 (p50) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
+    // The one-row local hit, which the `Arc` hits of every query are compared with.
+    let mut q1_hit_l1 = f64::NAN;
     for (query, name, what) in [
         (Query::Q1, "Q1", "point lookup, 1 row"),
         (Query::Q2, "Q2", "page of 100 rows"),
@@ -675,9 +699,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let row = |p: Path| &rows[PATHS.iter().position(|x| *x == p).unwrap()];
         let p50 = |p: Path| row(p).p50.as_secs_f64();
         let at32 = |p: Path| row(p).ops[2];
+        if query == Query::Q1 {
+            q1_hit_l1 = p50(Path::HitL1);
+        }
         writeln!(
             ratios,
-            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}× faster |",
+            "| {name} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}× faster | {:.2} |",
             p50(Path::Hit) / p50(Path::RedisGetDecode),
             p50(Path::Hit) / p50(Path::RedisGet),
             p50(Path::Hit) / p50(Path::Db),
@@ -687,6 +714,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             at32(Path::Hit) / at32(Path::RedisMgetDecode),
             at32(Path::Hit) / at32(Path::HitMget),
             p50(Path::Hit) / p50(Path::HitL1),
+            p50(Path::HitL1Arc) / q1_hit_l1,
         )?;
     }
     out.push_str("### Ratios\n\n");

@@ -2,7 +2,8 @@
 //! in a prefix of its own on Redis at `REDIS_URL`: the value's size, the tags per entry, the
 //! concurrent callers, the distinct counters an instance depends on (past the 100,000 that
 //! client tracking keeps), and the entries of one function. Prints a table per axis and, with
-//! `--write`, draws a chart per axis into `docs/charts/growth-*.svg`.
+//! `--write`, draws a chart per axis into `docs/charts/growth-*.svg`; `--axis NAME` (`size`,
+//! `tags`, `tasks`, `counters`, `entries`) runs that axis alone. Its keys are deleted at the end.
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin growth -- --write
@@ -283,7 +284,7 @@ async fn entries(url: &str, run: &str) -> Axis {
     let cache = cache(url, run, "entries").await;
     warm(&cache).await;
     let mut stored = 0i64;
-    for count in [1_000i64, 10_000, 100_000, 300_000] {
+    for count in [1_000i64, 10_000, 100_000, 300_000, 1_000_000] {
         fill(stored..count, {
             let cache = cache.clone();
             move |id| {
@@ -305,19 +306,61 @@ async fn entries(url: &str, run: &str) -> Axis {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let write = std::env::args().any(|a| a == "--write");
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--axis").and_then(|at| args.get(at + 1)).cloned();
     let run = format!("growth:{}", std::process::id());
-    let axes = [
-        (value_size(&url, &run).await, "growth-size", "µs"),
-        (tags_per_entry(&url, &run).await, "growth-tags", "µs"),
-        (concurrency(&url, &run).await, "growth-tasks", "thousands/s, µs"),
-        (distinct_counters(&url, &run).await, "growth-counters", "µs"),
-        (entries(&url, &run).await, "growth-entries", "µs"),
-    ];
+    let chosen = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    let mut axes = Vec::new();
+    if chosen("size") {
+        axes.push((value_size(&url, &run).await, "growth-size", "µs"));
+    }
+    if chosen("tags") {
+        axes.push((tags_per_entry(&url, &run).await, "growth-tags", "µs"));
+    }
+    if chosen("tasks") {
+        axes.push((concurrency(&url, &run).await, "growth-tasks", "thousands/s, µs"));
+    }
+    if chosen("counters") {
+        axes.push((distinct_counters(&url, &run).await, "growth-counters", "µs"));
+    }
+    if chosen("entries") {
+        axes.push((entries(&url, &run).await, "growth-entries", "µs"));
+    }
+    if axes.is_empty() {
+        return Err(format!("no axis {only:?}: size, tags, tasks, counters or entries").into());
+    }
     for (axis, file, y) in &axes {
         axis.print();
         if write {
             axis.chart(&format!("docs/charts/{file}.svg"), y)?;
         }
     }
+    let deleted = delete_under(&url, &run).await?;
+    eprintln!("deleted the run's {deleted} keys");
     Ok(())
+}
+
+/// Deletes the keys under `prefix` (`SCAN` and `UNLINK` in steps): a million entries left
+/// behind would slow every `SCAN` of the shared Redis for an hour.
+async fn delete_under(url: &str, prefix: &str) -> redis::RedisResult<usize> {
+    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let (mut cursor, mut deleted) = (0u64, 0);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            deleted += keys.len();
+            redis::cmd("UNLINK").arg(&keys).exec_async(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
 }

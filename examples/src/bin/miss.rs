@@ -7,7 +7,7 @@
 //! - the commands a miss sends to Redis (`INFO commandstats` around them);
 //! - at 32 tasks: the client CPU per call of a miss against the same parts done by hand
 //!   (query, encode, `GET`, `SET`), and a workload whose hit ratio is 10 % with the cache
-//!   against the query alone (calls per second).
+//!   against the query alone (calls per second), and the same with `admit_after = 1`.
 //!
 //! ```sh
 //! cargo run --release -p cached-query-examples --bin miss
@@ -33,6 +33,12 @@ async fn q1_db(pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
 
 #[cached_query(ttl = 3600, cache = cache, skip(cache, pool))]
 async fn q1(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
+    q1_db(pool, id).await
+}
+
+/// The same, storing a key's result from its second call in this process (`admit_after`).
+#[cached_query(ttl = 3600, cache = cache, skip(cache, pool), admit_after = 1)]
+async fn q1_admitted(cache: &QueryCache, pool: &PgPool, id: i64) -> Result<Option<User>, sqlx::Error> {
     q1_db(pool, id).await
 }
 
@@ -200,6 +206,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warm = QueryCache::builder().redis_url(&redis_url).prefix(format!("{run}:ten")).build().await?;
     for id in 1..=100 {
         q1(&warm, &pool, id).await?;
+        for _ in 0..2 {
+            q1_admitted(&warm, &pool, id).await?;
+        }
     }
     println!("{TASKS} tasks for {RUN_FOR:?}, hit ratio 10 %:\n");
     println!("| path | calls/s |");
@@ -218,12 +227,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async move { q1(&cache, &pool, pick(n)).await.unwrap() }
     })
     .await;
-    let stats = warm.stats();
+    let ratio = |name: &str| {
+        let f = warm.function_stats().into_iter().find(|f| f.name.ends_with(name)).unwrap();
+        f.hits as f64 / (f.hits + f.misses + f.bypasses).max(1) as f64
+    };
     println!("| cached fn | {with:.0} |");
+    let (pool_c, warm_c) = (pool.clone(), warm.clone());
+    let (admitted, _) = loaded(Arc::new(AtomicI64::new(0)), move |n| {
+        let (pool, cache) = (pool_c.clone(), warm_c.clone());
+        async move { q1_admitted(&cache, &pool, pick(n)).await.unwrap() }
+    })
+    .await;
+    println!("| cached fn, `admit_after = 1` | {admitted:.0} |");
+    println!("\nwith / without = {:.2} (hit ratio {:.2})", with / without, ratio("::q1"));
     println!(
-        "\nwith / without = {:.2} (hit ratio {:.2})",
-        with / without,
-        stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64
+        "admit_after = 1: with / without = {:.2} (hit ratio {:.2}; not admitted: {})",
+        admitted / without,
+        ratio("::q1_admitted"),
+        warm.stats().unadmitted
     );
     Ok(())
 }
