@@ -6,7 +6,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use cached_query::QueryCache;
-use cached_query_examples::service::{AppState, router};
+use cached_query_examples::service::{AppState, reset_schema, router};
 use common::{send, urls};
 use sqlx::PgPool;
 
@@ -16,12 +16,15 @@ use sqlx::PgPool;
 async fn metrics_are_served() {
     let (database_url, redis_url) = urls();
     let pool = PgPool::connect(&database_url).await.unwrap();
+    // The tables must exist (a fresh database has none): a failed query is never cached.
+    reset_schema(&pool).await.unwrap();
     let prefix = format!("cq-example-metrics:{}:{}", std::process::id(), fastrand::u64(..));
     let cache = QueryCache::builder().redis_url(&redis_url).prefix(prefix).build().await.unwrap();
     cached_query_examples::service::install_metrics();
     let app = router(AppState::new(pool, cache));
     for _ in 0..3 {
-        send(&app, Method::GET, "/profiles/nobody-metrics", None).await;
+        let (status, _) = send(&app, Method::GET, "/profiles/nobody-metrics", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "the query ran and found no one");
     }
     let (status, body) = send(&app, Method::GET, "/metrics", None).await;
     let body = String::from_utf8(body).unwrap();

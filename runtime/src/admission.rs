@@ -32,7 +32,14 @@ impl Expiry<u64, Seen> for UntilIdle {
         Some(seen.window)
     }
 
-    fn expire_after_read(&self, _: &u64, seen: &Seen, _: Instant, _: Option<Duration>, _: Instant) -> Option<Duration> {
+    fn expire_after_read(
+        &self,
+        _: &u64,
+        seen: &Seen,
+        _: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(seen.window)
     }
 
@@ -54,9 +61,9 @@ impl Admission {
         if after == 0 {
             return true;
         }
-        let seen = self.seen.get_or_init(|| {
-            Cache::builder().max_capacity(KEYS_COUNTED).expire_after(UntilIdle).build()
-        });
+        let seen = self
+            .seen
+            .get_or_init(|| Cache::builder().max_capacity(KEYS_COUNTED).expire_after(UntilIdle).build());
         let hash = xxh3_64(key.as_bytes());
         let calls = seen.get(&hash).map_or(0, |s| s.calls);
         if calls >= after {

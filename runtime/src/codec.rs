@@ -464,7 +464,10 @@ mod tests {
         assert_eq!(decode::<Vec<Row>>(&tagged).unwrap().0, rows);
         assert_eq!(result_tags(&tagged).unwrap().unwrap().tags, ["t"]);
         let parts = parts(&tagged).unwrap();
-        assert!(parts.compressed && *parts.payload == plain[header_len(&plain)..], "inspect sees the payload");
+        assert!(
+            parts.compressed && *parts.payload == plain[header_len(&plain)..],
+            "inspect sees the payload"
+        );
         assert_eq!(encode_with(&rows, META, &[], plain.len()).unwrap(), plain, "below the threshold");
         // Incompressible: stored as it is.
         let noise: Vec<u8> =

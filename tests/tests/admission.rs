@@ -44,7 +44,8 @@ async fn a_key_is_stored_on_its_second_call_and_hit_from_its_third() {
     assert_eq!(runs.load(SeqCst), 2, "the second call is a miss");
     let stored = entries(&cache).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
-    let ttl_ms: i64 = redis::cmd("PTTL").arg(&stored[0]).query_async(&mut redis_conn(&redis_url()).await).await.unwrap();
+    let ttl_ms: i64 =
+        redis::cmd("PTTL").arg(&stored[0]).query_async(&mut redis_conn(&redis_url()).await).await.unwrap();
     assert!((50_000..=66_000).contains(&ttl_ms), "the entry has the function's ttl (jittered): {ttl_ms} ms");
 
     for _ in 0..3 {
