@@ -180,7 +180,7 @@ pub use sqlx;
 ///   many times before, the last within `ttl`; the calls before run the query alone, without a
 ///   lookup or a store (`stats().unadmitted`, a `bypass` in `function_stats()`). `1` stores a
 ///   key's result on its second call. Default `0`: every call uses the cache. Counted per
-///   process, for up to 100,000 keys per cache (see docs/usage.md, "Keys read once").
+///   process, in a table of 262,144 slots per cache (see docs/usage.md, "Keys read once").
 /// - `cache_none = <bool>`: `false` never stores empty results.
 /// - `reuse = <bool>`: `false` decodes every hit, never clones a value kept from an earlier
 ///   decode (for types whose `Clone` shares mutable state); default `true`; the cache's

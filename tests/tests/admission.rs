@@ -2,6 +2,7 @@
 //! after the `n`-th in this process; the calls before run the body without a lookup or a store.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 
 use cached_query::{QueryCache, cached_query};
 use cached_query_tests::{keys_under, redis_cache, redis_conn, redis_url, unique_prefix};
@@ -84,7 +85,10 @@ async fn admit_after_two_stores_on_the_third_call() {
 #[tokio::test]
 async fn invalidation_and_other_processes_are_unchanged() {
     let prefix = unique_prefix("admission_instances");
-    let build = || QueryCache::builder().redis_url(redis_url()).prefix(&prefix).build();
+    // Not a test of timeouts: a slow reply on a loaded machine must not turn a hit into a miss.
+    let build = || {
+        QueryCache::builder().redis_url(redis_url()).prefix(&prefix).timeout(Duration::from_secs(2)).build()
+    };
     let (a, b) = (build().await.unwrap(), build().await.unwrap());
     let runs = AtomicUsize::new(0);
     once(&a, &runs, 5).await;

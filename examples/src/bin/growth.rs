@@ -283,6 +283,9 @@ async fn entries(url: &str, run: &str) -> Axis {
     let mut rows = Vec::new();
     let cache = cache(url, run, "entries").await;
     warm(&cache).await;
+    // Redis's own share: a raw `GET` of the same entries, beside each hit.
+    let raw = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let name = cache.function_stats().into_iter().find(|f| f.name.ends_with("plain")).unwrap().name;
     let mut stored = 0i64;
     for count in [1_000i64, 10_000, 100_000, 300_000, 1_000_000] {
         fill(stored..count, {
@@ -296,10 +299,18 @@ async fn entries(url: &str, run: &str) -> Axis {
         stored = count;
         let step = (count / 1_000).max(1);
         let hit = p50(2_000, |i| plain(&cache, (i as i64 * step) % count)).await;
+        let keys: Vec<String> =
+            (0..1_000).map(|i| cache.key(&name, 0, &((i * step) % count,)).unwrap()).collect();
+        let get = p50(2_000, |i| {
+            let (mut raw, key) = (raw.clone(), keys[i % keys.len()].clone());
+            async move { redis::cmd("GET").arg(key).query_async::<Option<Vec<u8>>>(&mut raw).await.unwrap() }
+        })
+        .await;
         let miss = p50(200, |i| plain(&cache, 10_000_000 + count * 10 + i as i64)).await;
-        rows.push((count as f64, vec![hit, miss]));
+        rows.push((count as f64, vec![hit, get, miss]));
     }
-    Axis { name: "entries of one function", x: "entries", columns: vec!["hit p50 µs", "miss p50 µs"], rows }
+    let columns = vec!["hit p50 µs", "raw GET p50 µs", "miss p50 µs"];
+    Axis { name: "entries of one function", x: "entries", columns, rows }
 }
 
 #[tokio::main]
@@ -343,24 +354,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Deletes the keys under `prefix` (`SCAN` and `UNLINK` in steps): a million entries left
 /// behind would slow every `SCAN` of the shared Redis for an hour.
 async fn delete_under(url: &str, prefix: &str) -> redis::RedisResult<usize> {
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-    let (mut cursor, mut deleted) = (0u64, 0);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len();
-            redis::cmd("UNLINK").arg(&keys).exec_async(&mut conn).await?;
+    use redis::AsyncCommands;
+    let client = redis::Client::open(url)?;
+    let (mut scan, mut unlink) =
+        (client.get_multiplexed_async_connection().await?, client.get_multiplexed_async_connection().await?);
+    let options = redis::ScanOptions::default().with_pattern(format!("{prefix}:*")).with_count(10_000);
+    let mut keys = scan.scan_options::<String>(options).await?;
+    let (mut batch, mut deleted) = (Vec::new(), 0);
+    while let Some(key) = keys.next_item().await {
+        batch.push(key?);
+        if batch.len() == 10_000 {
+            deleted += batch.len();
+            unlink.unlink::<_, ()>(std::mem::take(&mut batch)).await?;
         }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
     }
+    deleted += batch.len();
+    if !batch.is_empty() {
+        unlink.unlink::<_, ()>(batch).await?;
+    }
+    Ok(deleted)
 }
