@@ -76,3 +76,28 @@ pub fn urls() -> (String, String) {
         var("REDIS_URL", "redis://127.0.0.1:6379"),
     )
 }
+
+/// Deletes the keys that match `pattern` in the Redis at `url` (`SCAN` and `UNLINK` in steps):
+/// what a benchmark program stored, which would otherwise slow every `SCAN` of a shared Redis
+/// until it expires. Returns how many it deleted.
+pub async fn delete_matching(url: &str, pattern: &str) -> redis::RedisResult<usize> {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(url)?;
+    let (mut scan, mut unlink) =
+        (client.get_multiplexed_async_connection().await?, client.get_multiplexed_async_connection().await?);
+    let options = redis::ScanOptions::default().with_pattern(pattern).with_count(10_000);
+    let mut keys = scan.scan_options::<String>(options).await?;
+    let (mut batch, mut deleted) = (Vec::new(), 0);
+    while let Some(key) = keys.next_item().await {
+        batch.push(key?);
+        if batch.len() == 10_000 {
+            deleted += batch.len();
+            unlink.unlink::<_, ()>(std::mem::take(&mut batch)).await?;
+        }
+    }
+    deleted += batch.len();
+    if !batch.is_empty() {
+        unlink.unlink::<_, ()>(batch).await?;
+    }
+    Ok(deleted)
+}

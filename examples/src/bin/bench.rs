@@ -734,6 +734,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, format!("{}{start}{out}{}", &doc[..a], &doc[b..]))?;
         eprintln!("wrote {path}");
     }
+    for pattern in [format!("{prefix}:*"), "cached-redis-store:cq-bench-cached-*".to_owned()] {
+        cached_query_examples::delete_matching(&redis_url, &pattern).await?;
+    }
     Ok(())
 }
 

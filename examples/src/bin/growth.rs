@@ -346,31 +346,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             axis.chart(&format!("docs/charts/{file}.svg"), y)?;
         }
     }
-    let deleted = delete_under(&url, &run).await?;
+    let deleted = cached_query_examples::delete_matching(&url, &format!("{run}:*")).await?;
     eprintln!("deleted the run's {deleted} keys");
     Ok(())
-}
-
-/// Deletes the keys under `prefix` (`SCAN` and `UNLINK` in steps): a million entries left
-/// behind would slow every `SCAN` of the shared Redis for an hour.
-async fn delete_under(url: &str, prefix: &str) -> redis::RedisResult<usize> {
-    use redis::AsyncCommands;
-    let client = redis::Client::open(url)?;
-    let (mut scan, mut unlink) =
-        (client.get_multiplexed_async_connection().await?, client.get_multiplexed_async_connection().await?);
-    let options = redis::ScanOptions::default().with_pattern(format!("{prefix}:*")).with_count(10_000);
-    let mut keys = scan.scan_options::<String>(options).await?;
-    let (mut batch, mut deleted) = (Vec::new(), 0);
-    while let Some(key) = keys.next_item().await {
-        batch.push(key?);
-        if batch.len() == 10_000 {
-            deleted += batch.len();
-            unlink.unlink::<_, ()>(std::mem::take(&mut batch)).await?;
-        }
-    }
-    deleted += batch.len();
-    if !batch.is_empty() {
-        unlink.unlink::<_, ()>(batch).await?;
-    }
-    Ok(deleted)
 }

@@ -186,6 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         cpu_per_master(&urls, &format!("{prefix}:load")).await?;
     }
+    cached_query_examples::delete_matching(&url, &format!("{prefix}:*")).await?;
     Ok(())
 }
 

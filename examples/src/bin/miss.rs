@@ -246,5 +246,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ratio("::q1_admitted"),
         warm.stats().unadmitted
     );
+    cached_query_examples::delete_matching(&redis_url, &format!("{run}:*")).await?;
     Ok(())
 }
