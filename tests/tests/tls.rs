@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 
 use cached_query::{QueryCache, cached_query};
 use cached_query_tests::matrix::until_reachable;
@@ -11,6 +12,9 @@ use cached_query_tests::{RedisServer, free_port};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 const PASSWORD: &str = "s3cret-tls";
+/// The caches' timeout here: the connection (TCP, TLS handshake, AUTH, HELLO) must fit in it, and
+/// a debug build's handshake on a loaded machine outlasts the default 50 ms.
+const HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// PEMs of a CA, a server certificate for `localhost` and `127.0.0.1`, and a client
 /// certificate, each signed by the CA, with their keys.
@@ -92,6 +96,7 @@ async fn rediss_with_an_acl_user_caches_and_never_shows_the_password() {
         .redis_url(&url)
         .prefix("tls")
         .tls_root_certificate(certs.ca.clone())
+        .timeout(HANDSHAKE)
         .build()
         .await
         .unwrap();
@@ -131,6 +136,7 @@ async fn a_client_certificate_is_presented_when_the_server_asks() {
         .prefix("mtls")
         .tls_root_certificate(certs.ca.clone())
         .tls_client_certificate(certs.client.0.clone(), certs.client.1.clone())
+        .timeout(HANDSHAKE)
         .build()
         .await
         .unwrap();
@@ -144,6 +150,7 @@ async fn a_client_certificate_is_presented_when_the_server_asks() {
         .redis_url(&url)
         .prefix("mtls")
         .tls_root_certificate(certs.ca)
+        .timeout(HANDSHAKE)
         .build()
         .await
         .unwrap();
