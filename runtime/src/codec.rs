@@ -173,9 +173,10 @@ fn encode_plain<T: Serialize + DeserializeOwned + 'static>(
     Ok((buf, payload_at))
 }
 
-/// The payload of an envelope as encoded: decompressed if it was stored compressed.
-fn payload(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
-    let payload = &bytes[payload_at(bytes).ok_or(DecodeError::Envelope)?..];
+/// The payload of an envelope, which begins at `at`, as encoded: decompressed if it was stored
+/// compressed.
+fn payload(bytes: &[u8], at: usize) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+    let payload = &bytes[at..];
     if bytes[CODEC_AT] & COMPRESSED == 0 {
         return Ok(std::borrow::Cow::Borrowed(payload));
     }
@@ -246,7 +247,7 @@ fn header(bytes: &[u8]) -> Option<(Meta, usize)> {
 
 /// Decodes an envelope written by [`encode`] for the same type.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
-    let meta = meta(bytes)?;
+    let (meta, header_end) = header(bytes).ok_or(DecodeError::Envelope)?;
     let shape = shape::<T>();
     if u64::from_le_bytes(bytes[4..VALUE_HEAD].try_into().expect("8 bytes")) != shape.fingerprint {
         return Err(DecodeError::Shape);
@@ -254,7 +255,8 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, 
     // From the slice, not through `Read`, which copies every string once more. Bytes after
     // the value are not looked at: the header already rejects bytes that are not an entry of
     // this type.
-    let payload = payload(bytes)?;
+    let at = layout_after(bytes, header_end).ok_or(DecodeError::Envelope)?.payload_at;
+    let payload = payload(bytes, at)?;
     let value = match bytes[CODEC_AT] & CODEC {
         POSTCARD if shape.complete => {
             postcard::from_bytes(&payload).map_err(|e| DecodeError::Payload(e.to_string()))
@@ -337,7 +339,8 @@ pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, DecodeError> {
     };
     let shape = u64::from_le_bytes(bytes[4..VALUE_HEAD].try_into().expect("8 bytes"));
     let compressed = bytes[CODEC_AT] & COMPRESSED != 0;
-    let (depends, result, payload) = (depends(bytes)?, result_tags(bytes)?, payload(bytes)?);
+    let at = payload_at(bytes).ok_or(DecodeError::Envelope)?;
+    let (depends, result, payload) = (depends(bytes)?, result_tags(bytes)?, payload(bytes, at)?);
     Ok(Parts { meta, codec, shape, depends, result, payload, compressed })
 }
 
@@ -388,7 +391,11 @@ struct Layout {
 }
 
 fn layout(bytes: &[u8]) -> Option<Layout> {
-    let (_, mut at) = header(bytes)?;
+    layout_after(bytes, header(bytes)?.1)
+}
+
+/// The layout of an envelope whose header ends at `at` (a decode reads the header once).
+fn layout_after(bytes: &[u8], mut at: usize) -> Option<Layout> {
     let flags = bytes[CODEC_AT];
     if flags & DEPENDS != 0 {
         at += walk(&bytes[at..], |_| {})?;

@@ -458,6 +458,9 @@ impl<G> Call<G> {
     /// Whether this call's key was called often enough to use the cache (`admit_after`);
     /// counted when it was not.
     fn admitted(&self, cache: &QueryCache, target: &Target) -> bool {
+        if self.spec.admit_after == 0 {
+            return true;
+        }
         let engine = cache.engine();
         let window = self.spec.ttl.unwrap_or(engine.settings.default_ttl);
         let admitted = engine.admission.admits(target.key(), self.spec.admit_after, window);

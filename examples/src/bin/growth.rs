@@ -285,7 +285,6 @@ async fn entries(url: &str, run: &str) -> Axis {
     warm(&cache).await;
     // Redis's own share: a raw `GET` of the same entries, beside each hit.
     let raw = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let name = cache.function_stats().into_iter().find(|f| f.name.ends_with("plain")).unwrap().name;
     let mut stored = 0i64;
     for count in [1_000i64, 10_000, 100_000, 300_000, 1_000_000] {
         fill(stored..count, {
@@ -300,7 +299,7 @@ async fn entries(url: &str, run: &str) -> Axis {
         let step = (count / 1_000).max(1);
         let hit = p50(2_000, |i| plain(&cache, (i as i64 * step) % count)).await;
         let keys: Vec<String> =
-            (0..1_000).map(|i| cache.key(&name, 0, &((i * step) % count,)).unwrap()).collect();
+            (0..1_000).map(|i| cache.key("growth::plain", 0, &((i * step) % count,)).unwrap()).collect();
         let get = p50(2_000, |i| {
             let (mut raw, key) = (raw.clone(), keys[i % keys.len()].clone());
             async move { redis::cmd("GET").arg(key).query_async::<Option<Vec<u8>>>(&mut raw).await.unwrap() }
