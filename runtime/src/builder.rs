@@ -154,6 +154,15 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// The longest making a connection to Redis may take (default: the `timeout`, but at least
+    /// 1 s). Connecting takes several round trips (TCP, TLS, `AUTH`, `HELLO`), so over a slow
+    /// link it needs more than one request does. Calls never wait for it longer than `timeout`:
+    /// meanwhile they run their queries, and the attempt goes on in the background.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = Some(timeout);
+        self
+    }
+
     /// Moves each entry's expiry by a random fraction of its TTL, up to `fraction` either way
     /// (default 0.1, i.e. ±10 %), so that entries written together do not expire together.
     /// `0.0` turns it off; a function's `jitter = ...` overrides it.
@@ -344,6 +353,8 @@ impl QueryCacheBuilder {
             Some("the default TTL must be greater than zero")
         } else if s.timeout.is_zero() {
             Some("the timeout must be greater than zero")
+        } else if s.connect_timeout.is_some_and(|t| t.is_zero()) {
+            Some("the connect timeout must be greater than zero")
         } else if !(0.0..1.0).contains(&s.jitter) {
             Some("the jitter must be a fraction in [0, 1)")
         } else if !(0.0..=1.0).contains(&s.verify) {
@@ -368,13 +379,13 @@ impl QueryCacheBuilder {
         }
         let store = match self.backend {
             Some(Backend::Redis(url)) => {
-                Store::Redis(RedisStore::new(&url, s.timeout, s.client_tracking, &self.tls)?)
+                Store::Redis(RedisStore::new(&url, s.timeouts(), s.client_tracking, &self.tls)?)
             }
             Some(Backend::Cluster(urls)) => {
-                Store::Redis(RedisStore::cluster(&urls, s.timeout, s.client_tracking, &self.tls)?)
+                Store::Redis(RedisStore::cluster(&urls, s.timeouts(), s.client_tracking, &self.tls)?)
             }
             Some(Backend::Sentinel(master, urls)) => {
-                Store::Redis(RedisStore::sentinel(&master, &urls, s.timeout, &self.tls)?)
+                Store::Redis(RedisStore::sentinel(&master, &urls, s.timeouts(), &self.tls)?)
             }
             Some(Backend::Memory(max_entries)) => Store::Memory(MemoryStore::new(max_entries)),
             None => {

@@ -41,6 +41,7 @@ impl fmt::Debug for QueryCache {
             .field("prefix", &self.engine.settings.prefix)
             .field("default_ttl", &self.engine.settings.default_ttl)
             .field("timeout", &self.engine.settings.timeout)
+            .field("connect_timeout", &self.engine.settings.timeouts().connect)
             .finish()
     }
 }

@@ -7,6 +7,8 @@ pub(crate) struct Settings {
     pub prefix: String,
     pub default_ttl: Duration,
     pub timeout: Duration,
+    /// The longest making a connection may take (`None`: see [`Settings::timeouts`]).
+    pub connect_timeout: Option<Duration>,
     pub jitter: f64,
     pub lock: bool,
     pub lock_wait: Duration,
@@ -38,6 +40,7 @@ impl Default for Settings {
             prefix: "cq".to_owned(),
             default_ttl: Duration::from_secs(60),
             timeout: Duration::from_millis(50),
+            connect_timeout: None,
             jitter: 0.1,
             lock: false,
             lock_wait: Duration::from_secs(1),
@@ -53,6 +56,30 @@ impl Default for Settings {
             verify: 0.0,
             passthrough: false,
             publish_stats: None,
+        }
+    }
+}
+
+/// The shortest default for making a connection: it takes several round trips (TCP, TLS,
+/// `AUTH`/`HELLO`), each of which a request's timeout is sized for alone.
+pub(crate) const CONNECT_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+
+/// How long a store's requests and its connection attempts may take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// A request (`.timeout`).
+    pub request: Duration,
+    /// A connection attempt (`.connect_timeout`; by default the request's, at least
+    /// `CONNECT_TIMEOUT_FLOOR`). Callers stay bounded by the request's: a slow attempt goes on
+    /// in the background while they fail open.
+    pub connect: Duration,
+}
+
+impl Settings {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            request: self.timeout,
+            connect: self.connect_timeout.unwrap_or(self.timeout.max(CONNECT_TIMEOUT_FLOOR)),
         }
     }
 }

@@ -58,6 +58,14 @@ async fn a_malformed_url_is_an_error_from_build() {
 }
 
 #[tokio::test]
+async fn zero_timeouts_are_errors_from_build() {
+    let err = QueryCache::builder().in_memory(10).timeout(Duration::ZERO).build().await.unwrap_err();
+    assert!(err.to_string().contains("the timeout must be greater than zero"), "{err}");
+    let err = QueryCache::builder().in_memory(10).connect_timeout(Duration::ZERO).build().await.unwrap_err();
+    assert!(err.to_string().contains("the connect timeout must be greater than zero"), "{err}");
+}
+
+#[tokio::test]
 async fn the_password_never_shows() {
     let url = format!("redis://:hunter2secret@127.0.0.1:{}", free_port());
     let cache = QueryCache::builder().redis_url(&url).build().await.unwrap();

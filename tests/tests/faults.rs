@@ -259,6 +259,45 @@ async fn a_tracked_connection_that_stops_answering_is_given_up() {
     );
 }
 
+/// A link whose round trip fits a request's timeout but not the several round trips a
+/// connection takes (TCP, `HELLO`, `CLIENT TRACKING`): connecting has a timeout of its own
+/// (by default the request's, at least 1 s), so the cache connects, tracks and hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_connects() {
+    let (pool, redis) = (pg().await, RedisServer::start());
+    let proxy = StuckProxy::with_latency(redis.port, Duration::from_millis(30)).await;
+    let timeout = Duration::from_millis(100); // a round trip is 60 ms
+    let cache = QueryCache::builder()
+        .redis_url(proxy.url())
+        .prefix(unique_prefix("slow_link"))
+        .timeout(timeout)
+        .build()
+        .await
+        .unwrap();
+    let (deadline, mut slowest, mut calls) = (Instant::now() + Duration::from_secs(20), Duration::ZERO, 0);
+    while redis_hits(&cache) == 0 || proxy.carried(Which::Tracking) == 0 {
+        assert!(Instant::now() < deadline, "never connected and tracked: {:?}", cache.stats());
+        let started = Instant::now();
+        assert_eq!(triple(&cache, &pool, 1).await.unwrap(), 3);
+        (slowest, calls) = (slowest.max(started.elapsed()), calls + 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A warm hit on the tracked connection: one round trip, within the timeout.
+    let hits = redis_hits(&cache);
+    assert_eq!(triple(&cache, &pool, 1).await.unwrap(), 3);
+    assert_eq!(redis_hits(&cache), hits + 1, "{:?}", cache.stats());
+    // No call waited for a connection attempt (1 s): each gave up at its own timeout.
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    let tally = Tally::default();
+    tally.calls.store(calls + 1, SeqCst);
+    tally.slowest_us.store(slowest.as_micros() as u64, SeqCst);
+    tally.row(
+        "A slow link: connecting takes more than the timeout",
+        "sequential, until tracked",
+        "30 ms each way",
+    );
+}
+
 /// An invalidation whose caller is dropped half-way (a request's timeout, a client gone) is
 /// still applied, or queued when Redis does not answer: it usually follows a committed write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ use super::Marks;
 use super::slots::SlotTracking;
 use super::tracking::{Session, Tracking};
 use crate::CacheError;
+use crate::settings::Timeouts;
 use crate::stamp::{counter_start, parse_counter, parse_counters, stamp};
 
 pub(crate) struct RedisStore {
@@ -93,7 +94,7 @@ impl ConnectionLike for Conn {
 struct SentinelMaster {
     sentinels: tokio::sync::Mutex<SentinelClient>,
     master: ArcSwapOption<ConnectionManager>,
-    timeout: Duration,
+    connect_timeout: Duration,
     db: i64,
 }
 
@@ -108,7 +109,7 @@ impl SentinelMaster {
         }
         let client = sentinels.async_get_client().await?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(None);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         self.master.store(Some(Arc::new(manager.clone())));
@@ -131,10 +132,28 @@ impl SentinelMaster {
 /// timeout of its own: every request already runs under the cache's timer
 /// (`Engine::bounded`), which would fire first; a second timer per request costs hit
 /// throughput under load.
-fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, CacheError> {
-    let config =
-        ConnectionManagerConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
+fn manager(client: &redis::Client, connect_timeout: Duration) -> Result<ConnectionManager, CacheError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(None);
     Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
+}
+
+/// `conn`, its connection being made in the background (a `PING` on it): a connection made
+/// on first use is otherwise made only while callers wait for it, each for no longer than the
+/// cache's timeout, which may be too short for the several round trips it takes. (A
+/// cluster's connection makes itself.) Nothing is spawned outside a runtime.
+fn driven(conn: Conn, connect_timeout: Duration) -> Conn {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let mut conn = conn.clone();
+        // An attempt and its retries; a server that never answers does not keep the task.
+        let within = connect_timeout * 4;
+        runtime.spawn(async move {
+            let ping = redis::cmd("PING");
+            let _ = tokio::time::timeout(within, ping.query_async::<()>(&mut conn)).await;
+        });
+    }
+    conn
 }
 
 fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {
@@ -184,16 +203,16 @@ impl RedisStore {
     /// Validates `url` and prepares a connection that is made on first use, so that a Redis
     /// that is down when the program starts only degrades the cache until it comes up.
     /// With `track`, lookups keep the counters in this process (see `tracking`).
-    pub fn new(url: &str, timeout: Duration, track: bool, tls: &Tls) -> Result<Self, CacheError> {
+    pub fn new(url: &str, timeouts: Timeouts, track: bool, tls: &Tls) -> Result<Self, CacheError> {
         let redacted = redact(url);
         let client = client(url, tls)?;
         let tracking = match track {
-            true => Some(Tracking::new(&client, timeout).map_err(|e| invalid_url(&redacted, e))?),
+            true => Some(Tracking::new(&client, timeouts.connect).map_err(|e| invalid_url(&redacted, e))?),
             false => None,
         };
         let connect = {
             let client = client.clone();
-            Box::new(move || Ok(Conn::Server(manager(&client, timeout)?)))
+            Box::new(move || Ok(driven(Conn::Server(manager(&client, timeouts.connect)?), timeouts.connect)))
         };
         let conn = ArcSwap::from_pointee(connect()?);
         Ok(RedisStore { clients: vec![client], conn, connect, tracking, slot_tracking: None, redacted })
@@ -201,7 +220,7 @@ impl RedisStore {
 
     /// Like [`new`](Self::new), for a cluster reached through any of `urls` (its slot map is
     /// discovered from them, and followed through failovers and resharding).
-    pub fn cluster(urls: &[String], timeout: Duration, track: bool, tls: &Tls) -> Result<Self, CacheError> {
+    pub fn cluster(urls: &[String], timeouts: Timeouts, track: bool, tls: &Tls) -> Result<Self, CacheError> {
         let redacted = format!("cluster[{}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
         if urls.is_empty() {
             return Err(CacheError::Config("a Redis Cluster needs at least one node URL".into()));
@@ -214,13 +233,15 @@ impl RedisStore {
             None => cluster,
         };
         let cluster = cluster.build().map_err(|e| invalid_url(&redacted, e))?;
-        let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+        let config = ClusterConfig::new()
+            .set_connection_timeout(timeouts.connect)
+            .set_response_timeout(timeouts.request);
         let connect = Box::new(move || {
             Ok(Conn::Cluster(cluster.get_pending_async_connection_with_config(config.clone())))
         });
         let conn = ArcSwap::from_pointee(connect()?);
         let slot_tracking = match track {
-            true => Some(SlotTracking::new(clients[0].get_connection_info().clone(), timeout)),
+            true => Some(SlotTracking::new(clients[0].get_connection_info().clone(), timeouts.connect)),
             false => None,
         };
         Ok(RedisStore { clients, conn, connect, tracking: None, slot_tracking, redacted })
@@ -229,7 +250,12 @@ impl RedisStore {
     /// Like [`new`](Self::new), for the master that the Sentinels at `urls` name `master`
     /// (the URLs' user and password are used for the sentinels and the master alike). No
     /// client tracking: its connection would have to follow the master too.
-    pub fn sentinel(master: &str, urls: &[String], timeout: Duration, tls: &Tls) -> Result<Self, CacheError> {
+    pub fn sentinel(
+        master: &str,
+        urls: &[String],
+        timeouts: Timeouts,
+        tls: &Tls,
+    ) -> Result<Self, CacheError> {
         let redacted =
             format!("sentinel[{master} @ {}]", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "));
         let first = urls
@@ -257,12 +283,13 @@ impl RedisStore {
         build().map_err(|e| invalid_url(&redacted, e))?;
         let connect = Box::new(move || {
             let sentinels = build().map_err(|e| CacheError::Config(e.to_string()))?;
-            Ok(Conn::Sentinel(Arc::new(SentinelMaster {
+            let master = SentinelMaster {
                 sentinels: tokio::sync::Mutex::new(sentinels),
                 master: ArcSwapOption::empty(),
-                timeout,
+                connect_timeout: timeouts.connect,
                 db,
-            })))
+            };
+            Ok(driven(Conn::Sentinel(Arc::new(master)), timeouts.connect))
         });
         let conn = ArcSwap::from_pointee(connect()?);
         Ok(RedisStore { clients: Vec::new(), conn, connect, tracking: None, slot_tracking: None, redacted })

@@ -31,7 +31,7 @@ pub(crate) struct SlotTracking {
     /// What a connection to a node is made from (credentials, TLS, protocol), its address
     /// replaced.
     base: ConnectionInfo,
-    timeout: Duration,
+    connect_timeout: Duration,
     /// Each slot range's last slot and its master's address, in slot order.
     map: ArcSwap<Vec<(u16, String)>>,
     nodes: RwLock<HashMap<String, Arc<Tracking>>>,
@@ -42,10 +42,10 @@ pub(crate) struct SlotTracking {
 impl SlotTracking {
     /// Tracking for the cluster one of whose nodes `base` reaches (its credentials and TLS
     /// settings are used for every node).
-    pub fn new(base: ConnectionInfo, timeout: Duration) -> Arc<Self> {
+    pub fn new(base: ConnectionInfo, connect_timeout: Duration) -> Arc<Self> {
         Arc::new(SlotTracking {
             base,
-            timeout,
+            connect_timeout,
             map: ArcSwap::from_pointee(Vec::new()),
             nodes: RwLock::default(),
             refreshing: AtomicBool::new(false),
@@ -83,7 +83,7 @@ impl SlotTracking {
             _ => ConnectionAddr::Tcp(host.to_owned(), port),
         };
         let client = redis::Client::open(self.base.clone().set_addr(addr))?;
-        let tracking = Tracking::new(&client, self.timeout)?;
+        let tracking = Tracking::new(&client, self.connect_timeout)?;
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
         Ok(nodes.entry(node.to_owned()).or_insert(tracking).clone())
     }

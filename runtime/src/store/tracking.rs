@@ -47,7 +47,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct Tracking {
     /// A RESP3 client of the cache's server.
     client: redis::Client,
-    timeout: Duration,
+    /// The longest a connection attempt may take.
+    connect_timeout: Duration,
     session: ArcSwapOption<Session>,
     connecting: AtomicBool,
     /// Set when the server cannot track (no RESP3, no `CLIENT TRACKING`, not allowed).
@@ -236,12 +237,12 @@ impl Session {
 
 impl Tracking {
     /// Tracking for the server of `client` (its own RESP3 connection, made on first use).
-    pub fn new(client: &redis::Client, timeout: Duration) -> Result<Arc<Self>, RedisError> {
+    pub fn new(client: &redis::Client, connect_timeout: Duration) -> Result<Arc<Self>, RedisError> {
         let info = client.get_connection_info().clone();
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         Ok(Arc::new(Tracking {
             client: redis::Client::open(info.set_redis_settings(settings))?,
-            timeout,
+            connect_timeout,
             session: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             off: AtomicBool::new(false),
@@ -278,7 +279,7 @@ impl Tracking {
         let attempt = Attempt(self.clone());
         tokio::spawn(async move {
             let tracking = &attempt.0;
-            let result = tokio::time::timeout(tracking.timeout, tracking.connect()).await;
+            let result = tokio::time::timeout(tracking.connect_timeout, tracking.connect()).await;
             match result {
                 Ok(Ok(session)) => {
                     tracking.session.store(Some(Arc::new(session)));
@@ -302,7 +303,7 @@ impl Tracking {
         let counters = Arc::new(KnownCounters { alive: AtomicBool::new(true), ..KnownCounters::default() });
         let pushes = counters.clone();
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(None) // the cache's own timer bounds every request
             .set_push_sender(move |info| {
                 pushes.apply(info);
