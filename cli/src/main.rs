@@ -22,8 +22,9 @@ struct Cli {
     /// The Redis server the caches use.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
     redis_url: String,
-    /// The nodes of a Redis Cluster the caches use (instead of `--redis-url`).
-    #[arg(long, num_args = 1.., global = true)]
+    /// The nodes of a Redis Cluster the caches use (instead of `--redis-url`): any of them,
+    /// comma-separated or one `--cluster` each.
+    #[arg(long, value_delimiter = ',', global = true)]
     cluster: Vec<String>,
     /// The caches' prefix (`.prefix(..)` on their builder).
     #[arg(long, default_value = "cq", global = true)]
@@ -114,6 +115,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
         .prefix(&cli.prefix)
         .timeout(Duration::from_secs(5))
         .client_tracking(false)
+        .record_layout(false)
         .build()
         .await
         .map_err(|err| err.to_string())?;
@@ -351,15 +353,16 @@ async fn stats(cli: &Cli, cache: &QueryCache, nodes: &Nodes) -> Result<(), Strin
         println!("{memory}");
     } else {
         println!(
-            "{:<40} {:>9} {:>10} {:>10} {:>8} {:>9}",
-            "FUNCTION", "INSTANCES", "HITS", "MISSES", "ERRORS", "HIT_RATIO"
+            "{:<40} {:>9} {:>10} {:>8} {:>10} {:>8} {:>9}",
+            "FUNCTION", "INSTANCES", "HITS", "STALE", "MISSES", "ERRORS", "HIT_RATIO"
         );
         for t in &totals {
             println!(
-                "{:<40} {:>9} {:>10} {:>10} {:>8} {:>8.1}%",
+                "{:<40} {:>9} {:>10} {:>8} {:>10} {:>8} {:>8.1}%",
                 t.function,
                 t.instances,
-                t.hits + t.stale,
+                t.hits,
+                t.stale,
                 t.misses,
                 t.errors,
                 100.0 * t.hit_ratio

@@ -194,10 +194,10 @@ async fn a_cluster_is_read_on_every_master() {
     }
     let on_cluster = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cached-query"));
-        command.args(["--prefix", &prefix, "--cluster"]).args(&urls).args(args);
+        command.args(["--prefix", &prefix, "--cluster", &urls.join(",")]).args(args);
         command.output().expect("run cached-query")
     };
-    assert_eq!(json_lines(&on_cluster(&["--json", "keys"])).len(), ROWS as usize);
+    assert_eq!(json_lines(&on_cluster(&["keys", "--json"])).len(), ROWS as usize);
     let key = cache.key("cli_row", 0, &(1i64,)).unwrap();
     assert_eq!(json_lines(&on_cluster(&["--json", "inspect", &key]))[0]["valid"], true);
     json_lines(&on_cluster(&["--json", "invalidate", "--tag", "row:1"]));
@@ -211,6 +211,18 @@ async fn a_cluster_is_read_on_every_master() {
         row(&cache, &calls, id).await;
     }
     assert_eq!(calls.load(SeqCst), 2 * ROWS as usize + 1, "every entry ran again");
+
+    // A prefix no cache uses: the tool (each node given with its own `--cluster`) lists
+    // nothing and records no number of shards there, which would bind the caches to come.
+    let unused = self::prefix("cluster_unused");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cached-query"));
+    command.args(["--prefix", &unused]);
+    for url in &urls {
+        command.args(["--cluster", url]);
+    }
+    assert_eq!(json_lines(&command.args(["--json", "keys"]).output().unwrap()).len(), 0);
+    let layout = QueryCache::layout_key(&unused);
+    assert_eq!(backend.query::<Option<String>>(redis::cmd("GET").arg(&layout)).await, None);
 }
 
 fn unix_ms() -> u64 {

@@ -113,6 +113,15 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Whether this cache records its number of shards for its prefix on a Redis Cluster, and
+    /// checks it against the one recorded (default `true`; docs/internals.md, "Redis Cluster").
+    /// A tool that only looks at a prefix's entries (the command-line tool) turns it off, so
+    /// that it never records a number that the services do not use.
+    pub fn record_layout(mut self, record: bool) -> Self {
+        self.settings.record_layout = record;
+        self
+    }
+
     /// Stores entries in the Redis master that the Redis Sentinels at `urls`
     /// (`redis://[user:password@]host:26379`, one or more) name `master_name`, and follows it
     /// through failovers: it is asked for again once it stops answering or turns replica. The

@@ -41,6 +41,8 @@ pub(crate) struct Engine {
     /// The names of every key and channel of this cache.
     pub keyspace: Keyspace,
     warnings: WarnLimiter,
+    /// Background refreshes whose query failed (a database outage fails every one of them).
+    pub refresh_warnings: WarnLimiter,
     /// This engine, for the background tasks it starts (which must not keep it alive).
     me: Weak<Engine>,
 }
@@ -67,7 +69,7 @@ impl Engine {
         if store.is_redis() {
             Store::spawn_eviction_check(&store);
         }
-        if store.is_cluster() {
+        if store.is_cluster() && settings.record_layout {
             spawn_layout_check(&store, &settings);
         }
         let decoded = Decoded::new(settings.reuse_decoded);
@@ -87,6 +89,7 @@ impl Engine {
             decoded,
             keyspace,
             warnings: WarnLimiter::new(),
+            refresh_warnings: WarnLimiter::new(),
         })
     }
 

@@ -355,10 +355,12 @@ impl Engine {
             }
             None => {
                 Stats::count(&stats.refresh_errors);
-                if policy.fail_safe {
-                    tracing::warn!(key = %target.key(), "cached_query: background refresh failed; serving the stale value");
-                } else {
-                    tracing::warn!(key = %target.key(), "cached_query: background refresh failed; dropping the stale value");
+                let then =
+                    if policy.fail_safe { "serving the stale value" } else { "dropping the stale value" };
+                self.refresh_warnings.warn(|suppressed| {
+                    tracing::warn!(key = %target.key(), suppressed, "cached_query: background refresh failed; {then}");
+                });
+                if !policy.fail_safe {
                     self.remove(target.key()).await;
                 }
             }

@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     pub default_schema: String,
     /// How many shards a Redis Cluster's keyspace has (see `keyspace`).
     pub cluster_shards: u16,
+    /// Record (and check) the number of shards under the prefix (see `engine`).
+    pub record_layout: bool,
     /// The share of hits verified in the background (see `verify`).
     pub verify: f64,
     /// Caches nothing: every call runs its query (`QueryCache::passthrough`).
@@ -53,6 +55,7 @@ impl Default for Settings {
             reuse_decoded: 32 << 20,
             default_schema: "public".to_owned(),
             cluster_shards: 16,
+            record_layout: true,
             verify: 0.0,
             passthrough: false,
             publish_stats: None,
