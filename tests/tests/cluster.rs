@@ -3,7 +3,8 @@
 //! under load. The same matrix runs on the shared Redis server too, so the two backends are
 //! held to one standard.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache, cached_query};
@@ -85,21 +86,8 @@ async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
     // Warm hits: one `GET` each, on the entry's node only, once its tracked connection is up
     // and knows the counters.
     let hot = cache.key("cluster::spread", 0, &(7u32,)).unwrap();
-    let owner = cluster
-        .nodes
-        .iter()
-        .position(|node| node.command(&["EXISTS", &hot]).is_some_and(|r| r.trim() == "1"));
-    let owner_node = &cluster.nodes[owner.expect("a node holds the entry")];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (gets, mgets) = (owner_node.calls("get"), owner_node.calls("mget"));
-        spread(&cache, &calls, 7).await;
-        if owner_node.calls("get") == gets + 1 && owner_node.calls("mget") == mgets {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no tracked hit within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let owner = until_one_get(cluster, &hot, || spread(&cache, &calls, 7)).await;
+    let owner_node = &cluster.nodes[owner];
     let gets = owner_node.calls("get");
     let before: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
     for _ in 0..100 {
@@ -109,17 +97,45 @@ async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
     assert_eq!(owner_node.calls("get"), gets + 100, "one GET per warm hit");
     for (i, (before, after)) in before.iter().zip(&after).enumerate() {
         // `INFO` itself counts one on each node.
-        let expected = if Some(i) == owner { 100 + 1 } else { 1 };
-        assert_eq!(after - before, expected, "node {i} (owner {owner:?}): {before:?} -> {after:?}");
+        let expected = if i == owner { 100 + 1 } else { 1 };
+        assert_eq!(after - before, expected, "node {i} (owner {owner}): {before:?} -> {after:?}");
     }
 
-    // One tag over every master: all of it runs again.
-    cache.invalidate_tags(["all"]).await.unwrap();
+    // One tag over every master, invalidated by another instance: this one's tracked
+    // connections (one per master), which know the counters, hear of it, and all of it runs
+    // again.
+    for id in (0..ENTRIES).step_by(10) {
+        spread(&cache, &calls, id).await;
+    }
+    let other = backend.builder(cache.prefix()).build().await.unwrap();
+    until_reachable(&other).await;
+    other.invalidate_tags(["all"]).await.unwrap();
     let ran = calls.load(SeqCst);
     for id in (0..ENTRIES).step_by(10) {
         spread(&cache, &calls, id).await;
     }
     assert_eq!(calls.load(SeqCst) - ran, (ENTRIES / 10) as usize, "every entry was invalidated");
+}
+
+/// The index of the node that holds `key`, once a lookup of it (`call`) is one `GET` there and
+/// nothing else (the node's tracked connection up and knowing the counters), within 10 s.
+async fn until_one_get<F: Future>(cluster: &RedisCluster, key: &str, mut call: impl FnMut() -> F) -> usize {
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|node| node.command(&["EXISTS", key]).is_some_and(|r| r.trim() == "1"))
+        .unwrap_or_else(|| panic!("no node holds {key}"));
+    let node = &cluster.nodes[owner];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (gets, mgets) = (node.calls("get"), node.calls("mget"));
+        call().await;
+        if node.calls("get") == gets + 1 && node.calls("mget") == mgets {
+            return owner;
+        }
+        assert!(Instant::now() < deadline, "no tracked hit of {key} within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The commands a node has run so far.
@@ -162,9 +178,27 @@ async fn a_master_failover_keeps_queries_answering() {
     }
     assert_eq!(calls.load(SeqCst), 3);
 
-    // The master of the first entry (the others may be on other masters).
-    let first = cache.key("cached_query_tests::user_name", 0, &(1i64,)).unwrap();
-    let master = cluster.master_of(&first);
+    // Load alongside, on users 1 and 3 (whose names do not change meanwhile).
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let (cache, pool, stop, ran) = (cache.clone(), pool.clone(), stop.clone(), AtomicUsize::new(0));
+            tokio::spawn(async move {
+                let mut answered = 0;
+                while !stop.load(SeqCst) {
+                    for (id, name) in [(1, "alice"), (3, "carol")] {
+                        assert_eq!(user_name(&cache, &pool, table, &ran, id).await.unwrap(), name);
+                        answered += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                answered
+            })
+        })
+        .collect();
+    // The master of user 2's entry: the write below reaches that entry only through the queue.
+    let second = cache.key("cached_query_tests::user_name", 0, &(2i64,)).unwrap();
+    let master = cluster.master_of(&second);
     let killed = master.port;
     master.stop();
     // A write during the failover: its invalidation cannot reach the dead master's copies of
@@ -183,9 +217,16 @@ async fn a_master_failover_keeps_queries_answering() {
     };
     let names = ["alice", "roberta", "carol"];
     let (answered, took) = until_hits_resume(&cache, (&pool, table, &calls), names, context).await;
-    println!("failover: {answered} calls answered; cache hits again after {took:?}");
+    stop.store(true, SeqCst);
+    let mut loaded = 0;
+    for loader in loaders {
+        loaded += loader.await.expect("every call of the load answered rightly");
+    }
+    println!(
+        "failover: {answered} calls answered, {loaded} more by 4 tasks; cache hits again after {took:?}"
+    );
     // A replica took over (as every node will soon see).
-    cluster.new_master_of(&first, killed);
+    cluster.new_master_of(&second, killed);
 
     // Invalidation works on the new master.
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'carla' WHERE id = 3")))
@@ -293,8 +334,27 @@ async fn a_reshard_under_load_serves_no_stale_value() {
             .status()
             .unwrap()
     });
+    // Load alongside: readers of the rows that are never written (version 0).
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|reader| {
+            let (cache, pool, done, ran) = (cache.clone(), pool.clone(), done.clone(), AtomicUsize::new(0));
+            tokio::spawn(async move {
+                let mut answered = 0u64;
+                let unwritten = (1..=ROWS).filter(|id| (id - 1) % 7 != 0).skip(reader);
+                for id in unwritten.cycle().step_by(3) {
+                    if done.load(SeqCst) {
+                        break;
+                    }
+                    assert_eq!(versioned(&cache, &pool, &ran, id).await, 0, "row {id}");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
     let (mut rounds, mut version, before, started) = (0, 0i64, cache.stats(), Instant::now());
-    let mut moved_after = None;
+    let (mut moved_after, mut failed_invalidations) = (None, Vec::new());
     while !reshard.is_finished() || rounds < 3 {
         version += 1;
         for id in (1..=ROWS).step_by(7) {
@@ -305,7 +365,9 @@ async fn a_reshard_under_load_serves_no_stale_value() {
                 .execute(&pool)
                 .await
                 .unwrap();
-            let _ = cache.invalidate_tags([format!("row:{id}")]).await; // queued if it fails
+            if let Err(err) = cache.invalidate_tags([format!("row:{id}")]).await {
+                failed_invalidations.push(err.to_string()); // queued: still, none should fail
+            }
             assert_eq!(versioned(&cache, &pool, &calls, id).await, version, "row {id}");
             assert_eq!(versioned(&cache, &pool, &calls, id).await, version, "row {id} again");
         }
@@ -319,9 +381,16 @@ async fn a_reshard_under_load_serves_no_stale_value() {
         }
     }
     assert!(reshard.join().unwrap().success(), "redis-cli --cluster reshard");
+    done.store(true, SeqCst);
+    let mut loaded = 0;
+    for reader in readers {
+        loaded += reader.await.expect("every read of the load answered rightly");
+    }
+    assert!(failed_invalidations.is_empty(), "invalidations failed: {failed_invalidations:?}");
     let after = cache.stats();
     println!(
-        "reshard: done after {moved_after:?} (time, rounds of {rounds}); {} hits, {} errors (answered from the database)",
+        "reshard: done after {moved_after:?} (time, rounds of {rounds}); {loaded} reads by 3 tasks alongside; \
+         {} hits, {} errors (answered from the database)",
         after.hits - before.hits,
         after.errors - before.errors
     );
@@ -332,6 +401,18 @@ async fn a_reshard_under_load_serves_no_stale_value() {
         versioned(&cache, &pool, &calls, id).await;
     }
     assert!(cache.stats().hits - hits > ROWS as u64 * 9 / 10, "{:?}", cache.stats());
+    // An entry that moved (its slot was the first master's, its node is now the second) is a
+    // warm hit again on its new node: one `GET`, its tracked connection made there.
+    let (id, moved) = (1..=ROWS)
+        .map(|id| (id, cache.key("cluster::versioned", 0, &(id,)).unwrap()))
+        .find(|(_, key)| {
+            let slot = cluster.nodes[1].command(&["CLUSTER", "KEYSLOT", key]).unwrap();
+            slot.trim().parse::<u16>().unwrap() <= 5460
+                && cluster.nodes[1].command(&["EXISTS", key]).is_some_and(|r| r.trim() == "1")
+        })
+        .expect("an entry on a moved slot");
+    let owner = until_one_get(&cluster, &moved, || versioned(&cache, &pool, &calls, id)).await;
+    assert_eq!(owner, 1, "{moved} is on the second master");
 }
 
 #[cached_query(ttl = 600, tables = auto, cache = cache, skip(cache, pool, calls))]
@@ -432,6 +513,7 @@ async fn a_dead_master_holds_back_its_shards_only() {
     let dead = owners[0];
     let on_dead = owners.iter().filter(|o| **o == dead).count();
     cluster.nodes[dead].stop();
+    let stopped = Instant::now();
 
     // A round over every id: the dead master's entries are answered by the query.
     async fn round(cache: &QueryCache, calls: &AtomicUsize) -> usize {
@@ -445,6 +527,7 @@ async fn a_dead_master_holds_back_its_shards_only() {
     while round(&cache, &calls).await != on_dead {
         assert!(Instant::now() < deadline, "the other masters' entries are not served: {:?}", cache.stats());
     }
+    let others_served = stopped.elapsed();
     // An invalidation now reaches two masters of three: queued for the third.
     assert!(cache.invalidate_tags(["all"]).await.is_err());
     assert_eq!(round(&cache, &calls).await, IDS as usize, "every entry invalidated (or bypassed)");
@@ -462,5 +545,58 @@ async fn a_dead_master_holds_back_its_shards_only() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("a dead master: {on_dead} of {IDS} entries on it; {:?}", cache.stats());
+    println!(
+        "a dead master: {on_dead} of {IDS} entries on it; the others' served again after {others_served:?}; {:?}",
+        cache.stats()
+    );
+}
+
+#[cached_query(ttl = 600, tags = ["item:{id}"], cache = cache, skip(cache, source))]
+async fn item(cache: &QueryCache, source: &AtomicI64, id: i64) -> i64 {
+    source.load(SeqCst) * 1000 + id
+}
+
+/// With client tracking on each master: an invalidation by another instance that returned
+/// before a lookup began is seen by that lookup, for entries on every master (by key, by tag
+/// and of the whole namespace), while the warm hits are served from the tracked counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_seen_by_the_next_lookup_on_every_master() {
+    let cluster = RedisCluster::start(3, 0);
+    let backend = Backend::Cluster(cluster.urls());
+    let reader = backend.cache("ordering").await;
+    let writer = backend.builder(reader.prefix()).build().await.unwrap();
+    until_reachable(&writer).await;
+    let sources: Vec<AtomicI64> = (0..3).map(|_| AtomicI64::new(0)).collect();
+    // One entry on each master.
+    let mut ids = [None; 3];
+    for id in 1..=60 {
+        item(&reader, &sources[0], id).await;
+        let key = reader.key("cluster::item", 0, &(id,)).unwrap();
+        let owner =
+            cluster.nodes.iter().position(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"));
+        if let Some(slot) = owner.and_then(|owner| ids.get_mut(owner)).filter(|slot| slot.is_none()) {
+            *slot = Some(id);
+        }
+    }
+    let ids: Vec<i64> = ids.iter().map(|id| id.expect("an entry on every master")).collect();
+    for (id, source) in ids.iter().zip(&sources) {
+        let key = reader.key("cluster::item", 0, &(*id,)).unwrap();
+        until_one_get(&cluster, &key, || item(&reader, source, *id)).await;
+    }
+    let gets: u64 = cluster.nodes.iter().map(|n| n.calls("get")).sum();
+    const ROUNDS: i64 = 50;
+    for round in 1..=ROUNDS {
+        for (id, source) in ids.iter().zip(&sources) {
+            assert_eq!(item(&reader, source, *id).await, (round - 1) * 1000 + id, "round {round}");
+            source.store(round, SeqCst);
+            match round % 3 {
+                0 => item_invalidate(&writer, *id).await.unwrap(),
+                1 => writer.invalidate_tags([format!("item:{id}")]).await.unwrap(),
+                _ => writer.invalidate_all().await.unwrap(),
+            }
+            assert_eq!(item(&reader, source, *id).await, round * 1000 + id, "after invalidation {round}");
+        }
+    }
+    let gets = cluster.nodes.iter().map(|n| n.calls("get")).sum::<u64>() - gets;
+    assert!(gets >= ROUNDS as u64 * 3, "the hits went through the tracked connections ({gets} GETs)");
 }

@@ -1,4 +1,5 @@
-//! A Redis URL with a password: no log line, `Debug` or error shows it. (A test binary of its
+//! A Redis URL with a password (a server's, an ACL user's on a cluster and behind Sentinels): no
+//! log line, `Debug` or error shows it. (A test binary of its
 //! own: it installs the global `tracing` subscriber that captures the logs.)
 
 use cached_query::{QueryCache, cached_query};
@@ -31,10 +32,30 @@ async fn the_password_appears_in_no_log_debug_or_error() {
     let err = triple_invalidate(&cache, 4).await.unwrap_err();
     let wrong = format!("redis://:hunter2secret@127.0.0.1:{}/not-a-db", redis.port);
     let bad = QueryCache::builder().redis_url(wrong).build().await.unwrap_err();
-    let shown = format!("{cache:?} {err} {err:?} {bad} {bad:?}");
+    // An ACL user's password, on a cluster and behind Sentinels (nothing listens there: the
+    // calls fail over to the database, and their failures are logged).
+    let acl = "redis://app:hunter2secret@127.0.0.1:1";
+    let cluster =
+        QueryCache::builder().redis_cluster([acl]).prefix(unique_prefix("acl")).build().await.unwrap();
+    let sentinel =
+        QueryCache::builder().redis_sentinel("m", [acl]).prefix(unique_prefix("acl")).build().await.unwrap();
+    for other in [&cluster, &sentinel] {
+        for n in 0..5 {
+            assert_eq!(triple(other, &pool, n).await.unwrap(), n * 3);
+        }
+        assert!(other.stats().errors >= 1, "{:?}", other.stats());
+    }
+    let errs = [
+        cluster.invalidate_tags(["t"]).await.unwrap_err(),
+        sentinel.invalidate_tags(["t"]).await.unwrap_err(),
+    ];
+    let shown = format!("{cache:?} {err} {err:?} {bad} {bad:?} {cluster:?} {sentinel:?} {errs:?}");
+    assert!(shown.contains("app:***@"), "the user is shown, not the password: {shown}");
     let logged = logs.text();
     assert!(logged.contains("cached_query"), "something was logged: {logged}");
     assert!(!shown.contains("hunter2secret"), "{shown}");
     assert!(!logged.contains("hunter2secret"), "{logged}");
-    println!("| A Redis URL with a password | 12 calls | outage, bad URL | 12 | 0 | 0 | - |");
+    println!(
+        "| A Redis URL with a password | 22 calls | outage, bad URL, cluster, Sentinel | 22 | 0 | 0 | - |"
+    );
 }

@@ -128,6 +128,15 @@ impl SentinelMaster {
     }
 }
 
+/// The shortest and longest wait before a cluster request is retried (see `cluster`).
+const RETRY_WAIT_MIN: Duration = Duration::from_millis(1);
+const RETRY_WAIT_MAX: Duration = Duration::from_millis(100);
+/// How often a cluster request is retried: enough for a slot in migration (`ASK`, `TRYAGAIN`,
+/// then `MOVED`), few because each retry to a node that is gone reads the slot map again,
+/// holding back every other request meanwhile (the cache answers failures itself: breaker,
+/// queue, the query). Measured in docs/internals.md, "Redis Cluster".
+const RETRIES: u32 = 5;
+
 /// A server connection made on first use (and again after it breaks), with no response
 /// timeout of its own: every request already runs under the cache's timer
 /// (`Engine::bounded`), which would fire first; a second timer per request costs hit
@@ -226,7 +235,14 @@ impl RedisStore {
             return Err(CacheError::Config("a Redis Cluster needs at least one node URL".into()));
         }
         let clients = urls.iter().map(|url| client(url, tls)).collect::<Result<Vec<_>, _>>()?;
-        let cluster = ClusterClient::builder(urls.iter().map(String::as_str));
+        // A redirection that must wait (`TRYAGAIN` while a slot migrates, `CLUSTERDOWN` during a
+        // failover) is retried within milliseconds: the crate's default first wait (1.28 s)
+        // outlasts any caller's timeout, so an invalidation during a reshard would fail.
+        let cluster = ClusterClient::builder(urls.iter().map(String::as_str))
+            .min_retry_wait(RETRY_WAIT_MIN.as_millis() as u64)
+            .max_retry_wait(RETRY_WAIT_MAX.as_millis() as u64)
+            .retry_wait_formula(5, 2)
+            .retries(RETRIES);
         #[cfg(feature = "tls")]
         let cluster = match tls.given() {
             Some(certificates) => cluster.certs(certificates),
