@@ -32,6 +32,12 @@ async fn row(cache: &QueryCache, calls: &AtomicUsize, id: i64) -> Row {
     Row { id, note: None }
 }
 
+/// Postcard-encoded (an `i64`), fresh for a second, then stale for a minute.
+#[cached_query(name = "cli_aged", ttl = 1, stale = 60, jitter = 0, cache = cache, skip(cache))]
+async fn aged(cache: &QueryCache, id: i64) -> i64 {
+    id * 10
+}
+
 /// Runs the tool with `args` on the cache's Redis and prefix.
 fn cli(prefix: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cached-query"))
@@ -139,6 +145,38 @@ async fn stats_add_up_every_publishing_instance() {
     }
 }
 
+/// `inspect` of a postcard entry (its shape and size, no value shown), fresh, then stale: still
+/// valid, and kept for its `stale` window.
+#[tokio::test]
+async fn inspect_tells_a_stale_entry_and_a_value_it_cannot_show() {
+    let prefix = prefix("stale");
+    let cache = cache(&prefix).await;
+    assert_eq!(aged(&cache, 1).await, 10);
+    let key = cache.key("cli_aged", 0, &(1i64,)).unwrap();
+    let fresh = &json_lines(&cli(&prefix, &["inspect", &key, "--json"]))[0];
+    assert_eq!(
+        (fresh["state"].as_str(), fresh["codec"].as_str()),
+        (Some("fresh"), Some("postcard")),
+        "{fresh}"
+    );
+    assert!(fresh["value"].is_null(), "postcard carries no field names: {fresh}");
+    assert_eq!(fresh["shape"].as_str().map(str::len), Some(16), "{fresh}");
+    assert!(fresh["size"].as_u64().unwrap() > 0, "{fresh}");
+    let human = String::from_utf8(cli(&prefix, &["inspect", &key]).stdout).unwrap();
+    assert!(human.contains("(postcard: shown by its type only)"), "{human}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inspected = &json_lines(&cli(&prefix, &["inspect", &key, "--json"]))[0];
+        if inspected["state"] == "stale" {
+            assert_eq!(inspected["valid"], true, "{inspected}");
+            assert!(inspected["ttl_ms"].as_u64().unwrap() > 50_000, "kept for `stale`: {inspected}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stale: {inspected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn errors_are_said_with_a_non_zero_exit() {
     let prefix = prefix("errors");
@@ -152,6 +190,11 @@ async fn errors_are_said_with_a_non_zero_exit() {
         .output()
         .unwrap();
     failed(bad_url, "invalid Redis URL");
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_cached-query"))
+        .args(["--redis-url", "redis://127.0.0.1:1", "keys"])
+        .output()
+        .unwrap();
+    failed(unreachable, "cannot reach Redis");
     failed(cli(&prefix, &["inspect", "not-a-key"]), "is not an entry");
     let missing = format!("{prefix}:f:v0:{}", "0".repeat(32));
     failed(cli(&prefix, &["inspect", &missing]), "no entry");

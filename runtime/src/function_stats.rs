@@ -306,9 +306,14 @@ pub(crate) mod metrics {
     }
 
     /// A call of a function without a cache (no keys made for it: a rare path).
-    pub fn uncached_call(function: &'static str, outcome: Answer) {
-        ::metrics::counter!("cached_query_calls_total", "function" => function, "outcome" => outcome.label())
+    pub fn uncached_call(function: &'static str, outcome: Answer, elapsed: Option<Duration>) {
+        let outcome = outcome.label();
+        ::metrics::counter!("cached_query_calls_total", "function" => function, "outcome" => outcome)
             .increment(1);
+        if let Some(elapsed) = elapsed {
+            ::metrics::histogram!("cached_query_call_duration_seconds", "function" => function, "outcome" => outcome)
+                .record(elapsed.as_secs_f64());
+        }
     }
 
     /// Failures are rare: their label is made when counted.
@@ -350,7 +355,7 @@ pub(crate) mod metrics {
     }
 
     pub fn call(_: &Keys, _: Answer, _: bool, _: Option<Duration>) {}
-    pub fn uncached_call(_: &'static str, _: Answer) {}
+    pub fn uncached_call(_: &'static str, _: Answer, _: Option<Duration>) {}
     pub fn error(_: &str, _: &'static str) {}
     pub fn query(_: &Keys, _: Duration) {}
     pub fn invalidation(_: &'static str) {}

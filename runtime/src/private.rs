@@ -438,14 +438,18 @@ impl<G> Call<G> {
         }
     }
 
-    /// Runs the body without the cache: counted as a bypass where a cache was configured.
+    /// Runs the body without the cache: counted as a bypass (with its duration, for the
+    /// metrics) once it returns.
     async fn bypass<R, F: Future<Output = R>>(&self, body: F) -> R {
         let function = self.spec.function();
+        let began = function_stats::metrics::TIMED.then(std::time::Instant::now);
+        let result = body.await;
+        let elapsed = began.map(|began| began.elapsed());
         match self.handle.configured() {
-            Some(cache) => cache.engine().functions.call(function, Answer::Bypass, false, None),
-            None => function_stats::metrics::uncached_call(function, Answer::Bypass),
+            Some(cache) => cache.engine().functions.call(function, Answer::Bypass, false, elapsed),
+            None => function_stats::metrics::uncached_call(function, Answer::Bypass, elapsed),
         }
-        body.await
+        result
     }
 
     /// The cache and the key to use, if the call may use the cache at all (a cache, one

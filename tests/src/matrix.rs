@@ -511,3 +511,44 @@ pub async fn writers_without_a_local_tier_reach_the_local_tiers(
     backend.on_every_node(redis::cmd("ACL").arg("DELUSER").arg(&user)).await;
     delays
 }
+
+/// Tasks calling `user_name` of users 1 and 3 (alice and carol, whose names the failover tests
+/// leave alone) in a loop, each call checked, until [`Load::stop`].
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl Load {
+    pub fn start(cache: &QueryCache, pool: &PgPool, table: &'static str, tasks: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..tasks)
+            .map(|_| {
+                let (cache, pool, stop, ran) =
+                    (cache.clone(), pool.clone(), stop.clone(), AtomicUsize::new(0));
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    while !stop.load(SeqCst) {
+                        for (id, name) in [(1, "alice"), (3, "carol")] {
+                            assert_eq!(user_name(&cache, &pool, table, &ran, id).await.unwrap(), name);
+                            answered += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the tasks; how many calls they made (each answered rightly, or this panics).
+    pub async fn stop(self) -> usize {
+        self.stop.store(true, SeqCst);
+        let mut answered = 0;
+        for task in self.tasks {
+            answered += task.await.expect("every call of the load answered rightly");
+        }
+        answered
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cached_query::{CacheError, QueryCache, cached_query};
 use cached_query_tests::cluster::RedisCluster;
 use cached_query_tests::matrix::{
-    self, Backend, until_answer, until_hits_resume, until_local_hit, until_reachable,
+    self, Backend, Load, until_answer, until_hits_resume, until_local_hit, until_reachable,
 };
 use cached_query_tests::{pg, redis_url, unique_prefix, user_name, user_name_invalidate, users_table};
 
@@ -179,23 +179,7 @@ async fn a_master_failover_keeps_queries_answering() {
     assert_eq!(calls.load(SeqCst), 3);
 
     // Load alongside, on users 1 and 3 (whose names do not change meanwhile).
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> = (0..4)
-        .map(|_| {
-            let (cache, pool, stop, ran) = (cache.clone(), pool.clone(), stop.clone(), AtomicUsize::new(0));
-            tokio::spawn(async move {
-                let mut answered = 0;
-                while !stop.load(SeqCst) {
-                    for (id, name) in [(1, "alice"), (3, "carol")] {
-                        assert_eq!(user_name(&cache, &pool, table, &ran, id).await.unwrap(), name);
-                        answered += 1;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                answered
-            })
-        })
-        .collect();
+    let load = Load::start(&cache, &pool, table, 4);
     // The master of user 2's entry: the write below reaches that entry only through the queue.
     let second = cache.key("cached_query_tests::user_name", 0, &(2i64,)).unwrap();
     let master = cluster.master_of(&second);
@@ -217,11 +201,7 @@ async fn a_master_failover_keeps_queries_answering() {
     };
     let names = ["alice", "roberta", "carol"];
     let (answered, took) = until_hits_resume(&cache, (&pool, table, &calls), names, context).await;
-    stop.store(true, SeqCst);
-    let mut loaded = 0;
-    for loader in loaders {
-        loaded += loader.await.expect("every call of the load answered rightly");
-    }
+    let loaded = load.stop().await;
     println!(
         "failover: {answered} calls answered, {loaded} more by 4 tasks; cache hits again after {took:?}"
     );

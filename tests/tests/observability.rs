@@ -126,6 +126,8 @@ fn metrics_have_the_documented_names_and_labels() {
                 .await
                 .unwrap();
             until_counted(&down, "halved", |f| f.bypasses == 1, || halved(&down, 4)).await;
+            // A cache that consults nothing: a bypass before any lookup, timed as well.
+            assert_eq!(doubled(&QueryCache::passthrough(), 3).await, 6);
             let _ = down.invalidate_tags(["user:9"]).await;
         })
     });
@@ -187,6 +189,13 @@ fn metrics_have_the_documented_names_and_labels() {
         find(MetricKind::Counter, "cached_query_calls_total", &[("function", "halved"), ("outcome", outcome)])
     };
     assert_eq!(halved("bypass"), Some(&DebugValue::Counter(1)), "{metrics:?}");
+    assert_eq!(calls("bypass"), Some(&DebugValue::Counter(1)), "{metrics:?}");
+    let bypassed = find(
+        MetricKind::Histogram,
+        "cached_query_call_duration_seconds",
+        &[("function", "observability::doubled"), ("outcome", "bypass")],
+    );
+    assert!(matches!(bypassed, Some(DebugValue::Histogram(values)) if values.len() == 1), "{metrics:?}");
     // The connection manager retries a refused connection (100 ms later) within the call's
     // timeout (50 ms): the call sees a timeout; three open the breaker.
     let refused = find(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{CacheError, QueryCache};
-use cached_query_tests::matrix::{until_hits_resume, until_reachable};
+use cached_query_tests::matrix::{Load, until_hits_resume, until_reachable};
 use cached_query_tests::{RedisServer, free_port, pg, user_name, users_table};
 
 const MASTER: &str = "cq-master";
@@ -106,6 +106,7 @@ async fn a_sentinel_failover_moves_the_cache_to_the_new_master() {
     assert_eq!((calls.load(SeqCst), cache.stats().hits), (3, 3), "{:?}", cache.stats());
     assert!(master.command(&["DBSIZE"]).is_some_and(|n| n.trim() != "0"), "entries on the master");
 
+    let load = Load::start(&cache, &pool, table, 4);
     master.stop();
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'roberta' WHERE id = 2")))
         .execute(&pool)
@@ -115,7 +116,10 @@ async fn a_sentinel_failover_moves_the_cache_to_the_new_master() {
     let context = || format!("the sentinel says the master is on {:?}", sentinels[0].master_port());
     let names = ["alice", "roberta", "carol"];
     let (answered, took) = until_hits_resume(&cache, (&pool, table, &calls), names, context).await;
-    println!("sentinel failover: {answered} calls answered; hits again after {took:?}");
+    let loaded = load.stop().await;
+    println!(
+        "sentinel failover: {answered} calls answered, {loaded} more by 4 tasks; hits again after {took:?}"
+    );
     assert_eq!(sentinels[0].master_port(), Some(replica.port), "the replica was promoted");
     assert!(replica.command(&["DBSIZE"]).is_some_and(|n| n.trim() != "0"), "entries on the new master");
 }
