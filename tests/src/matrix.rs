@@ -513,7 +513,8 @@ pub async fn writers_without_a_local_tier_reach_the_local_tiers(
 }
 
 /// Tasks calling `user_name` of users 1 and 3 (alice and carol, whose names the failover tests
-/// leave alone) in a loop, each call checked, until [`Load::stop`].
+/// leave alone) in a loop, each call checked, until [`Load::stop`]. Give it a cache instance of
+/// its own: on the checked one its calls would join that caller's flights and count as hits.
 pub struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<usize>>,

@@ -179,7 +179,8 @@ async fn a_master_failover_keeps_queries_answering() {
     assert_eq!(calls.load(SeqCst), 3);
 
     // Load alongside, on users 1 and 3 (whose names do not change meanwhile).
-    let load = Load::start(&cache, &pool, table, 4);
+    let other = backend.builder(cache.prefix()).build().await.unwrap();
+    let load = Load::start(&other, &pool, table, 4);
     // The master of user 2's entry: the write below reaches that entry only through the queue.
     let second = cache.key("cached_query_tests::user_name", 0, &(2i64,)).unwrap();
     let master = cluster.master_of(&second);

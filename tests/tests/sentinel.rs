@@ -97,7 +97,8 @@ async fn a_sentinel_failover_moves_the_cache_to_the_new_master() {
 
     let (pool, calls, table) = (pg().await, AtomicUsize::new(0), "t_sentinel");
     users_table(&pool, table).await;
-    let cache = QueryCache::builder().redis_sentinel(MASTER, urls).prefix("sentinel").build().await.unwrap();
+    let instance = || QueryCache::builder().redis_sentinel(MASTER, urls.clone()).prefix("sentinel").build();
+    let (cache, other) = (instance().await.unwrap(), instance().await.unwrap());
     until_reachable(&cache).await;
     for id in 1..=3 {
         user_name(&cache, &pool, table, &calls, id).await.unwrap();
@@ -106,7 +107,7 @@ async fn a_sentinel_failover_moves_the_cache_to_the_new_master() {
     assert_eq!((calls.load(SeqCst), cache.stats().hits), (3, 3), "{:?}", cache.stats());
     assert!(master.command(&["DBSIZE"]).is_some_and(|n| n.trim() != "0"), "entries on the master");
 
-    let load = Load::start(&cache, &pool, table, 4);
+    let load = Load::start(&other, &pool, table, 4);
     master.stop();
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = 'roberta' WHERE id = 2")))
         .execute(&pool)
