@@ -30,6 +30,12 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 impl RedisCluster {
     /// Starts the nodes, creates the cluster and waits until every node reports it `ok`.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, |_| Vec::new())
+    }
+
+    /// Like [`start`](Self::start), each node with `more(port)` arguments besides (its port is
+    /// the plain one, which the test's own `redis-cli` uses).
+    pub fn start_with(masters: usize, replicas: usize, more: impl Fn(u16) -> Vec<String>) -> RedisCluster {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
         let dir = std::env::temp_dir().join(format!("cq-cluster-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -47,6 +53,7 @@ impl RedisCluster {
                     // Replicas sync at once (the default waits 5 s for more replicas).
                     .chain(["--repl-diskless-sync-delay", "0"])
                     .map(str::to_owned)
+                    .chain(more(port))
                     .collect();
                 let mut node = RedisServer::unstarted_with(port, args);
                 node.restart();

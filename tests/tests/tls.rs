@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cached_query::{QueryCache, cached_query};
+use cached_query_tests::cluster::RedisCluster;
 use cached_query_tests::matrix::until_reachable;
 use cached_query_tests::{RedisServer, free_port};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 const PASSWORD: &str = "s3cret-tls";
-/// The caches' timeout here: the connection (TCP, TLS handshake, AUTH, HELLO) must fit in it, and
-/// a debug build's handshake on a loaded machine outlasts the default 50 ms.
+/// The caches' timeout here: a debug build's TLS requests on a loaded machine can outlast the
+/// default 50 ms (connecting has its own timeout, at least 1 s).
 const HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// PEMs of a CA, a server certificate for `localhost` and `127.0.0.1`, and a client
@@ -46,16 +47,16 @@ fn certificates() -> Certificates {
     }
 }
 
-/// A server with a plain port (for the test's own `redis-cli`) and a TLS port; `auth_clients`
-/// is `--tls-auth-clients` (`no`, `yes`). An ACL user `app` with `PASSWORD`.
-fn tls_server(dir: &Path, certs: &Certificates, auth_clients: &str) -> (RedisServer, u16) {
+/// `redis-server` arguments for a TLS port besides the plain one (which the test's own
+/// `redis-cli` uses), with the certificates written to `dir`; `auth_clients` is
+/// `--tls-auth-clients` (`no`, `yes`).
+fn tls_args(dir: &Path, certs: &Certificates, auth_clients: &str, tls_port: u16) -> Vec<String> {
     let write = |name: &str, pem: &str| {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
         path.to_string_lossy().into_owned()
     };
-    let tls_port = free_port();
-    let args = [
+    vec![
         "--tls-port".to_owned(),
         tls_port.to_string(),
         "--tls-cert-file".to_owned(),
@@ -66,11 +67,21 @@ fn tls_server(dir: &Path, certs: &Certificates, auth_clients: &str) -> (RedisSer
         write("ca.crt", &certs.ca),
         "--tls-auth-clients".to_owned(),
         auth_clients.to_owned(),
-    ];
-    let mut server = RedisServer::unstarted_with(free_port(), args.to_vec());
-    server.restart();
+    ]
+}
+
+/// Adds the ACL user `app` with `PASSWORD` to `server`.
+fn add_user(server: &RedisServer) {
     let acl = ["ACL", "SETUSER", "app", "on", &format!(">{PASSWORD}"), "~*", "&*", "+@all"];
     assert_eq!(server.command(&acl).as_deref().map(str::trim), Some("OK"));
+}
+
+/// A server with a plain port and a TLS port, and the ACL user `app`.
+fn tls_server(dir: &Path, certs: &Certificates, auth_clients: &str) -> (RedisServer, u16) {
+    let tls_port = free_port();
+    let mut server = RedisServer::unstarted_with(free_port(), tls_args(dir, certs, auth_clients, tls_port));
+    server.restart();
+    add_user(&server);
     (server, tls_port)
 }
 
@@ -157,5 +168,63 @@ async fn a_client_certificate_is_presented_when_the_server_asks() {
     squared(&without, &calls, 5).await;
     assert_eq!(calls.load(SeqCst), 2, "refused without a client certificate: answered by the query");
     assert!(without.stats().errors >= 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A Redis Cluster whose nodes take TLS clients (and talk TLS among themselves), the ACL user on
+/// each: `rediss://` to any node reaches them all, entries spread over the masters, and a warm
+/// hit is one `GET` on the entry's node (its tracked connection made over TLS too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_with_an_acl_user() {
+    let (certs, dir) = (certificates(), temp_dir("cluster"));
+    let tls_ports = std::sync::Mutex::new(Vec::new());
+    let cluster = RedisCluster::start_with(3, 0, |_| {
+        let tls_port = free_port();
+        tls_ports.lock().unwrap().push(tls_port);
+        let mut args = tls_args(&dir, &certs, "no", tls_port);
+        args.extend(["--tls-cluster".to_owned(), "yes".to_owned()]);
+        args
+    });
+    cluster.nodes.iter().for_each(add_user);
+    let first = tls_ports.lock().unwrap()[0];
+    let cache = QueryCache::builder()
+        .redis_cluster([format!("rediss://app:{PASSWORD}@127.0.0.1:{first}")])
+        .prefix("tls-cluster")
+        .tls_root_certificate(certs.ca.clone())
+        .timeout(HANDSHAKE)
+        .build()
+        .await
+        .unwrap();
+    until_reachable(&cache).await;
+    let calls = AtomicUsize::new(0);
+    for n in 0..60 {
+        assert_eq!(squared(&cache, &calls, n).await, n * n);
+    }
+    let holding: Vec<usize> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.command(&["--scan", "--pattern", &cache.key_pattern()]).unwrap().lines().count())
+        .collect();
+    assert!(holding.iter().all(|keys| *keys > 0), "entries on every master: {holding:?}");
+    cache.invalidate_tags(["n:7"]).await.unwrap();
+    assert_eq!(squared(&cache, &calls, 7).await, 49);
+    assert_eq!(calls.load(SeqCst), 61, "invalidated over TLS");
+    // Warm hits: one `GET` on the entry's node, once its tracked connection is up.
+    let key = cache.key("tls::squared", 0, &(7u64,)).unwrap();
+    let owner = cluster.nodes.iter().find(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"));
+    let owner = owner.expect("a node holds the entry");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (gets, mgets) = (owner.calls("get"), owner.calls("mget"));
+        assert_eq!(squared(&cache, &calls, 7).await, 49);
+        if owner.calls("get") == gets + 1 && owner.calls("mget") == mgets {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no tracked hit over TLS within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((calls.load(SeqCst), cache.stats().errors), (61, 0), "{:?}", cache.stats());
+    assert!(!format!("{cache:?}").contains(PASSWORD), "{cache:?}");
+    drop(cluster);
     let _ = std::fs::remove_dir_all(dir);
 }
