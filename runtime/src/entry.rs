@@ -116,10 +116,7 @@ impl Engine {
                 let oversized = bytes.len() > max;
                 if oversized {
                     Stats::count(&self.stats.oversized);
-                    let err = CacheError::Encode(format!(
-                        "{} bytes, more than max_value_bytes ({max})",
-                        bytes.len()
-                    ));
+                    let err = CacheError::Oversized { size: bytes.len(), max };
                     self.failed("set", key, &err);
                 }
                 Some(Envelope {

@@ -30,6 +30,14 @@ pub enum CacheError {
     /// A value could not be encoded for the cache.
     #[error("cannot encode the value for the cache: {0}")]
     Encode(String),
+    /// An encoded value is larger than `max_value_bytes`: returned to its caller, not stored.
+    #[error("the value is {size} bytes, more than max_value_bytes ({max}): not stored")]
+    Oversized {
+        /// The entry's size, encoded.
+        size: usize,
+        /// The builder's `max_value_bytes`.
+        max: usize,
+    },
 }
 
 impl CacheError {

@@ -226,7 +226,7 @@ fn kind(err: &CacheError) -> &'static str {
         CacheError::Timeout(_) => "timeout",
         CacheError::Unavailable => "unavailable",
         CacheError::Decode(_) => "decode",
-        CacheError::Encode(text) if text.contains("max_value_bytes") => "oversized",
+        CacheError::Oversized { .. } => "oversized",
         CacheError::Encode(_) => "encode",
         CacheError::Config(_) => "config",
         CacheError::Redis(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {

@@ -126,6 +126,15 @@ fn metrics_have_the_documented_names_and_labels() {
                 .await
                 .unwrap();
             until_counted(&down, "halved", |f| f.bypasses == 1, || halved(&down, 4)).await;
+            // An entry over max_value_bytes: returned, not stored, counted as `oversized`.
+            let small = QueryCache::builder()
+                .redis_url(redis_url())
+                .prefix(unique_prefix("obs_small"))
+                .max_value_bytes(8)
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(halved(&small, 10).await, 5);
             // A cache that consults nothing: a bypass before any lookup, timed as well.
             assert_eq!(doubled(&QueryCache::passthrough(), 3).await, 6);
             let _ = down.invalidate_tags(["user:9"]).await;
@@ -204,6 +213,12 @@ fn metrics_have_the_documented_names_and_labels() {
         &[("function", "halved"), ("kind", "timeout")],
     );
     assert_eq!(refused, Some(&DebugValue::Counter(3)), "{metrics:?}");
+    let oversized = find(
+        MetricKind::Counter,
+        "cached_query_errors_total",
+        &[("function", "halved"), ("kind", "oversized")],
+    );
+    assert_eq!(oversized, Some(&DebugValue::Counter(1)), "{metrics:?}");
     let breaker = find(MetricKind::Gauge, "cached_query_breaker_open", &[]);
     assert!(matches!(breaker, Some(DebugValue::Gauge(open)) if open.0 == 1.0), "{metrics:?}");
 }
