@@ -32,6 +32,13 @@ async fn row(cache: &QueryCache, calls: &AtomicUsize, id: i64) -> Row {
     Row { id, note: None }
 }
 
+/// An entry that depends on a table (invalidated by `--table`).
+#[cached_query(name = "cli_tabled", ttl = 300, tables = ["items"], cache = cache, skip(cache, calls))]
+async fn tabled(cache: &QueryCache, calls: &AtomicUsize, id: i64) -> i64 {
+    calls.fetch_add(1, SeqCst);
+    id
+}
+
 /// Postcard-encoded (an `i64`), fresh for a second, then stale for a minute.
 #[cached_query(name = "cli_aged", ttl = 1, stale = 60, jitter = 0, cache = cache, skip(cache))]
 async fn aged(cache: &QueryCache, id: i64) -> i64 {
@@ -116,6 +123,16 @@ async fn keys_inspect_invalidate() {
     json_lines(&cli(&prefix, &["invalidate", "--all", "--json"]));
     row(&cache, &calls, 1).await;
     assert_eq!(calls.load(SeqCst), 5, "everything ran again");
+    // By table: the entries that depend on it, and no other.
+    tabled(&cache, &calls, 1).await;
+    let tabled_key = cache.key("cli_tabled", 0, &(1i64,)).unwrap();
+    let counters = &json_lines(&cli(&prefix, &["inspect", &tabled_key, "--json"]))[0]["counters"];
+    assert!(counters.to_string().contains("items"), "the table it depends on: {counters}");
+    json_lines(&cli(&prefix, &["invalidate", "--table", "items", "--json"]));
+    assert_eq!(json_lines(&cli(&prefix, &["inspect", &tabled_key, "--json"]))[0]["valid"], false);
+    tabled(&cache, &calls, 1).await;
+    row(&cache, &calls, 1).await;
+    assert_eq!(calls.load(SeqCst), 7, "the table's entry ran again, the row's did not");
     assert!(cli(&prefix, &["invalidate", "--key", &key]).status.success());
 }
 
