@@ -439,17 +439,11 @@ impl<G> Call<G> {
     }
 
     /// Runs the body without the cache: counted as a bypass (with its duration, for the
-    /// metrics) once it returns.
+    /// metrics) when it returns or is dropped.
     async fn bypass<R, F: Future<Output = R>>(&self, body: F) -> R {
-        let function = self.spec.function();
         let began = function_stats::metrics::TIMED.then(std::time::Instant::now);
-        let result = body.await;
-        let elapsed = began.map(|began| began.elapsed());
-        match self.handle.configured() {
-            Some(cache) => cache.engine().functions.call(function, Answer::Bypass, false, elapsed),
-            None => function_stats::metrics::uncached_call(function, Answer::Bypass, elapsed),
-        }
-        result
+        let _counted = Bypassed { cache: self.handle.configured(), function: self.spec.function(), began };
+        body.await
     }
 
     /// The cache and the key to use, if the call may use the cache at all (a cache, one
@@ -490,6 +484,23 @@ impl<G> Call<G> {
         match (self.handle.get(), &self.target) {
             (Some(cache), Some(target)) => cache.invalidate(target.key()).await,
             _ => Ok(()),
+        }
+    }
+}
+
+/// Counts a call that bypassed the cache, once, when it is dropped.
+struct Bypassed<'a> {
+    cache: Option<&'a QueryCache>,
+    function: &'static str,
+    began: Option<std::time::Instant>,
+}
+
+impl Drop for Bypassed<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.began.map(|began| began.elapsed());
+        match self.cache {
+            Some(cache) => cache.engine().functions.call(self.function, Answer::Bypass, false, elapsed),
+            None => function_stats::metrics::uncached_call(self.function, Answer::Bypass, elapsed),
         }
     }
 }
