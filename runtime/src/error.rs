@@ -30,7 +30,8 @@ pub enum CacheError {
     /// A value could not be encoded for the cache.
     #[error("cannot encode the value for the cache: {0}")]
     Encode(String),
-    /// An encoded value is larger than `max_value_bytes`: returned to its caller, not stored.
+    /// An encoded value is larger than `max_value_bytes`: not stored (the value still goes to
+    /// its caller; this error is counted and logged).
     #[error("the value is {size} bytes, more than max_value_bytes ({max}): not stored")]
     Oversized {
         /// The entry's size, encoded.

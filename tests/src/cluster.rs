@@ -53,6 +53,9 @@ impl RedisCluster {
                     // Replicas sync at once (the default waits 5 s for more replicas).
                     .chain(["--repl-diskless-sync-delay", "0"])
                     .map(str::to_owned)
+                    // The bus on the port kept free for it (with `--tls-cluster yes` it would
+                    // follow the TLS port).
+                    .chain(["--cluster-port".to_owned(), (port + 10_000).to_string()])
                     .chain(more(port))
                     .collect();
                 let mut node = RedisServer::unstarted_with(port, args);

@@ -63,6 +63,15 @@ async fn zero_timeouts_are_errors_from_build() {
     assert!(err.to_string().contains("the timeout must be greater than zero"), "{err}");
     let err = QueryCache::builder().in_memory(10).connect_timeout(Duration::ZERO).build().await.unwrap_err();
     assert!(err.to_string().contains("the connect timeout must be greater than zero"), "{err}");
+    // "No limit" is a valid timeout, for requests and connections (Redis down here).
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    for builder in [
+        QueryCache::builder().redis_url(&url).timeout(Duration::MAX),
+        QueryCache::builder().redis_url(&url).connect_timeout(Duration::MAX),
+        QueryCache::builder().redis_sentinel("m", [url.clone()]).timeout(Duration::MAX),
+    ] {
+        builder.build().await.unwrap();
+    }
 }
 
 #[tokio::test]

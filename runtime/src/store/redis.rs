@@ -57,7 +57,7 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => Box::pin(async move {
                 let result = s.manager().await?.req_packed_command(cmd).await;
-                s.settle(&result);
+                SentinelMaster::settle(s, &result);
                 result
             }),
         }
@@ -74,7 +74,7 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(s) => Box::pin(async move {
                 let result = s.manager().await?.req_packed_commands(pipeline, offset, count).await;
-                s.settle(&result);
+                SentinelMaster::settle(s, &result);
                 result
             }),
         }
@@ -116,14 +116,17 @@ impl SentinelMaster {
         Ok(manager)
     }
 
-    fn settle<T>(&self, result: &Result<T, RedisError>) {
+    /// Forgets the master if `result` says it is gone or demoted, and asks the Sentinels for
+    /// the new one in the background (not only while callers wait, each for one timeout).
+    fn settle<T>(this: &Arc<Self>, result: &Result<T, RedisError>) {
         if let Err(err) = result
             && (err.is_io_error()
                 || err.is_connection_refusal()
                 || err.is_connection_dropped()
                 || err.code() == Some("READONLY"))
+            && this.master.swap(None).is_some()
         {
-            self.master.store(None);
+            drive(Conn::Sentinel(this.clone()), this.connect_timeout);
         }
     }
 }
@@ -148,21 +151,26 @@ fn manager(client: &redis::Client, connect_timeout: Duration) -> Result<Connecti
     Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
 }
 
-/// `conn`, its connection being made in the background (a `PING` on it): a connection made
-/// on first use is otherwise made only while callers wait for it, each for no longer than the
-/// cache's timeout, which may be too short for the several round trips it takes. (A
-/// cluster's connection makes itself.) Nothing is spawned outside a runtime.
+/// `conn`, its connection being made in the background (see [`drive`]).
 fn driven(conn: Conn, connect_timeout: Duration) -> Conn {
+    drive(conn.clone(), connect_timeout);
+    conn
+}
+
+/// Makes `conn`'s connection in the background (a `PING` on it): a connection made on first
+/// use is otherwise made only while callers wait for it, each for no longer than the cache's
+/// timeout, which may be too short for the several round trips it takes. (A cluster's
+/// connection makes itself.) Nothing is spawned outside a runtime.
+fn drive(mut conn: Conn, connect_timeout: Duration) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        let mut conn = conn.clone();
-        // An attempt and its retries; a server that never answers does not keep the task.
-        let within = connect_timeout * 4;
+        // A few attempts; callers go on with the half-made connection after that, and a
+        // server that never answers does not keep the task.
+        let within = connect_timeout.saturating_mul(4);
         runtime.spawn(async move {
             let ping = redis::cmd("PING");
             let _ = tokio::time::timeout(within, ping.query_async::<()>(&mut conn)).await;
         });
     }
-    conn
 }
 
 fn invalid_url(redacted: &str, e: redis::RedisError) -> CacheError {

@@ -279,7 +279,9 @@ impl Tracking {
         let attempt = Attempt(self.clone());
         tokio::spawn(async move {
             let tracking = &attempt.0;
-            let result = tokio::time::timeout(tracking.connect_timeout, tracking.connect()).await;
+            // The connection, then its `CLIENT TRACKING` round trip.
+            let within = tracking.connect_timeout.saturating_mul(2);
+            let result = tokio::time::timeout(within, tracking.connect()).await;
             match result {
                 Ok(Ok(session)) => {
                     tracking.session.store(Some(Arc::new(session)));
