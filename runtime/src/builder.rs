@@ -166,7 +166,9 @@ impl QueryCacheBuilder {
     /// The longest making a connection to Redis may take (default: the `timeout`, but at least
     /// 1 s). Connecting takes several round trips (TCP, TLS, `AUTH`, `HELLO`), so over a slow
     /// link it needs more than one request does. Calls never wait for it longer than `timeout`:
-    /// meanwhile they run their queries, and the attempt goes on in the background.
+    /// meanwhile they run their queries, and the attempt goes on in the background. On a
+    /// cluster, the cluster client's connections default to the `timeout` alone: it reconnects
+    /// to a node while holding back the requests to every node.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = Some(timeout);
         self

@@ -76,6 +76,9 @@ pub(crate) struct Timeouts {
     /// `CONNECT_TIMEOUT_FLOOR`). Callers stay bounded by the request's: a slow attempt goes on
     /// in the background while they fail open.
     pub connect: Duration,
+    /// A connection attempt of the cluster client to a node (`.connect_timeout`; by default
+    /// the request's): it reconnects while holding back every request to every node.
+    pub cluster_connect: Duration,
 }
 
 impl Settings {
@@ -83,6 +86,7 @@ impl Settings {
         Timeouts {
             request: self.timeout,
             connect: self.connect_timeout.unwrap_or(self.timeout.max(CONNECT_TIMEOUT_FLOOR)),
+            cluster_connect: self.connect_timeout.unwrap_or(self.timeout),
         }
     }
 }

@@ -258,7 +258,7 @@ impl RedisStore {
         };
         let cluster = cluster.build().map_err(|e| invalid_url(&redacted, e))?;
         let config = ClusterConfig::new()
-            .set_connection_timeout(timeouts.connect)
+            .set_connection_timeout(timeouts.cluster_connect)
             .set_response_timeout(timeouts.request);
         let connect = Box::new(move || {
             Ok(Conn::Cluster(cluster.get_pending_async_connection_with_config(config.clone())))
