@@ -77,6 +77,29 @@ impl RedisCluster {
         cluster
     }
 
+    /// The index of the node that holds `key`, if one does.
+    pub fn holder_of(&self, key: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.command(&["EXISTS", key]).is_some_and(|r| r.trim() == "1"))
+    }
+
+    /// The index of the node that holds `key`, once a lookup of it (`call`) is one `GET` there
+    /// and nothing else (the node's tracked connection up and knowing the counters), within
+    /// 10 s.
+    pub async fn until_one_get<F: Future>(&self, key: &str, mut call: impl FnMut() -> F) -> usize {
+        let owner = self.holder_of(key).unwrap_or_else(|| panic!("no node holds {key}"));
+        let node = &self.nodes[owner];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (gets, mgets) = (node.calls("get"), node.calls("mget"));
+            call().await;
+            if node.calls("get") == gets + 1 && node.calls("mget") == mgets {
+                return owner;
+            }
+            assert!(Instant::now() < deadline, "no tracked hit of {key} within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The URLs of all nodes.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()

@@ -86,7 +86,7 @@ async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
     // Warm hits: one `GET` each, on the entry's node only, once its tracked connection is up
     // and knows the counters.
     let hot = cache.key("cluster::spread", 0, &(7u32,)).unwrap();
-    let owner = until_one_get(cluster, &hot, || spread(&cache, &calls, 7)).await;
+    let owner = cluster.until_one_get(&hot, || spread(&cache, &calls, 7)).await;
     let owner_node = &cluster.nodes[owner];
     let gets = owner_node.calls("get");
     let before: Vec<u64> = cluster.nodes.iter().map(total_calls).collect();
@@ -117,25 +117,15 @@ async fn spread_over_every_master(cluster: &RedisCluster, backend: &Backend) {
     assert_eq!(calls.load(SeqCst) - ran, (ENTRIES / 10) as usize, "every entry was invalidated");
 }
 
-/// The index of the node that holds `key`, once a lookup of it (`call`) is one `GET` there and
-/// nothing else (the node's tracked connection up and knowing the counters), within 10 s.
-async fn until_one_get<F: Future>(cluster: &RedisCluster, key: &str, mut call: impl FnMut() -> F) -> usize {
-    let owner = cluster
-        .nodes
-        .iter()
-        .position(|node| node.command(&["EXISTS", key]).is_some_and(|r| r.trim() == "1"))
-        .unwrap_or_else(|| panic!("no node holds {key}"));
-    let node = &cluster.nodes[owner];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (gets, mgets) = (node.calls("get"), node.calls("mget"));
-        call().await;
-        if node.calls("get") == gets + 1 && node.calls("mget") == mgets {
-            return owner;
-        }
-        assert!(Instant::now() < deadline, "no tracked hit of {key} within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+const IDS: u32 = 60;
+
+/// Stores the entries of `spread` for ids `0..IDS`; the index of the node holding each.
+async fn spread_entries(cluster: &RedisCluster, cache: &QueryCache, calls: &AtomicUsize) -> Vec<usize> {
+    for id in 0..IDS {
+        spread(cache, calls, id).await;
     }
+    let holder = |id: u32| cluster.holder_of(&cache.key("cluster::spread", 0, &(id,)).unwrap()).unwrap();
+    (0..IDS).map(holder).collect()
 }
 
 /// The commands a node has run so far.
@@ -283,19 +273,7 @@ async fn a_paused_master_holds_back_its_shards_only() {
         .unwrap();
     until_reachable(&cache).await;
     let calls = AtomicUsize::new(0);
-    const IDS: u32 = 60;
-    for id in 0..IDS {
-        spread(&cache, &calls, id).await;
-    }
-    let owner = |id: u32| {
-        let key = cache.key("cluster::spread", 0, &(id,)).unwrap();
-        cluster
-            .nodes
-            .iter()
-            .position(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"))
-            .unwrap()
-    };
-    let owners: Vec<usize> = (0..IDS).map(owner).collect();
+    let owners = spread_entries(&cluster, &cache, &calls).await;
     let paused = owners[0];
     cluster.nodes[paused].pause();
     let (started, mut others, mut others_hit) = (Instant::now(), 0u64, 0u64);
@@ -439,11 +417,10 @@ async fn a_reshard_under_load_serves_no_stale_value() {
         .map(|id| (id, cache.key("cluster::versioned", 0, &(id,)).unwrap()))
         .find(|(_, key)| {
             let slot = cluster.nodes[1].command(&["CLUSTER", "KEYSLOT", key]).unwrap();
-            slot.trim().parse::<u16>().unwrap() <= 5460
-                && cluster.nodes[1].command(&["EXISTS", key]).is_some_and(|r| r.trim() == "1")
+            slot.trim().parse::<u16>().unwrap() <= 5460 && cluster.holder_of(key) == Some(1)
         })
         .expect("an entry on a moved slot");
-    let owner = until_one_get(&cluster, &moved, || versioned(&cache, &pool, &calls, id)).await;
+    let owner = cluster.until_one_get(&moved, || versioned(&cache, &pool, &calls, id)).await;
     assert_eq!(owner, 1, "{moved} is on the second master");
 }
 
@@ -497,15 +474,10 @@ async fn a_change_feed_invalidates_entries_on_every_master() {
         assert!(Instant::now() < deadline, "never cached: {:?}", cache.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let owners: std::collections::HashSet<u16> = (1..=60i64)
+    let owners: std::collections::HashSet<usize> = (1..=60i64)
         .map(|id| {
             let key = cache.key("cluster::fed", 0, &(id,)).unwrap();
-            cluster
-                .nodes
-                .iter()
-                .find(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"))
-                .unwrap()
-                .port
+            cluster.holder_of(&key).unwrap()
         })
         .collect();
     assert_eq!(owners.len(), 3, "entries on every master");
@@ -529,19 +501,7 @@ async fn a_dead_master_holds_back_its_shards_only() {
     let backend = Backend::Cluster(cluster.urls());
     let cache = backend.cache("isolation").await;
     let calls = AtomicUsize::new(0);
-    const IDS: u32 = 60;
-    for id in 0..IDS {
-        spread(&cache, &calls, id).await;
-    }
-    let owner = |id: u32| {
-        let key = cache.key("cluster::spread", 0, &(id,)).unwrap();
-        cluster
-            .nodes
-            .iter()
-            .position(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"))
-            .unwrap()
-    };
-    let owners: Vec<usize> = (0..IDS).map(owner).collect();
+    let owners = spread_entries(&cluster, &cache, &calls).await;
     let dead = owners[0];
     let on_dead = owners.iter().filter(|o| **o == dead).count();
     cluster.nodes[dead].stop();
@@ -604,16 +564,16 @@ async fn an_invalidation_is_seen_by_the_next_lookup_on_every_master() {
     for id in 1..=60 {
         item(&reader, &sources[0], id).await;
         let key = reader.key("cluster::item", 0, &(id,)).unwrap();
-        let owner =
-            cluster.nodes.iter().position(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"));
-        if let Some(slot) = owner.and_then(|owner| ids.get_mut(owner)).filter(|slot| slot.is_none()) {
+        if let Some(slot) =
+            cluster.holder_of(&key).and_then(|owner| ids.get_mut(owner)).filter(|slot| slot.is_none())
+        {
             *slot = Some(id);
         }
     }
     let ids: Vec<i64> = ids.iter().map(|id| id.expect("an entry on every master")).collect();
     for (id, source) in ids.iter().zip(&sources) {
         let key = reader.key("cluster::item", 0, &(*id,)).unwrap();
-        until_one_get(&cluster, &key, || item(&reader, source, *id)).await;
+        cluster.until_one_get(&key, || item(&reader, source, *id)).await;
     }
     let gets: u64 = cluster.nodes.iter().map(|n| n.calls("get")).sum();
     const ROUNDS: i64 = 50;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use cached_query::{QueryCache, cached_query};
+use cached_query::{QueryCache, QueryCacheBuilder, cached_query};
 use cached_query_tests::cluster::RedisCluster;
 use cached_query_tests::matrix::until_reachable;
 use cached_query_tests::{RedisServer, free_port};
@@ -70,6 +70,11 @@ fn tls_args(dir: &Path, certs: &Certificates, auth_clients: &str, tls_port: u16)
     ]
 }
 
+/// `builder` trusting the test's CA, with the timeout of this file.
+fn trusting(builder: QueryCacheBuilder, certs: &Certificates) -> QueryCacheBuilder {
+    builder.tls_root_certificate(certs.ca.clone()).timeout(HANDSHAKE)
+}
+
 /// Adds the ACL user `app` with `PASSWORD` to `server`.
 fn add_user(server: &RedisServer) {
     let acl = ["ACL", "SETUSER", "app", "on", &format!(">{PASSWORD}"), "~*", "&*", "+@all"];
@@ -103,14 +108,7 @@ async fn rediss_with_an_acl_user_caches_and_never_shows_the_password() {
     let (certs, dir) = (certificates(), temp_dir("acl"));
     let (_server, tls_port) = tls_server(&dir, &certs, "no");
     let url = format!("rediss://app:{PASSWORD}@localhost:{tls_port}");
-    let cache = QueryCache::builder()
-        .redis_url(&url)
-        .prefix("tls")
-        .tls_root_certificate(certs.ca.clone())
-        .timeout(HANDSHAKE)
-        .build()
-        .await
-        .unwrap();
+    let cache = trusting(QueryCache::builder().redis_url(&url).prefix("tls"), &certs).build().await.unwrap();
     until_reachable(&cache).await;
     let calls = AtomicUsize::new(0);
     assert_eq!(squared(&cache, &calls, 3).await, 9);
@@ -187,14 +185,9 @@ async fn a_cluster_over_tls_with_an_acl_user() {
     });
     cluster.nodes.iter().for_each(add_user);
     let first = tls_ports.lock().unwrap()[0];
-    let cache = QueryCache::builder()
-        .redis_cluster([format!("rediss://app:{PASSWORD}@127.0.0.1:{first}")])
-        .prefix("tls-cluster")
-        .tls_root_certificate(certs.ca.clone())
-        .timeout(HANDSHAKE)
-        .build()
-        .await
-        .unwrap();
+    let url = format!("rediss://app:{PASSWORD}@127.0.0.1:{first}");
+    let builder = QueryCache::builder().redis_cluster([url]).prefix("tls-cluster");
+    let cache = trusting(builder, &certs).build().await.unwrap();
     until_reachable(&cache).await;
     let calls = AtomicUsize::new(0);
     for n in 0..60 {
@@ -211,18 +204,7 @@ async fn a_cluster_over_tls_with_an_acl_user() {
     assert_eq!(calls.load(SeqCst), 61, "invalidated over TLS");
     // Warm hits: one `GET` on the entry's node, once its tracked connection is up.
     let key = cache.key("tls::squared", 0, &(7u64,)).unwrap();
-    let owner = cluster.nodes.iter().find(|n| n.command(&["EXISTS", &key]).is_some_and(|r| r.trim() == "1"));
-    let owner = owner.expect("a node holds the entry");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (gets, mgets) = (owner.calls("get"), owner.calls("mget"));
-        assert_eq!(squared(&cache, &calls, 7).await, 49);
-        if owner.calls("get") == gets + 1 && owner.calls("mget") == mgets {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no tracked hit over TLS within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    cluster.until_one_get(&key, || squared(&cache, &calls, 7)).await;
     assert_eq!((calls.load(SeqCst), cache.stats().errors), (61, 0), "{:?}", cache.stats());
     assert!(!format!("{cache:?}").contains(PASSWORD), "{cache:?}");
     drop(cluster);
