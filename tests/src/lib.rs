@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cached_query::{QueryCache, cached_query};
+use cached_query::{QueryCache, QueryCacheBuilder, cached_query};
 use sqlx::PgPool;
 
 pub mod cluster;
@@ -57,6 +57,17 @@ pub fn unique_prefix(test: &str) -> String {
 /// A cache on the shared Redis, under a prefix of its own.
 pub async fn redis_cache(test: &str) -> QueryCache {
     redis_cache_at(&redis_url(), test).await
+}
+
+/// A cache on the shared Redis, under a prefix of its own, built `with` more settings.
+pub async fn redis_cache_with(
+    test: &str,
+    with: impl FnOnce(QueryCacheBuilder) -> QueryCacheBuilder,
+) -> QueryCache {
+    with(QueryCache::builder().redis_url(redis_url()).prefix(unique_prefix(test)))
+        .build()
+        .await
+        .expect("build cache")
 }
 
 /// A cache on the Redis at `url`, under a prefix of its own.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cached_query::{FunctionStats, QueryCache, cached_query};
-use cached_query_tests::{pg, redis_cache, redis_conn, redis_url, unique_prefix, user_name, users_table};
+use cached_query_tests::{pg, redis_cache, redis_cache_with, redis_conn, redis_url, user_name, users_table};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use sqlx::PgPool;
@@ -108,13 +108,7 @@ fn metrics_have_the_documented_names_and_labels() {
             // A stale value served: past its second of freshness, within `stale`.
             until_counted(&cache, "aged", |f| f.stale == 1, || aged(&cache, 1)).await;
             // The local tier, once its backplane is up.
-            let local = QueryCache::builder()
-                .redis_url(redis_url())
-                .prefix(unique_prefix("obs_local"))
-                .local_cache(10)
-                .build()
-                .await
-                .unwrap();
+            let local = redis_cache_with("obs_local", |b| b.local_cache(10)).await;
             until_counted(&local, "halved", |f| f.local_hits == 1, || halved(&local, 8)).await;
             // Nothing listens there: the call's failure is its function's, the invalidation's
             // no function's. After three failures the breaker opens: the next call bypasses
@@ -127,13 +121,7 @@ fn metrics_have_the_documented_names_and_labels() {
                 .unwrap();
             until_counted(&down, "halved", |f| f.bypasses == 1, || halved(&down, 4)).await;
             // An entry over max_value_bytes: returned, not stored, counted as `oversized`.
-            let small = QueryCache::builder()
-                .redis_url(redis_url())
-                .prefix(unique_prefix("obs_small"))
-                .max_value_bytes(8)
-                .build()
-                .await
-                .unwrap();
+            let small = redis_cache_with("obs_small", |b| b.max_value_bytes(8)).await;
             assert_eq!(halved(&small, 10).await, 5);
             // A cache that consults nothing: a bypass before any lookup, timed as well.
             assert_eq!(doubled(&QueryCache::passthrough(), 3).await, 6);

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use cached_query::{CacheStats, QueryCache, QueryCacheBuilder, cached_query};
-use cached_query_tests::{pg, redis_cache, redis_url, unique_prefix};
+use cached_query::{CacheStats, QueryCache, cached_query};
+use cached_query_tests::{pg, redis_cache, redis_cache_with, redis_url, unique_prefix};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -172,10 +172,6 @@ async fn uncloneable(pool: &PgPool, cache: &QueryCache) {
 }
 
 /// A cache on the shared Redis under a prefix of its own, configured by `with`.
-async fn cache_with(test: &str, with: fn(QueryCacheBuilder) -> QueryCacheBuilder) -> QueryCache {
-    with(QueryCache::builder().redis_url(redis_url()).prefix(unique_prefix(test))).build().await.unwrap()
-}
-
 /// Four calls of `page` on a fresh table: the body's runs, and the cache's stats.
 async fn four_calls(cache: &QueryCache, pool: &PgPool, table: &str) -> (usize, CacheStats) {
     rows_table(pool, table).await;
@@ -188,7 +184,7 @@ async fn four_calls(cache: &QueryCache, pool: &PgPool, table: &str) -> (usize, C
 
 #[tokio::test]
 async fn turned_off_nothing_is_kept() {
-    let cache = cache_with("reuse_off", |b| b.reuse_decoded(0)).await;
+    let cache = redis_cache_with("reuse_off", |b| b.reuse_decoded(0)).await;
     let (calls, stats) = four_calls(&cache, &pg().await, "t_reuse_off").await;
     assert_eq!((calls, stats.hits, stats.reused_decodes), (1, 3, 0));
 }
@@ -196,7 +192,7 @@ async fn turned_off_nothing_is_kept() {
 #[tokio::test]
 async fn the_in_memory_backend_and_the_local_tier_reuse_too() {
     let pool = pg().await;
-    let local = cache_with("reuse_tiers", |b| b.local_cache(100)).await;
+    let local = redis_cache_with("reuse_tiers", |b| b.local_cache(100)).await;
     for (cache, table) in [(QueryCache::in_memory(100), "t_reuse_mem"), (local, "t_reuse_local")] {
         let (calls, stats) = four_calls(&cache, &pool, table).await;
         assert_eq!((calls, stats.hits, stats.reused_decodes), (1, 3, 3), "{cache:?}");
@@ -223,13 +219,7 @@ async fn local_hits_of_an_arc_share_one_allocation() {
     use std::sync::Arc;
     let pool = pg().await;
     rows_table(&pool, "t_reuse_arc").await;
-    let cache = QueryCache::builder()
-        .redis_url(redis_url())
-        .prefix(unique_prefix("reuse_arc"))
-        .local_cache(100)
-        .build()
-        .await
-        .unwrap();
+    let cache = redis_cache_with("reuse_arc", |b| b.local_cache(100)).await;
     let calls = AtomicUsize::new(0);
     let page_of = |from| shared_page(&cache, &pool, "t_reuse_arc", &calls, from);
     // Until the backplane is up, the local tier does not serve.

@@ -126,7 +126,7 @@ impl SentinelMaster {
                 || err.code() == Some("READONLY"))
             && this.master.swap(None).is_some()
         {
-            drive(Conn::Sentinel(this.clone()), this.connect_timeout);
+            drive(&Conn::Sentinel(this.clone()), this.connect_timeout);
         }
     }
 }
@@ -151,18 +151,13 @@ fn manager(client: &redis::Client, connect_timeout: Duration) -> Result<Connecti
     Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
 }
 
-/// `conn`, its connection being made in the background (see [`drive`]).
-fn driven(conn: Conn, connect_timeout: Duration) -> Conn {
-    drive(conn.clone(), connect_timeout);
-    conn
-}
-
 /// Makes `conn`'s connection in the background (a `PING` on it): a connection made on first
 /// use is otherwise made only while callers wait for it, each for no longer than the cache's
 /// timeout, which may be too short for the several round trips it takes. (A cluster's
 /// connection makes itself.) Nothing is spawned outside a runtime.
-fn drive(mut conn: Conn, connect_timeout: Duration) {
+fn drive(conn: &Conn, connect_timeout: Duration) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let mut conn = conn.clone();
         // A few attempts; callers go on with the half-made connection after that, and a
         // server that never answers does not keep the task.
         let within = connect_timeout.saturating_mul(4);
@@ -229,7 +224,11 @@ impl RedisStore {
         };
         let connect = {
             let client = client.clone();
-            Box::new(move || Ok(driven(Conn::Server(manager(&client, timeouts.connect)?), timeouts.connect)))
+            Box::new(move || {
+                let conn = Conn::Server(manager(&client, timeouts.connect)?);
+                drive(&conn, timeouts.connect);
+                Ok(conn)
+            })
         };
         let conn = ArcSwap::from_pointee(connect()?);
         Ok(RedisStore { clients: vec![client], conn, connect, tracking, slot_tracking: None, redacted })
@@ -313,7 +312,9 @@ impl RedisStore {
                 connect_timeout: timeouts.connect,
                 db,
             };
-            Ok(driven(Conn::Sentinel(Arc::new(master)), timeouts.connect))
+            let conn = Conn::Sentinel(Arc::new(master));
+            drive(&conn, timeouts.connect);
+            Ok(conn)
         });
         let conn = ArcSwap::from_pointee(connect()?);
         Ok(RedisStore { clients: Vec::new(), conn, connect, tracking: None, slot_tracking: None, redacted })
